@@ -1,0 +1,152 @@
+"""Audio loading and frame-aligned features.
+
+Video frame ``t`` (at the model rate ``FPS``) owns feature rows
+``[t * MEL_PER_FRAME, (t + 1) * MEL_PER_FRAME)``; every feature array of a clip with
+``n`` video frames has exactly ``n * MEL_PER_FRAME`` rows, so slicing by frame is exact.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .config import (FMAX, FMIN, FPS, HOP_LENGTH, LOG_EPS, MEL_PER_FRAME, N_FFT, N_MELS, N_MFCC,
+                     SAMPLE_RATE, SAMPLES_PER_FRAME, WIN_LENGTH, WINDOW_FRAMES, WINDOW_STRIDE)
+from .errors import InputError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".mp4", ".mov",
+                    ".mkv", ".webm", ".avi", ".flv", ".mpg")
+
+
+def _load_pyav(path: str, sr: int) -> np.ndarray:
+    import av
+    chunks = []
+    with av.open(path) as container:
+        if not container.streams.audio:
+            raise InputError(f"{path} has no audio track; pass a file that contains speech")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1))
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().reshape(-1))
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 samples at ``sr`` from any common audio file or the audio track of a video."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"audio file {path} does not exist; pass an existing speech recording")
+    y = None
+    try:
+        import soundfile as sf
+        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+        y = data.mean(axis=1)
+        if file_sr != sr:
+            import librosa
+            y = librosa.resample(y, orig_sr=file_sr, target_sr=sr, res_type="soxr_hq")
+    except InputError:
+        raise
+    except Exception:
+        try:
+            y = _load_pyav(str(path), sr)
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"could not decode audio from {path} ({type(exc).__name__}); "
+                             "convert it to WAV, FLAC, MP3 or M4A") from None
+    if y is None or len(y) < SAMPLES_PER_FRAME:
+        raise InputError(f"{path} holds no usable audio (shorter than one frame); pass a longer speech recording")
+    if not np.all(np.isfinite(y)):
+        raise InputError(f"{path} contains invalid samples (NaN or Inf); re-export the audio")
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def num_frames(n_samples: int, fps: float = FPS, sr: int = SAMPLE_RATE) -> int:
+    """Video frames that cover ``n_samples`` of audio (the video lasts as long as the audio, ±1 frame)."""
+    return max(1, int(round(n_samples / sr * fps)))
+
+
+def _pad_to_frames(y: np.ndarray, n: int) -> np.ndarray:
+    want = n * SAMPLES_PER_FRAME
+    return np.pad(y, (0, want - len(y))) if len(y) < want else y[:want]
+
+
+@lru_cache(maxsize=1)
+def _mel_basis() -> np.ndarray:
+    import librosa
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX).astype(np.float32)
+
+
+def log_mel(y: np.ndarray) -> np.ndarray:
+    """Log-Mel spectrogram (n_frames * MEL_PER_FRAME, N_MELS) aligned to ``FPS`` video frames."""
+    import librosa
+    n = num_frames(len(y))
+    # shift by half a hop so the rows of frame t are centred inside it, symmetrically
+    y = _pad_to_frames(y, n)[HOP_LENGTH // 2:]
+    spec = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH,
+                               center=True, pad_mode="constant")) ** 2
+    mel = _mel_basis() @ spec
+    return np.log(mel[:, : n * MEL_PER_FRAME].T + LOG_EPS).astype(np.float32)
+
+
+def mfcc(y: np.ndarray | None = None, mel: np.ndarray | None = None) -> np.ndarray:
+    """MFCC (n_frames * MEL_PER_FRAME, N_MFCC) from the log-Mel, so both share one framing."""
+    import scipy.fft
+    mel = log_mel(y) if mel is None else mel
+    return scipy.fft.dct(mel, type=2, norm="ortho", axis=1)[:, :N_MFCC].astype(np.float32)
+
+
+def energy(y: np.ndarray, fps: float = FPS, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """RMS energy of the samples each video frame covers: the envelope mouths are judged against."""
+    n = num_frames(len(y), fps, sr)
+    edges = (np.arange(n + 1) * sr / fps).astype(int)
+    out = np.zeros(n, np.float32)
+    for i in range(n):
+        seg = y[edges[i]:edges[i + 1]]
+        out[i] = float(np.sqrt(np.mean(seg.astype(np.float64) ** 2))) if len(seg) else 0.0
+    return out
+
+
+def frame_window(features: np.ndarray, t: int, frames: int = WINDOW_FRAMES) -> np.ndarray:
+    """The ``frames``-long window of feature rows centred on video frame ``t``, zero-padded at the ends.
+
+    Padding uses the feature minimum (silence in log space) so edges look like quiet, not a cliff.
+    """
+    rows = frames * MEL_PER_FRAME
+    start = (t - frames // 2) * MEL_PER_FRAME
+    out = np.full((rows, features.shape[1]), features.min(), dtype=features.dtype)
+    lo, hi = max(0, start), min(len(features), start + rows)
+    if hi > lo:
+        out[lo - start: hi - start] = features[lo:hi]
+    return out
+
+
+def window_starts(n_frames: int, size: int = WINDOW_FRAMES, stride: int = WINDOW_STRIDE) -> list[int]:
+    """Start frames of overlapping windows that cover ``n_frames`` (the last one ends at the end)."""
+    if n_frames <= size:
+        return [0]
+    starts = list(range(0, n_frames - size + 1, stride))
+    if starts[-1] + size < n_frames:
+        starts.append(n_frames - size)
+    return starts
+
+
+def overlap_add(chunks: list[np.ndarray], starts: list[int], n_frames: int) -> np.ndarray:
+    """Stitch per-window outputs (size, ...) into one sequence with raised-cosine cross-fades.
+
+    Each window's weight falls to near zero at its borders, so no seam shows where windows meet.
+    """
+    size = chunks[0].shape[0]
+    w = np.sin(np.pi * (np.arange(size) + 0.5) / size) ** 2 + 1e-3
+    shape = (n_frames,) + chunks[0].shape[1:]
+    acc = np.zeros(shape, np.float64)
+    norm = np.zeros(n_frames, np.float64)
+    for c, s in zip(chunks, starts):
+        n = min(size, n_frames - s)
+        acc[s:s + n] += c[:n] * w[:n].reshape((-1,) + (1,) * (c.ndim - 1))
+        norm[s:s + n] += w[:n]
+    return (acc / norm.reshape((-1,) + (1,) * (acc.ndim - 1))).astype(np.float32)

@@ -1,0 +1,82 @@
+"""``ventriloquist bench``: render + encode cost as seconds of compute per second of video.
+
+Compute is process CPU time (all threads, user + system), so the ratio reads as "cores
+busy per second of video": at ``--threads 1`` it is the single-core cost.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import FPS, RenderConfig, VideoConfig
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _looped(x: np.ndarray, n: int) -> np.ndarray:
+    """Ping-pong a sequence until it has ``n`` frames (no jump at the loop point)."""
+    pp = np.concatenate([x, x[::-1]])
+    return pp[np.arange(n) % len(pp)]
+
+
+def bench_size(size: int, seconds: float, threads: int) -> dict:
+    """Render and encode ``seconds`` of the demo motion at ``size`` px; return cost ratios."""
+    import cv2
+    from .demo import DEMO_MOTION, demo_face
+    from .face.align import Retargeter
+    from .face.detect import face_landmarks, load_image
+    from .motion.sequence import LandmarkSequence, Motion
+    from .render import Renderer
+    from .render.framing import make_canvas
+    from .video import VideoWriter
+
+    cv2.setNumThreads(threads)
+    photo = load_image(demo_face())
+    k0 = face_landmarks(photo)
+    canvas = make_canvas(photo, k0, RenderConfig(size=size))
+    n = int(round(seconds * FPS))
+    motion = Motion.from_sequence(LandmarkSequence.load(DEMO_MOTION))
+    target = Retargeter(canvas.map(k0))(_looped(motion.shapes, n), motion.rest, _looped(motion.pose, n))
+    renderer = Renderer(canvas.image, canvas.map(k0))
+    audio = np.zeros(int(seconds * 16000), np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        t_render = 0.0
+        cpu0, wall0 = _cpu(), time.perf_counter()
+        with VideoWriter(Path(tmp) / "bench.mp4", *canvas.size, VideoConfig(threads=threads), audio=audio) as w:
+            for k in target:
+                c = _cpu()
+                frame = renderer.render(k)
+                t_render += _cpu() - c
+                w.write(frame)
+        cpu, wall = _cpu() - cpu0, time.perf_counter() - wall0
+    video_s = n / FPS
+    return {"size": f"{canvas.size[0]}x{canvas.size[1]}", "frames": n, "threads": threads,
+            "compute_s_per_video_s": round(cpu / video_s, 4),
+            "render_s_per_video_s": round(t_render / video_s, 4),
+            "frames_per_cpu_s": round(n / cpu, 1), "wall_fps": round(n / wall, 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def run_bench(sizes: list[int], seconds: float = 10.0, threads: int = 1, json_path: str | None = None) -> list[dict]:
+    rows = [bench_size(s, seconds, threads) for s in sizes]
+    cols = ["size", "frames", "compute_s_per_video_s", "render_s_per_video_s", "frames_per_cpu_s", "wall_fps", "peak_rss_mb"]
+    print(" | ".join(cols))
+    for r in rows:
+        print(" | ".join(str(r[c]) for c in cols))
+    print(json.dumps(rows))
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=2))
+    return rows

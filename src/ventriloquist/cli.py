@@ -1,0 +1,111 @@
+"""The ``ventriloquist`` command: thin argument parsing over the pipeline, bench and demo."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import FPS, GenerateConfig, RenderConfig, VideoConfig
+from .errors import VentriloquistError
+
+
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v < 16:
+        raise argparse.ArgumentTypeError("must be at least 16 pixels")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if not 1 <= v <= 120:
+        raise argparse.ArgumentTypeError("must be between 1 and 120")
+    return v
+
+
+def _add_render_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", type=_positive_int, default=None,
+                   help="longest output side in pixels (default: the photo's, at most 512)")
+    p.add_argument("--crop", choices=["full", "face"], default="full",
+                   help="'full' keeps the whole photo (face pasted back), 'face' crops a square around the face")
+    p.add_argument("--fps", type=_positive_float, default=float(FPS), help=f"output frame rate (default {FPS})")
+    p.add_argument("--seed", type=int, default=0, help="random seed for anything stochastic")
+    p.add_argument("--device", default="cpu", help="torch device for the models (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _config(a: argparse.Namespace) -> GenerateConfig:
+    return GenerateConfig(render=RenderConfig(size=a.size, crop=a.crop), video=VideoConfig(fps=a.fps),
+                          seed=a.seed, device=a.device)
+
+
+def _cmd_generate(a: argparse.Namespace) -> None:
+    from .pipeline import Ventriloquist
+    res = Ventriloquist(_config(a)).generate(a.face, a.out, audio=a.audio, driving_video=a.driving_video,
+                                             landmarks=a.landmarks, export_landmarks=a.export_landmarks,
+                                             progress=not a.quiet)
+    print(f"wrote {res.path} ({res.frames} frames, {res.width}x{res.height}, {res.fps:g} fps)")
+
+
+def _cmd_demo(a: argparse.Namespace) -> None:
+    from .demo import run_demo
+    for path in run_demo(Path(a.out), _config(a), progress=not a.quiet):
+        print(f"wrote {path}")
+
+
+def _cmd_bench(a: argparse.Namespace) -> None:
+    from .bench import run_bench
+    run_bench(sizes=a.sizes, seconds=a.seconds, threads=a.threads, json_path=a.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ventriloquist", description=__doc__)
+    p.add_argument("--version", action="version", version=f"ventriloquist {__version__}")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="face photo + speech or motion -> talking-head MP4")
+    g.add_argument("--face", required=True, help="photo with one clearly visible face (JPEG/PNG)")
+    g.add_argument("--audio", help="speech recording (wav, flac, mp3, m4a, ogg, or a video's audio)")
+    g.add_argument("--driving-video", help="video of a talking face whose motion (and audio) drives the photo")
+    g.add_argument("--landmarks", help="landmark sequence (.npz/.json, as written by --export-landmarks)")
+    g.add_argument("--out", required=True, help="output .mp4")
+    g.add_argument("--export-landmarks", help="also write the rendered landmarks to this .npz or .json")
+    _add_render_args(g)
+    g.set_defaults(func=_cmd_generate)
+
+    d = sub.add_parser("demo", help="render the bundled demo (shipped face + speech) and a frame strip")
+    d.add_argument("--out", default="out", help="output folder (default ./out)")
+    _add_render_args(d)
+    d.set_defaults(func=_cmd_demo)
+
+    b = sub.add_parser("bench", help="render+encode speed (s of compute per s of video) and peak memory")
+    b.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    b.add_argument("--seconds", type=float, default=10.0, help="video length per size")
+    b.add_argument("--threads", type=int, default=1, help="CPU threads for OpenCV and the encoder (default 1)")
+    b.add_argument("--json", help="also write the results to this JSON file")
+    b.set_defaults(func=_cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except VentriloquistError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Canonical landmark space and retargeting of motion onto a new face.
+
+Canonical space: the eye centres sit at (-0.5, 0) and (0.5, 0), so one unit is the
+inter-ocular distance and the face is upright. Motion is carried between faces as
+*offsets* in this space (expression) plus a relative head pose (rotation, scale,
+translation), so the target keeps its own face shape — we move a face, we do not paste
+another one onto it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .topology import EYES, JAW, MOUTH, eye_centres, mouth_aperture
+
+# (upper, lower) landmark pairs that must never cross: inner lips and eyelids.
+_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
+_LID_PAIRS = ((37, 41), (38, 40), (43, 47), (44, 46))
+
+
+def to_canonical(k: np.ndarray) -> np.ndarray:
+    """Similarity transforms ``(..., 2, 3)`` that map image points of ``k`` (..., 68, 2) to canonical space."""
+    r, l = eye_centres(np.asarray(k, dtype=np.float64))
+    d = l - r
+    iod = np.linalg.norm(d, axis=-1) + 1e-9
+    c, s = d[..., 0] / iod, d[..., 1] / iod          # rotation that makes the eye line horizontal
+    mid = (r + l) / 2
+    a, b = c / iod, s / iod
+    m = np.zeros(k.shape[:-2] + (2, 3))
+    m[..., 0, 0], m[..., 0, 1] = a, b
+    m[..., 1, 0], m[..., 1, 1] = -b, a
+    m[..., 0, 2] = -(a * mid[..., 0] + b * mid[..., 1])
+    m[..., 1, 2] = -(-b * mid[..., 0] + a * mid[..., 1])
+    return m
+
+
+def apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Apply affine ``m`` (..., 2, 3) to points (..., N, 2)."""
+    return pts @ np.swapaxes(m[..., :, :2], -1, -2) + m[..., None, :, 2]
+
+
+def invert(m: np.ndarray) -> np.ndarray:
+    """Inverse of affine transforms (..., 2, 3)."""
+    a = np.linalg.inv(m[..., :, :2])
+    t = -(a @ m[..., :, 2:3])
+    return np.concatenate([a, t], axis=-1)
+
+
+def normalise(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks in canonical space and the transforms that took them there."""
+    m = to_canonical(k)
+    return apply(m, np.asarray(k, dtype=np.float64)), m
+
+
+def pose_params(m: np.ndarray) -> np.ndarray:
+    """(angle, log-scale, tx, ty) of the inverse of canonical transforms: the head pose in the image."""
+    inv = invert(m)
+    a, b = inv[..., 0, 0], inv[..., 1, 0]
+    return np.stack([np.arctan2(b, a), np.log(np.hypot(a, b)), inv[..., 0, 2], inv[..., 1, 2]], axis=-1)
+
+
+def relative_pose(m: np.ndarray) -> np.ndarray:
+    """Per-frame head motion (T, 4) relative to the clip's median pose, in canonical units.
+
+    Returns (d_angle, d_log_scale, dx, dy) with the translation measured in inter-ocular
+    distances of the reference pose, so it can be replayed on any face at any resolution.
+    """
+    p = pose_params(m)
+    ref = np.median(p, axis=0)
+    scale = np.exp(ref[1])
+    out = p - ref
+    out[:, 2:] /= scale
+    return out
+
+
+def pose_matrix(rel: np.ndarray) -> np.ndarray:
+    """Canonical-space similarity (T, 2, 3) for relative poses from :func:`relative_pose`."""
+    ang, ls, tx, ty = rel[..., 0], rel[..., 1], rel[..., 2], rel[..., 3]
+    s = np.exp(ls)
+    m = np.zeros(rel.shape[:-1] + (2, 3))
+    m[..., 0, 0], m[..., 0, 1], m[..., 0, 2] = s * np.cos(ang), -s * np.sin(ang), tx
+    m[..., 1, 0], m[..., 1, 1], m[..., 1, 2] = s * np.sin(ang), s * np.cos(ang), ty
+    return m
+
+
+def reference_shape(kn: np.ndarray) -> np.ndarray:
+    """A rest shape for a normalised sequence (T, 68, 2): median face, mouth at its most closed.
+
+    Offsets are measured from this shape, so a driver's closed mouth maps to the target's
+    own mouth at rest, whatever the driver's first frame looks like.
+    """
+    ref = np.median(kn, axis=0)
+    ap = mouth_aperture(kn)
+    closed = ap <= np.quantile(ap, 0.1)
+    ref[MOUTH] = kn[closed][:, MOUTH].mean(axis=0)
+    return ref
+
+
+def _width(k: np.ndarray, i: int, j: int) -> float:
+    return float(np.linalg.norm(k[i] - k[j]))
+
+
+def _uncross(k: np.ndarray, pairs) -> None:
+    """Where a lower point went above its upper partner, meet in the middle (in place)."""
+    for u, d in pairs:
+        bad = k[..., d, 1] < k[..., u, 1]
+        if np.any(bad):
+            mid = (k[..., u, 1] + k[..., d, 1]) / 2
+            k[..., u, 1] = np.where(bad, mid, k[..., u, 1])
+            k[..., d, 1] = np.where(bad, mid, k[..., d, 1])
+
+
+@dataclass
+class Retargeter:
+    """Maps normalised motion onto one source face (its landmarks in image pixels)."""
+
+    source: np.ndarray                   # (68, 2) landmarks of the photo, image pixels
+    head_motion: float = 1.0             # 0 freezes the head, 1 replays the driver's pose
+
+    def __post_init__(self) -> None:
+        self.source_n, m = normalise(self.source)
+        self.to_image = invert(m)
+
+    def __call__(self, kn: np.ndarray, ref: np.ndarray, pose: np.ndarray | None = None) -> np.ndarray:
+        """Landmarks in image pixels (T, 68, 2) for normalised frames ``kn`` relative to ``ref``.
+
+        Offsets are scaled per region by the ratio of the source's feature sizes to the
+        reference's (mouth width for the lower face, eye width for the eyes), which keeps
+        the person's own proportions.
+        """
+        kn = np.asarray(kn, dtype=np.float64)
+        delta = kn - ref
+        src = self.source_n
+        mouth_s = _width(src, 48, 54) / max(_width(ref, 48, 54), 1e-6)
+        eye_s = (_width(src, 36, 39) + _width(src, 42, 45)) / max(_width(ref, 36, 39) + _width(ref, 42, 45), 1e-6)
+        scale = np.ones((68, 1))
+        scale[np.concatenate([JAW, MOUTH])] = np.clip(mouth_s, 0.6, 1.6)
+        scale[EYES] = np.clip(eye_s, 0.6, 1.6)
+        out = src + delta * scale
+        _uncross(out, _LIP_PAIRS)
+        _uncross(out, _LID_PAIRS)
+        if pose is not None and self.head_motion > 0:
+            out = apply(pose_matrix(np.asarray(pose) * self.head_motion), out)
+        return apply(self.to_image, out)
+
+

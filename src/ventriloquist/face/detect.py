@@ -1,0 +1,104 @@
+"""Face detection and 68-point landmarks with dlib (HOG detector + the iBUG-68 shape predictor).
+
+The predictor file ships with the ``face-recognition-models`` package; we locate it without
+importing that package, whose ``__init__`` needs the absent ``pkg_resources``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FaceNotFoundError, InputError, MissingWeightsError
+
+DETECT_MAX_SIDE = 640     # detection runs on a copy no larger than this (HOG cost grows with area)
+PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
+RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+
+
+def model_file(name: str) -> str:
+    """Path of a model file shipped by ``face-recognition-models``."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingWeightsError(
+            f"the dlib model {name} is missing; install it with `pip install face-recognition-models`")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "models", name)
+    if not os.path.exists(path):
+        raise MissingWeightsError(f"{path} is missing; reinstall with `pip install --force-reinstall face-recognition-models`")
+    return path
+
+
+@lru_cache(maxsize=1)
+def _models():
+    import dlib
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(model_file(PREDICTOR_FILE))
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return np.ascontiguousarray(image, dtype=np.uint8)
+    return np.ascontiguousarray(image[..., :3].mean(axis=2).astype(np.uint8))
+
+
+def detect_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Largest face box ``(left, top, right, bottom)`` in an RGB or gray image, or None."""
+    import cv2
+    detector, _ = _models()
+    gray = _gray(image)
+    scale = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
+    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    dets = detector(small, 0)
+    if len(dets) == 0:
+        dets = detector(small, 1)   # upsampling finds smaller faces, at 4x the cost
+    if len(dets) == 0:
+        return None
+    d = max(dets, key=lambda r: r.width() * r.height())
+    return (int(d.left() / scale), int(d.top() / scale), int(d.right() / scale), int(d.bottom() / scale))
+
+
+def landmarks_in_box(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """68x2 float landmarks (x, y in pixels) inside a given face box."""
+    import dlib
+    _, predictor = _models()
+    shape = predictor(_gray(image), dlib.rectangle(*[int(round(v)) for v in box]))
+    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+
+
+def detect_landmarks(image: np.ndarray) -> np.ndarray | None:
+    """68x2 landmarks of the largest face, or None when there is no face."""
+    box = detect_box(image)
+    return None if box is None else landmarks_in_box(image, box)
+
+
+def box_from_landmarks(k: np.ndarray) -> tuple[int, int, int, int]:
+    """A detector-like box around landmarks, used to track a face from frame to frame."""
+    x0, y0 = k.min(0)
+    x1, y1 = k.max(0)
+    w, h = x1 - x0, y1 - y0
+    # dlib boxes sit a little above the brows and tight on the jaw
+    return (int(x0 - 0.05 * w), int(y0 - 0.12 * h), int(x1 + 0.05 * w), int(y1 + 0.02 * h))
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read a photo as RGB uint8, with a clear error when it is missing or not an image."""
+    import cv2
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"face image {path} does not exist; pass an existing photo with --face")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise InputError(f"{path} is not a readable image; use a JPEG or PNG photo")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def face_landmarks(image: np.ndarray, source: str = "image") -> np.ndarray:
+    """Landmarks of the main face of a photo, or a FaceNotFoundError naming ``source``."""
+    k = detect_landmarks(image)
+    if k is None:
+        raise FaceNotFoundError(
+            f"no face found in {source}; use a photo with one clearly visible, roughly frontal face")
+    return k

@@ -1,0 +1,60 @@
+"""The iBUG-68 landmark scheme: index groups, defined once for the whole package."""
+from __future__ import annotations
+
+import numpy as np
+
+JAW = np.arange(0, 17)
+RIGHT_BROW = np.arange(17, 22)     # subject's right = image left
+LEFT_BROW = np.arange(22, 27)
+BROWS = np.arange(17, 27)
+NOSE_BRIDGE = np.arange(27, 31)
+NOSE = np.arange(27, 36)
+RIGHT_EYE = np.arange(36, 42)
+LEFT_EYE = np.arange(42, 48)
+EYES = np.arange(36, 48)
+OUTER_LIPS = np.arange(48, 60)
+INNER_LIPS = np.arange(60, 68)
+MOUTH = np.arange(48, 68)
+LOWER_FACE = np.concatenate([JAW, MOUTH])          # what speech drives (linguistic branch)
+UPPER_FACE = np.concatenate([BROWS, NOSE, EYES])    # what emotion drives the most
+
+# Landmarks that barely move with expression: used to estimate head pose robustly.
+STABLE = np.concatenate([NOSE_BRIDGE, [0, 16, 36, 39, 42, 45]])
+
+# Mirror permutation: index i of a face maps to MIRROR[i] in its horizontally flipped copy.
+MIRROR = np.array(
+    list(range(16, -1, -1))                       # jaw
+    + list(range(26, 16, -1))                     # brows
+    + [27, 28, 29, 30] + [35, 34, 33, 32, 31]     # nose
+    + [45, 44, 43, 42, 47, 46] + [39, 38, 37, 36, 41, 40]  # eyes
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]     # outer lips
+    + [64, 63, 62, 61, 60, 67, 66, 65]                      # inner lips
+)
+
+
+def eye_centres(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(right, left) eye centres of landmarks ``(..., 68, 2)``."""
+    return k[..., RIGHT_EYE, :].mean(-2), k[..., LEFT_EYE, :].mean(-2)
+
+
+def interocular(k: np.ndarray) -> np.ndarray:
+    """Distance between the eye centres: the unit of all normalised distances."""
+    r, l = eye_centres(k)
+    return np.linalg.norm(l - r, axis=-1)
+
+
+def mouth_aperture(k: np.ndarray) -> np.ndarray:
+    """Mean inner-lip opening (pairs 61-67, 62-66, 63-65) over inter-ocular distance."""
+    gap = (np.linalg.norm(k[..., 61, :] - k[..., 67, :], axis=-1)
+           + np.linalg.norm(k[..., 62, :] - k[..., 66, :], axis=-1)
+           + np.linalg.norm(k[..., 63, :] - k[..., 65, :], axis=-1)) / 3.0
+    return gap / (interocular(k) + 1e-8)
+
+
+def eye_opening(k: np.ndarray) -> np.ndarray:
+    """Mean lid opening of both eyes over inter-ocular distance (blink detector input)."""
+    gap = (np.linalg.norm(k[..., 37, :] - k[..., 41, :], axis=-1)
+           + np.linalg.norm(k[..., 38, :] - k[..., 40, :], axis=-1)
+           + np.linalg.norm(k[..., 43, :] - k[..., 47, :], axis=-1)
+           + np.linalg.norm(k[..., 44, :] - k[..., 46, :], axis=-1)) / 4.0
+    return gap / (interocular(k) + 1e-8)

@@ -1,0 +1,104 @@
+"""Landmark sequences: the file format the tool exports and reads, and time resampling.
+
+A sequence holds 68 points per frame in image pixels, the frame rate and the frame size
+it refers to. ``.npz`` keys: ``landmarks`` (T, 68, 2) float32, ``fps``, ``width``,
+``height``; ``.json`` has the same fields plus ``frame_count``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..face.align import normalise, reference_shape, relative_pose
+
+
+@dataclass
+class LandmarkSequence:
+    landmarks: np.ndarray        # (T, 68, 2) image pixels
+    fps: float
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return len(self.landmarks)
+
+    @property
+    def duration(self) -> float:
+        return len(self) / self.fps
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        if path.suffix == ".json":
+            path.write_text(json.dumps({
+                "fps": self.fps, "frame_count": len(self), "width": self.width, "height": self.height,
+                "landmarks": np.round(self.landmarks.astype(float), 2).tolist()}))
+        elif path.suffix == ".npz":
+            np.savez_compressed(path, landmarks=self.landmarks.astype(np.float32), fps=self.fps,
+                                width=self.width, height=self.height)
+        else:
+            raise InputError(f"cannot export landmarks to {path}; use a .npz or .json file name")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LandmarkSequence":
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"landmark file {path} does not exist; export one with --export-landmarks")
+        try:
+            if path.suffix == ".json":
+                d = json.loads(path.read_text())
+            else:
+                with np.load(path) as z:
+                    d = {k: z[k] for k in z.files}
+            k = np.asarray(d["landmarks"], dtype=np.float32)
+            seq = cls(k, float(d["fps"]), int(d["width"]), int(d["height"]))
+        except Exception as exc:
+            raise InputError(f"{path} is not a landmark sequence ({type(exc).__name__}); "
+                             "it needs landmarks (T, 68, 2), fps, width and height") from None
+        if k.ndim != 3 or k.shape[1:] != (68, 2) or len(k) == 0 or not np.all(np.isfinite(k)) or seq.fps <= 0:
+            raise InputError(f"{path} does not hold a valid (T, 68, 2) landmark sequence with a positive fps")
+        return seq
+
+
+def resample(x: np.ndarray, fps_in: float, fps_out: float, n_out: int) -> np.ndarray:
+    """Linear resampling in time of (T, ...) to ``n_out`` frames at ``fps_out`` (holds the last frame)."""
+    t_in = np.arange(len(x)) / fps_in
+    t_out = np.arange(n_out) / fps_out
+    flat = x.reshape(len(x), -1)
+    out = np.empty((n_out, flat.shape[1]), dtype=np.float64)
+    for j in range(flat.shape[1]):
+        out[:, j] = np.interp(t_out, t_in, flat[:, j])
+    return out.reshape((n_out,) + x.shape[1:])
+
+
+def smooth(x: np.ndarray, passes: int = 1) -> np.ndarray:
+    """A light [1, 2, 1] / 4 temporal filter that removes detector jitter but keeps lip closures."""
+    y = np.asarray(x, dtype=np.float64)
+    for _ in range(passes):
+        if len(y) < 3:
+            break
+        y = np.concatenate([y[:1], (y[:-2] + 2 * y[1:-1] + y[2:]) / 4, y[-1:]])
+    return y
+
+
+@dataclass
+class Motion:
+    """Face-independent motion: normalised shapes, their rest shape, and the relative head pose."""
+
+    shapes: np.ndarray      # (T, 68, 2) canonical space
+    rest: np.ndarray        # (68, 2) canonical space
+    pose: np.ndarray        # (T, 4) relative head pose
+    fps: float
+
+    @classmethod
+    def from_sequence(cls, seq: LandmarkSequence) -> "Motion":
+        kn, m = normalise(seq.landmarks)
+        return cls(smooth(kn), reference_shape(kn), smooth(relative_pose(m)), seq.fps)
+
+    def retimed(self, fps: float, n_frames: int) -> "Motion":
+        """The same motion sampled at ``fps`` for ``n_frames`` frames."""
+        return Motion(resample(self.shapes, self.fps, fps, n_frames), self.rest,
+                      resample(self.pose, self.fps, fps, n_frames), fps)

@@ -1,0 +1,94 @@
+"""The one pipeline: face photo + motion source (+ speech) -> landmarks -> frames -> MP4.
+
+Rendering streams: one frame is warped, encoded and dropped before the next, so memory
+stays flat however long the input is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .audio import load_audio, num_frames
+from .config import SAMPLE_RATE, GenerateConfig
+from .errors import InputError, MissingWeightsError
+from .face.align import Retargeter
+from .face.detect import face_landmarks, load_image
+from .face.track import track_video
+from .motion.sequence import LandmarkSequence, Motion
+from .render import Renderer
+from .render.framing import make_canvas
+from .video import VideoWriter, video_info
+
+
+@dataclass
+class Result:
+    path: Path
+    frames: int
+    fps: float
+    width: int
+    height: int
+    landmarks: LandmarkSequence = field(repr=False)
+
+
+class Ventriloquist:
+    """Turns a face photo and a motion source into a talking-head video."""
+
+    def __init__(self, cfg: GenerateConfig | None = None) -> None:
+        self.cfg = cfg or GenerateConfig()
+
+    def motion_from_audio(self, audio: np.ndarray) -> Motion:
+        raise MissingWeightsError(
+            "speech-driven motion needs trained audio-to-motion weights, which this version does not ship yet; "
+            "drive the face with --driving-video VIDEO or --landmarks FILE.npz instead")
+
+    def generate(self, face: str | Path, out: str | Path, audio: str | Path | None = None,
+                 driving_video: str | Path | None = None, landmarks: str | Path | None = None,
+                 export_landmarks: str | Path | None = None, progress: bool = True) -> Result:
+        """Render ``face`` driven by exactly one motion source; speech comes from ``audio`` or the driving video."""
+        if sum(x is not None for x in (driving_video, landmarks)) > 1:
+            raise InputError("pass only one of --driving-video and --landmarks")
+        out = Path(out)
+        if out.suffix.lower() != ".mp4":
+            raise InputError(f"output {out} must end in .mp4")
+        if export_landmarks is not None and Path(export_landmarks).suffix not in (".npz", ".json"):
+            raise InputError(f"cannot export landmarks to {export_landmarks}; use a .npz or .json file name")
+        photo = load_image(face)
+        source_k = face_landmarks(photo, str(face))
+        speech = load_audio(audio) if audio is not None else None
+
+        if driving_video is not None:
+            info = video_info(driving_video)
+            if speech is None and info["has_audio"]:
+                speech = load_audio(driving_video)
+            k, fps, (w, h) = track_video(driving_video, progress=progress)
+            motion = Motion.from_sequence(LandmarkSequence(k, fps, w, h))
+        elif landmarks is not None:
+            motion = Motion.from_sequence(LandmarkSequence.load(landmarks))
+        elif speech is not None:
+            motion = self.motion_from_audio(speech)
+        else:
+            raise InputError("nothing drives the face: pass --audio, --driving-video or --landmarks")
+
+        canvas = make_canvas(photo, source_k, self.cfg.render)
+        fps = self.cfg.video.fps
+        if speech is not None:
+            n = num_frames(len(speech), fps)
+        else:
+            n = max(1, int(round(len(motion.shapes) / motion.fps * fps)))
+            speech = np.zeros(int(round(n / fps * SAMPLE_RATE)), np.float32)
+        motion = motion.retimed(fps, n)
+        target = Retargeter(canvas.map(source_k))(motion.shapes, motion.rest, motion.pose).astype(np.float32)
+        seq = LandmarkSequence(target, fps, *canvas.size)
+
+        r = self.cfg.render
+        renderer = Renderer(canvas.image, canvas.map(source_k), mouth_interior=r.mouth_interior,
+                            teeth=r.teeth, feather=r.feather)
+        from tqdm.auto import tqdm
+        with VideoWriter(out, *canvas.size, cfg=self.cfg.video, audio=speech) as writer:
+            for k in tqdm(target, desc="render", unit="frame", disable=not progress, leave=False):
+                writer.write(renderer.render(k))
+        if export_landmarks is not None:
+            seq.save(export_landmarks)
+        return Result(out, n, fps, canvas.size[0], canvas.size[1], seq)

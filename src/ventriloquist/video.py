@@ -1,0 +1,154 @@
+"""Video I/O with PyAV: streaming H.264 + AAC writer with atomic output, and a frame reader.
+
+Frames go to the encoder as they are rendered, so memory does not grow with the length of
+the video. The output appears under its final name only once it is complete.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .config import AUDIO_CODEC, PIX_FMT, SAMPLE_RATE, VIDEO_CODEC, VideoConfig
+from .errors import InputError
+
+
+def _fps_fraction(fps: float) -> Fraction:
+    return Fraction(fps).limit_denominator(1001)
+
+
+class VideoWriter:
+    """Write RGB frames and a mono speech track to an MP4, atomically.
+
+    Use as a context manager: on an exception the partial file is deleted and nothing
+    appears at ``path``.
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, cfg: VideoConfig | None = None,
+                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE) -> None:
+        import av
+        self.cfg = cfg or VideoConfig()
+        self.path = Path(path)
+        if self.path.parent and not self.path.parent.exists():
+            raise InputError(f"output folder {self.path.parent} does not exist; create it or choose another --out")
+        if width % 2 or height % 2:
+            raise ValueError("H.264 with yuv420p needs even frame sizes")
+        fd, self._tmp = tempfile.mkstemp(suffix=".mp4", prefix=f".{self.path.stem}.", dir=self.path.parent or ".")
+        os.close(fd)
+        self.container = av.open(self._tmp, mode="w", format="mp4")
+        self.vstream = self.container.add_stream(VIDEO_CODEC, rate=_fps_fraction(self.cfg.fps))
+        self.vstream.width, self.vstream.height = width, height
+        self.vstream.pix_fmt = PIX_FMT
+        self.vstream.options = {"crf": str(self.cfg.crf), "preset": self.cfg.preset}
+        if self.cfg.threads:
+            self.vstream.thread_count = self.cfg.threads
+        self.audio = None if audio is None else np.asarray(audio, dtype=np.float32)
+        self.sample_rate = sample_rate
+        self.astream = None
+        if self.audio is not None:
+            self.astream = self.container.add_stream(AUDIO_CODEC, rate=sample_rate)
+            self.astream.bit_rate = self.cfg.audio_bitrate
+            self.astream.layout = "mono"
+        self.frames = 0
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        """Encode one (H, W, 3) uint8 RGB frame."""
+        import av
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        for packet in self.vstream.encode(vf):
+            self.container.mux(packet)
+        self.frames += 1
+
+    def _write_audio(self) -> None:
+        import av
+        n = int(round(self.frames / self.cfg.fps * self.sample_rate))
+        y = self.audio[:n]
+        if len(y) < n:
+            y = np.pad(y, (0, n - len(y)))
+        step = 1024 * 16
+        for i in range(0, len(y), step):
+            chunk = np.clip(y[i:i + step], -1, 1).reshape(1, -1)
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="flt", layout="mono")
+            af.sample_rate = self.sample_rate
+            af.pts = i
+            for packet in self.astream.encode(af):
+                self.container.mux(packet)
+        for packet in self.astream.encode(None):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        """Flush encoders and move the finished file into place."""
+        for packet in self.vstream.encode(None):
+            self.container.mux(packet)
+        if self.astream is not None:
+            self._write_audio()
+        self.container.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self.container.close()
+        except Exception:
+            pass
+        if os.path.exists(self._tmp):
+            os.remove(self._tmp)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def video_info(path: str | Path) -> dict:
+    """fps, frame count, size and whether it has audio; a clear error for unreadable files."""
+    import av
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"video {path} does not exist; pass an existing video file")
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise InputError(f"{path} has no video stream; pass a video of a talking face")
+            s = c.streams.video[0]
+            fps = float(s.average_rate or s.guessed_rate or 25)
+            dur = float(c.duration / 1_000_000) if c.duration else None
+            return {"fps": fps, "frames": s.frames, "width": s.codec_context.width,
+                    "height": s.codec_context.height, "duration_s": dur, "has_audio": bool(c.streams.audio)}
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"could not open video {path} ({type(exc).__name__}); pass an MP4, MOV, MKV or AVI file") from None
+
+
+def read_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Yield the RGB frames of a video one at a time (no whole-video buffering)."""
+    import av
+    video_info(path)
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):
+            yield frame.to_ndarray(format="rgb24")
+
+
+def frame_strip(path: str | Path, out_png: str | Path, count: int = 6, height: int = 192) -> Path:
+    """A PNG of ``count`` evenly spaced frames side by side: a quick look at a video."""
+    import cv2
+    n = video_info(path)["frames"] or 0
+    picks = set(np.linspace(0, max(n - 1, 0), count).round().astype(int).tolist())
+    tiles = []
+    for i, frame in enumerate(read_frames(path)):
+        if i in picks:
+            s = height / frame.shape[0]
+            tiles.append(cv2.resize(frame, (int(round(frame.shape[1] * s)), height), interpolation=cv2.INTER_AREA))
+    if not tiles:
+        raise InputError(f"{path} has no frames to show")
+    out_png = Path(out_png)
+    cv2.imwrite(str(out_png), cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR))
+    return out_png

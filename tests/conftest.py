@@ -1,0 +1,53 @@
+"""Shared fixtures: a shipped face photo, speech from espeak-ng, and ../shared data when present."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def face_path() -> Path:
+    from ventriloquist.demo import demo_face
+    return demo_face()
+
+
+@pytest.fixture(scope="session")
+def face_image(face_path) -> np.ndarray:
+    from ventriloquist.face.detect import load_image
+    return load_image(face_path)
+
+
+@pytest.fixture(scope="session")
+def face_landmarks(face_image) -> np.ndarray:
+    from ventriloquist.face.detect import face_landmarks
+    return face_landmarks(face_image)
+
+
+def _espeak(text: str, path: Path) -> Path:
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("espeak-ng is not installed; run scripts/setup.sh")
+        pytest.skip("espeak-ng is not installed (scripts/setup.sh installs it)")
+    subprocess.run([exe, "-s", "150", "-w", str(path), text], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory) -> Path:
+    """About two seconds of real synthetic speech (22.05 kHz WAV)."""
+    return _espeak("Put the blue box on the table, please.", tmp_path_factory.mktemp("speech") / "speech.wav")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED

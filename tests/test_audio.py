@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ventriloquist import audio
+from ventriloquist.config import MEL_PER_FRAME, N_MELS, N_MFCC, SAMPLE_RATE, WINDOW_FRAMES
+from ventriloquist.errors import InputError
+
+
+def test_load_resamples_speech_to_mono(speech_wav):
+    y = audio.load_audio(speech_wav)
+    info = sf.info(str(speech_wav))
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert abs(len(y) / SAMPLE_RATE - info.duration) < 0.01
+    assert np.abs(y).max() > 0.05
+
+
+@pytest.mark.parametrize("ext,fmt", [(".flac", "FLAC"), (".ogg", "OGG")])
+def test_load_other_containers(tmp_path, speech_wav, ext, fmt):
+    y, sr = sf.read(str(speech_wav))
+    stereo = np.stack([y, y], axis=1)
+    path = tmp_path / f"s{ext}"
+    sf.write(str(path), stereo, sr, format=fmt)
+    z = audio.load_audio(path)
+    assert abs(len(z) - len(audio.load_audio(speech_wav))) < SAMPLE_RATE * 0.05
+
+
+def test_features_are_frame_aligned():
+    for seconds in (0.5, 1.0, 2.37, 7.0):
+        y = np.random.default_rng(0).normal(size=int(seconds * SAMPLE_RATE)).astype(np.float32) * 0.1
+        n = audio.num_frames(len(y))
+        mel = audio.log_mel(y)
+        assert mel.shape == (n * MEL_PER_FRAME, N_MELS)
+        assert audio.mfcc(mel=mel).shape == (n * MEL_PER_FRAME, N_MFCC)
+        assert audio.energy(y).shape == (n,)
+
+
+def test_a_burst_shows_up_in_its_own_frame():
+    y = np.zeros(SAMPLE_RATE * 2, np.float32)
+    t = 20                                       # video frame 20 = 0.8 s
+    y[t * 640:(t + 1) * 640] = np.sin(np.arange(640) * 0.3)
+    e = audio.energy(y)
+    assert int(np.argmax(e)) == t
+    power = np.exp(audio.log_mel(y)).sum(axis=1)
+    assert t * MEL_PER_FRAME <= int(np.argmax(power)) < (t + 1) * MEL_PER_FRAME
+    inside = power[t * MEL_PER_FRAME:(t + 1) * MEL_PER_FRAME].min()
+    assert inside > 10 * power[(t + 2) * MEL_PER_FRAME:].max()
+
+
+def test_windows_cover_any_length_and_stitch_without_seams():
+    for n in (3, 25, 26, 80, 1001):
+        starts = audio.window_starts(n)
+        covered = np.zeros(n, bool)
+        for s in starts:
+            covered[s:s + WINDOW_FRAMES] = True
+        assert covered.all()
+    # a smooth signal cut into windows and stitched back is reproduced exactly
+    n = 137
+    x = np.sin(np.linspace(0, 9, n))[:, None]
+    starts = audio.window_starts(n)
+    chunks = [np.pad(x[s:s + WINDOW_FRAMES], ((0, max(0, s + WINDOW_FRAMES - n)), (0, 0))) for s in starts]
+    np.testing.assert_allclose(audio.overlap_add(chunks, starts, n), x, atol=1e-5)
+
+
+def test_frame_window_is_centred_and_padded():
+    feats = np.arange(40 * MEL_PER_FRAME, dtype=np.float32)[:, None]
+    w = audio.frame_window(feats, 0)
+    assert w.shape == (WINDOW_FRAMES * MEL_PER_FRAME, 1)
+    centre = (WINDOW_FRAMES // 2) * MEL_PER_FRAME
+    assert w[centre, 0] == 0 and w[0, 0] == feats.min()
+    assert audio.frame_window(feats, 20)[centre, 0] == 20 * MEL_PER_FRAME
+
+
+def test_bad_audio_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        audio.load_audio(tmp_path / "nope.wav")
+    bad = tmp_path / "corrupt.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 10)
+    with pytest.raises(InputError, match="corrupt.wav"):
+        audio.load_audio(bad)

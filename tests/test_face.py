@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+
+from ventriloquist.errors import FaceNotFoundError, InputError
+from ventriloquist.face import align, topology
+from ventriloquist.face.detect import face_landmarks, load_image
+
+
+def test_landmarks_on_a_real_photo(face_image, face_landmarks):
+    k = face_landmarks
+    assert k.shape == (68, 2)
+    h, w = face_image.shape[:2]
+    assert (k[:, 0] > 0).all() and (k[:, 0] < w).all() and (k[:, 1] > 0).all() and (k[:, 1] < h).all()
+    # anatomy: brows above eyes above nose tip above mouth above chin
+    y = lambda idx: k[idx, 1].mean()
+    assert y(topology.BROWS) < y(topology.EYES) < k[33, 1] < y(topology.MOUTH) < k[8, 1]
+    # the subject's right eye is on the image left
+    assert k[topology.RIGHT_EYE, 0].mean() < k[topology.LEFT_EYE, 0].mean()
+
+
+def test_groups_partition_the_68_points():
+    groups = [topology.JAW, topology.BROWS, topology.NOSE, topology.EYES, topology.MOUTH]
+    assert sorted(np.concatenate(groups).tolist()) == list(range(68))
+    assert sorted(topology.MIRROR.tolist()) == list(range(68))
+    assert (topology.MIRROR[topology.MIRROR] == np.arange(68)).all()
+
+
+def test_normalise_puts_eyes_on_the_unit_axis(face_landmarks):
+    kn, m = align.normalise(face_landmarks)
+    r, l = topology.eye_centres(kn)
+    np.testing.assert_allclose(r, [-0.5, 0], atol=1e-6)
+    np.testing.assert_allclose(l, [0.5, 0], atol=1e-6)
+    np.testing.assert_allclose(align.apply(align.invert(m), kn), face_landmarks, atol=1e-3)
+
+
+def test_retarget_round_trip_and_motion_transfer(face_landmarks):
+    rng = np.random.default_rng(0)
+    kn, _ = align.normalise(face_landmarks)
+    rt = align.Retargeter(face_landmarks)
+    # no motion -> the source face itself
+    out = rt(kn[None], kn)
+    np.testing.assert_allclose(out[0], face_landmarks, atol=1e-3)
+    # a driver with another face shape: its rest shape is not transferred, only its motion
+    other = kn * np.array([1.2, 0.9]) + rng.normal(0, 0.01, kn.shape)
+    opened = other.copy()
+    opened[[56, 57, 58, 65, 66, 67], 1] += 0.2
+    out = rt(np.stack([other, opened]), other)
+    np.testing.assert_allclose(out[0], face_landmarks, atol=1e-3)
+    assert topology.mouth_aperture(out[1]) > topology.mouth_aperture(face_landmarks) + 0.1
+    # head pose is replayed: a relative rotation turns the retargeted face by the same angle
+    pose = np.array([[0.1, 0.0, 0.0, 0.0]])
+    turned = rt(kn[None], kn, pose)[0]
+    d0 = face_landmarks[45] - face_landmarks[36]
+    d1 = turned[45] - turned[36]
+    assert abs((np.arctan2(d1[1], d1[0]) - np.arctan2(d0[1], d0[0])) - 0.1) < 1e-3
+
+
+def test_lips_never_cross(face_landmarks):
+    kn, _ = align.normalise(face_landmarks)
+    closing = kn.copy()
+    closing[[65, 66, 67], 1] -= 0.5         # lower inner lip driven far above the upper one
+    out = align.Retargeter(face_landmarks)(closing[None], kn)[0]
+    upright, _ = align.normalise(out)
+    for u, d in ((61, 67), (62, 66), (63, 65)):
+        assert upright[d, 1] >= upright[u, 1] - 1e-6
+
+
+def test_relative_pose_is_zero_for_a_still_head(face_landmarks):
+    seq = np.repeat(face_landmarks[None], 5, axis=0)
+    _, m = align.normalise(seq)
+    np.testing.assert_allclose(align.relative_pose(m), 0, atol=1e-9)
+
+
+def test_photo_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_image(tmp_path / "missing.jpg")
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not an image")
+    with pytest.raises(InputError, match="not a readable image"):
+        load_image(junk)
+    with pytest.raises(FaceNotFoundError, match="no face found in blank"):
+        face_landmarks(np.full((200, 200, 3), 127, np.uint8), "blank")
