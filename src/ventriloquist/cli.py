@@ -59,6 +59,23 @@ def _cmd_bench(a: argparse.Namespace) -> None:
     run_bench(sizes=a.sizes, seconds=a.seconds, threads=a.threads, json_path=a.json)
 
 
+def _cmd_train(a: argparse.Namespace) -> None:
+    from .train import TrainOptions, run
+    opts = TrainOptions(config=a.config and Path(a.config), data=Path(a.data), out=Path(a.out), epochs=a.epochs,
+                        seed=a.seed, resume=a.resume, smoke=a.smoke, publish=a.publish, device=a.device)
+    run(a.stage, opts)
+
+
+def _cmd_prepare(a: argparse.Namespace) -> None:
+    from .data.prepare import prepare
+    prepare([Path(p) for p in a.inputs], Path(a.out), workers=a.workers, progress=not a.quiet)
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> None:
+    from .evaluate import evaluate
+    evaluate(Path(a.data), Path(a.out), quick=a.quick, progress=not a.quiet)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ventriloquist", description=__doc__)
     p.add_argument("--version", action="version", version=f"ventriloquist {__version__}")
@@ -86,6 +103,33 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=1, help="CPU threads for OpenCV and the encoder (default 1)")
     b.add_argument("--json", help="also write the results to this JSON file")
     b.set_defaults(func=_cmd_bench)
+    from .train import DEFAULT_DATA, STAGES
+    t = sub.add_parser("train", help="train a model stage (seeded, resumable); see docs/TRAINING.md")
+    t.add_argument("stage", choices=STAGES)
+    t.add_argument("--config", help="TOML file overriding the stage's defaults (e.g. configs/emotion.toml)")
+    t.add_argument("--data", default=str(DEFAULT_DATA), help=f"data root (default {DEFAULT_DATA})")
+    t.add_argument("--out", default="runs", help="checkpoints and logs go to OUT/STAGE (default runs)")
+    t.add_argument("--epochs", type=int, help="override the configured number of epochs")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true", help="continue from OUT/STAGE/last.pt")
+    t.add_argument("--smoke", action="store_true", help="a few steps on a tiny subset (for CI)")
+    t.add_argument("--publish", action="store_true", help="install the best checkpoint as the package default")
+    t.add_argument("--device", default="cpu")
+    t.set_defaults(func=_cmd_train)
+
+    pr = sub.add_parser("prepare", help="extract landmarks + audio features of videos or a corpus into a cache")
+    pr.add_argument("inputs", nargs="+", help="video files, folders of videos, or a data root like ../shared/data")
+    pr.add_argument("--out", required=True, help="cache folder")
+    pr.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=_cmd_prepare)
+
+    e = sub.add_parser("evaluate", help="metrics, baselines, plots and a report on held-out clips")
+    e.add_argument("--data", default=str(DEFAULT_DATA), help="data root, a folder of videos, or a manifest CSV")
+    e.add_argument("--out", default="report", help="report folder (default ./report)")
+    e.add_argument("--quick", action="store_true", help="a few clips only (smoke test)")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=_cmd_evaluate)
     return p
 
 
