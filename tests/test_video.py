@@ -1,0 +1,60 @@
+import av
+import numpy as np
+import pytest
+
+from ventriloquist.config import SAMPLE_RATE, VideoConfig
+from ventriloquist.errors import InputError
+from ventriloquist.video import VideoWriter, frame_strip, read_frames, video_info
+
+
+def _streams(path):
+    with av.open(str(path)) as c:
+        return ([s.codec_context.name for s in c.streams.video], [s.codec_context.name for s in c.streams.audio],
+                float(c.duration / 1e6))
+
+
+def test_writes_h264_and_aac_of_the_audio_duration(tmp_path):
+    seconds = 2.2
+    audio = (0.1 * np.sin(np.arange(int(seconds * SAMPLE_RATE)) * 0.05)).astype(np.float32)
+    out = tmp_path / "out.mp4"
+    n = int(round(seconds * 25))
+    with VideoWriter(out, 64, 48, VideoConfig(fps=25), audio=audio) as w:
+        for i in range(n):
+            w.write(np.full((48, 64, 3), i * 4 % 255, np.uint8))
+    v, a, dur = _streams(out)
+    assert v == ["h264"] and a == ["aac"]
+    assert abs(dur - seconds) <= 1 / 25 + 0.03
+    info = video_info(out)
+    assert info["frames"] == n and info["width"] == 64 and info["has_audio"]
+    assert sum(1 for _ in read_frames(out)) == n
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    out = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError):
+        with VideoWriter(out, 64, 48) as w:
+            w.write(np.zeros((48, 64, 3), np.uint8))
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_frame_strip(tmp_path):
+    out = tmp_path / "v.mp4"
+    with VideoWriter(out, 64, 48) as w:
+        for i in range(10):
+            w.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    png = frame_strip(out, tmp_path / "strip.png", count=4, height=48)
+    import cv2
+    img = cv2.imread(str(png))
+    assert img.shape == (48, 4 * 64, 3)
+
+
+def test_unreadable_video_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    with pytest.raises(InputError, match="bad.mp4"):
+        video_info(bad)
+    with pytest.raises(InputError, match="does not exist"):
+        video_info(tmp_path / "none.mp4")
