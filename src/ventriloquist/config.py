@@ -69,3 +69,4 @@ class GenerateConfig:
     video: VideoConfig = field(default_factory=VideoConfig)
     seed: int = 0
     device: str = "cpu"
+    emotion: bool = True           # False disables the generator's emotion branch (neutral face)

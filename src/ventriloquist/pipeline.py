@@ -12,7 +12,7 @@ import numpy as np
 
 from .audio import load_audio, num_frames
 from .config import SAMPLE_RATE, GenerateConfig
-from .errors import InputError, MissingWeightsError
+from .errors import InputError
 from .face.align import Retargeter
 from .face.detect import face_landmarks, load_image
 from .face.track import track_video
@@ -37,11 +37,18 @@ class Ventriloquist:
 
     def __init__(self, cfg: GenerateConfig | None = None) -> None:
         self.cfg = cfg or GenerateConfig()
+        self._speech = None
 
     def motion_from_audio(self, audio: np.ndarray) -> Motion:
-        raise MissingWeightsError(
-            "speech-driven motion needs trained audio-to-motion weights, which this version does not ship yet; "
-            "drive the face with --driving-video VIDEO or --landmarks FILE.npz instead")
+        """Speech -> motion with the shipped Sp2Emo + generator weights (loaded once per pipeline)."""
+        if self._speech is None:
+            import torch
+
+            from .motion.speech import SpeechMotion
+            torch.manual_seed(self.cfg.seed)
+            self._speech = SpeechMotion.from_weights(seed=self.cfg.seed, emotion=self.cfg.emotion)
+        motion, _ = self._speech(audio)
+        return motion
 
     def generate(self, face: str | Path, out: str | Path, audio: str | Path | None = None,
                  driving_video: str | Path | None = None, landmarks: str | Path | None = None,
@@ -73,11 +80,14 @@ class Ventriloquist:
 
         canvas = make_canvas(photo, source_k, self.cfg.render)
         fps = self.cfg.video.fps
-        if speech is not None:
-            n = num_frames(len(speech), fps)
+        if speech is not None and audio is not None:
+            n = num_frames(len(speech), fps)          # the speech sets the length
         else:
+            # the motion sets the length; a driving video's own track (AAC adds priming
+            # samples when decoded) is trimmed or padded to it
             n = max(1, int(round(len(motion.shapes) / motion.fps * fps)))
-            speech = np.zeros(int(round(n / fps * SAMPLE_RATE)), np.float32)
+            want = int(round(n / fps * SAMPLE_RATE))
+            speech = np.zeros(want, np.float32) if speech is None else np.pad(speech[:want], (0, max(0, want - len(speech))))
         motion = motion.retimed(fps, n)
         target = Retargeter(canvas.map(source_k))(motion.shapes, motion.rest, motion.pose).astype(np.float32)
         seq = LandmarkSequence(target, fps, *canvas.size)

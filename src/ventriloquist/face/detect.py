@@ -44,18 +44,22 @@ def _gray(image: np.ndarray) -> np.ndarray:
 
 
 def detect_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Largest face box ``(left, top, right, bottom)`` in an RGB or gray image, or None."""
+    """The most confident face box ``(left, top, right, bottom)`` in an RGB or gray image, or None.
+
+    Confidence, not size: on a photo with a face-like badge or print, the biggest box can be
+    the wrong one while the real face scores far higher.
+    """
     import cv2
     detector, _ = _models()
     gray = _gray(image)
     scale = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
-    dets = detector(small, 0)
+    dets, scores, _ = detector.run(small, 0, 0.0)
     if len(dets) == 0:
-        dets = detector(small, 1)   # upsampling finds smaller faces, at 4x the cost
+        dets, scores, _ = detector.run(small, 1, 0.0)   # upsampling finds smaller faces, at 4x the cost
     if len(dets) == 0:
         return None
-    d = max(dets, key=lambda r: r.width() * r.height())
+    d = dets[int(np.argmax(scores))]
     return (int(d.left() / scale), int(d.top() / scale), int(d.right() / scale), int(d.bottom() / scale))
 
 

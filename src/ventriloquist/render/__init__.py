@@ -1,0 +1,58 @@
+"""Renderer: source photo + target landmarks -> video frame, on the CPU.
+
+A piecewise-affine mesh warp (:mod:`.warp`) moves the face while keeping everything outside
+an anchor ring around it bit-exact, and :mod:`.mouth` paints the cavity and teeth where the
+lips part further than in the photo.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import N_LANDMARKS
+from ..face.topology import INNER_LIPS, interocular
+from .mouth import MouthPainter
+from .warp import MeshWarper
+
+__all__ = ["Renderer"]
+
+
+class Renderer:
+    """Renders frames of one photo for any sequence of target landmarks."""
+
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray, mouth_interior: bool = True,
+                 teeth: bool = True, feather: float = 0.08):
+        """``image``: (H, W, 3) uint8 RGB; ``landmarks``: (68, 2) of its face, in pixels.
+
+        ``feather`` is the edge softness as a fraction of the face size (as in RenderConfig).
+        """
+        image = np.asarray(image)
+        k = np.asarray(landmarks, dtype=np.float64)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+        if k.shape != (N_LANDMARKS, 2) or not np.isfinite(k).all():
+            raise ValueError(f"landmarks must be finite ({N_LANDMARKS}, 2), got {k.shape}")
+        self.image = np.ascontiguousarray(image).copy()
+        self.mesh = MeshWarper(image.shape, k)
+        self.teeth = teeth
+        face_size = float((k.max(0) - k.min(0)).max())
+        self.painter = MouthPainter(self.image, k, feather * face_size) if mouth_interior else None
+        self.src_half_gap = self.mesh.src_gap / 2
+
+    def render(self, target: np.ndarray) -> np.ndarray:
+        """Frame (H, W, 3) uint8 RGB, a new array, for target landmarks (68, 2) in image pixels.
+
+        Non-finite targets give the photo itself; targets far off are pulled inside the ring.
+        """
+        t = np.asarray(target, dtype=np.float64)
+        if t.shape != (N_LANDMARKS, 2):
+            raise ValueError(f"target landmarks must be ({N_LANDMARKS}, 2), got {t.shape}")
+        out = self.image.copy()
+        if not np.isfinite(t).all():
+            return out
+        dst = self.mesh.vertices(t)
+        self.mesh.warp(self.image, dst, out)
+        if self.painter is not None:
+            upper, lower = self.mesh.mouth_chains(dst)
+            self.painter.paint(out, dst[INNER_LIPS], upper, lower, self.src_half_gap,
+                               float(interocular(dst[:N_LANDMARKS])), self.teeth)
+        return out

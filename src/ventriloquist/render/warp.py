@@ -1,0 +1,222 @@
+"""Piecewise-affine mesh warp of the source photo, driven by 68 target landmarks.
+
+The mesh is the 68 landmarks, a row of forehead points that follow the head rigidly, six
+mouth-interior points that split the inner-lip opening into an upper part (riding on the
+upper lip), a lower part (riding on the lower lip) and a "tear" between them (the newly
+opened cavity, painted by :mod:`.mouth`), and a fixed elliptical ring of anchors around the
+face. Everything outside the ring is never touched, so the background cannot swim.
+
+Rendering is backward mapping: a triangle-id image is rasterised in the destination, each
+pixel takes its triangle's affine dst->src map, and ``cv2.remap`` samples the photo. All of it
+is restricted to the bounding box of the triangles that actually moved.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+from ..config import N_LANDMARKS
+from ..face.topology import BROWS, INNER_LIPS, JAW, OUTER_LIPS, STABLE, eye_centres, interocular
+
+FOREHEAD_HEIGHT = 0.6        # forehead row above the brows, in inter-ocular distances
+RING_SCALE = 1.7             # anchor ellipse diameter over the size of the face (landmarks + forehead)
+RING_POINTS = 24
+RING_LIMIT = 0.9             # moving vertices are kept inside this fraction of the ring
+REF_OPENINGS = (0.2, 0.35, 0.5)  # mouth openings (inter-ocular units) tried for the reference mesh
+MOVE_EPS = 1e-3              # pixels; triangles whose vertices all move less are left alone
+MIN_AREA = 1e-6              # pixels^2 (twice the area); flatter destination triangles are not drawn
+SUBPIXEL_BITS = 4            # fixed-point precision of the rasteriser
+BOX_PAD = 1.0                # pixels of slack around each triangle's source box
+UNBOUNDED = 1e6              # source box of the identity (unmoved) pixels
+MAX_TRIANGLES = 255          # ids 1..255 in a uint8 image, 0 is "not moved"
+
+FAR = 4.0                    # targets are first clipped to this many image sizes around the image
+
+UPPER_CHAIN = INNER_LIPS[:5]                   # 60-64: corner, upper inner lip, corner
+UPPER_INNER = INNER_LIPS[1:4]                  # 61-63
+LOWER_INNER = INNER_LIPS[[7, 6, 5]]            # 67-65, paired with UPPER_INNER
+CORNERS = INNER_LIPS[[0, 4]]                   # 60, 64
+LOWER_BLOCK = np.concatenate([JAW[5:12], OUTER_LIPS[7:], LOWER_INNER])  # what a jaw drop moves
+FOREHEAD_FROM = BROWS[[0, 2, 4, 5, 7, 9]]      # brow ends and middles
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (2, 3) mapping points ``src`` to ``dst`` (no reflection)."""
+    ms, md = src.mean(0), dst.mean(0)
+    s, d = src - ms, dst - md
+    den = (s ** 2).sum()
+    if not den > 0:
+        return np.array([[1.0, 0.0, md[0] - ms[0]], [0.0, 1.0, md[1] - ms[1]]])
+    a = (s * d).sum() / den
+    b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / den
+    r = np.array([[a, -b], [b, a]])
+    return np.concatenate([r, (md - r @ ms)[:, None]], axis=1)
+
+
+def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def _strip(a: list[int], b: list[int]) -> list[tuple[int, int, int]]:
+    """Triangles filling the band between two chains that share their end points."""
+    n = len(a)
+    tris = [(a[0], a[1], b[1])]
+    for i in range(1, n - 2):
+        tris += [(a[i], a[i + 1], b[i + 1]), (a[i], b[i + 1], b[i])]
+    tris.append((a[n - 2], a[n - 1], b[n - 2]))
+    return tris
+
+
+def _face_frame(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors (right, down) of the face: along the eye line and perpendicular to it."""
+    right, left = eye_centres(k)
+    d = left - right
+    x = d / (np.linalg.norm(d) + 1e-9)
+    return x, np.array([-x[1], x[0]])
+
+
+class MeshWarper:
+    """The mesh built once on the source face, and the per-frame warp."""
+
+    def __init__(self, image_shape: tuple[int, ...], landmarks: np.ndarray):
+        self.h, self.w = image_shape[:2]
+        k = np.asarray(landmarks, dtype=np.float64)
+        iod = float(interocular(k))
+        ex, ey = _face_frame(k)
+        self.forehead = k[FOREHEAD_FROM] - ey * FOREHEAD_HEIGHT * iod
+        # anchor ring: an ellipse around landmarks + forehead, aligned with the face
+        pts = np.concatenate([k, self.forehead])
+        u, v = pts @ ex, pts @ ey
+        cu, cv = (u.min() + u.max()) / 2, (v.min() + v.max()) / 2
+        self.ring_centre = cu * ex + cv * ey
+        self.ring_axes = RING_SCALE / 2 * np.array([u.max() - u.min(), v.max() - v.min()])
+        self.ring_frame = np.stack([ex, ey])
+        phi = np.linspace(0, 2 * np.pi, RING_POINTS, endpoint=False)
+        ring = self.ring_centre + np.cos(phi)[:, None] * self.ring_axes[0] * ex + np.sin(phi)[:, None] * self.ring_axes[1] * ey
+        # mouth-interior points: the midpoints of the inner-lip pairs, twice (upper and lower copy)
+        mid = (k[UPPER_INNER] + k[LOWER_INNER]) / 2
+        self.i_ring = np.arange(N_LANDMARKS + len(self.forehead), N_LANDMARKS + len(self.forehead) + RING_POINTS)
+        self.i_upper = np.arange(self.i_ring[-1] + 1, self.i_ring[-1] + 4)
+        self.i_lower = self.i_upper + 3
+        self.src = np.concatenate([k, self.forehead, ring, mid, mid]).astype(np.float64)
+        self.src_gap = np.linalg.norm(k[LOWER_INNER] - k[UPPER_INNER], axis=1)
+        self.triangles = self._triangulate(k, iod, ey, ring)
+        if len(self.triangles) > MAX_TRIANGLES:
+            raise ValueError(f"mesh has {len(self.triangles)} triangles, more than a uint8 id map holds")
+
+    def _triangulate(self, k: np.ndarray, iod: float, down: np.ndarray, ring: np.ndarray) -> np.ndarray:
+        """Delaunay on the face with the mouth opened, so no triangle spans the lip opening.
+
+        The opening grows until every inner-lip edge is a mesh edge (the last try is kept
+        otherwise), then the inside of the inner lips is replaced by explicit strips.
+        """
+        inner = [int(i) for i in INNER_LIPS]
+        edges = {frozenset((inner[i], inner[(i + 1) % len(inner)])) for i in range(len(inner))}
+        for opening in REF_OPENINGS:
+            ref = k.copy()
+            ref[LOWER_BLOCK] += down * opening * iod
+            pts = np.concatenate([ref, self.forehead, ring])
+            tris = Delaunay(pts).simplices
+            poly = ref[INNER_LIPS].astype(np.float32)
+            keep = [t for t in tris
+                    if cv2.pointPolygonTest(poly, tuple(map(float, pts[t].mean(0))), False) < 0]
+            have = {frozenset((int(a), int(b))) for t in keep for a, b in ((t[0], t[1]), (t[1], t[2]), (t[0], t[2]))}
+            if edges <= have:
+                break
+        a, b = (int(c) for c in CORNERS)
+        up, lo = [a, *self.i_upper.tolist(), b], [a, *self.i_lower.tolist(), b]
+        mouth = (_strip(up, lo)                                             # tear (new cavity)
+                 + _strip(UPPER_CHAIN.tolist(), up)                         # upper interior
+                 + _strip(lo, [a, *LOWER_INNER.tolist(), b]))               # lower interior
+        # mouth first: where the lips close, the lip triangles drawn after cover the thin strips
+        return np.concatenate([np.array(mouth), np.asarray(keep, dtype=np.int64).reshape(-1, 3)])
+
+    # ----------------------------------------------------------------------------- per frame
+    def vertices(self, target: np.ndarray) -> np.ndarray:
+        """Destination mesh vertices for target landmarks (68, 2), all finite."""
+        far = FAR * max(self.h, self.w)
+        k = self._inside_ring(np.clip(np.asarray(target, dtype=np.float64), -far, far))
+        head = similarity(self.src[STABLE], k[STABLE])
+        fore = self._inside_ring(_apply(head, self.forehead))
+        d = k[LOWER_INNER] - k[UPPER_INNER]
+        gap = np.linalg.norm(d, axis=1)
+        # each interior half keeps its source size and rides on its lip; the rest is new cavity
+        f = np.where(gap > 1e-6, np.minimum(0.5, self.src_gap / 2 / np.maximum(gap, 1e-6)), 0.5)[:, None]
+        upper = k[UPPER_INNER] + f * d
+        lower = k[LOWER_INNER] - f * d
+        return np.concatenate([k, fore, self.src[self.i_ring], upper, lower])
+
+    def mouth_chains(self, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Upper and lower outlines (5, 2) of the tear in destination vertices ``dst``, corner to corner."""
+        a, b = dst[CORNERS[0]], dst[CORNERS[1]]
+        return (np.concatenate([[a], dst[self.i_upper], [b]]),
+                np.concatenate([[a], dst[self.i_lower], [b]]))
+
+    def _inside_ring(self, p: np.ndarray) -> np.ndarray:
+        """Pull points back inside the anchor ring so no triangle folds over it."""
+        q = ((p - self.ring_centre) @ self.ring_frame.T) / self.ring_axes
+        r = np.linalg.norm(q, axis=1, keepdims=True)
+        q = q * np.minimum(1.0, RING_LIMIT / np.maximum(r, 1e-12))
+        return self.ring_centre + (q * self.ring_axes) @ self.ring_frame
+
+    def warp(self, image: np.ndarray, dst: np.ndarray, out: np.ndarray) -> None:
+        """Write the warp of ``image`` for destination vertices ``dst`` into ``out`` (a copy of it)."""
+        moved = np.abs(dst - self.src).max(axis=1) > MOVE_EPS
+        tris = self.triangles[moved[self.triangles].any(axis=1)]
+        if len(tris) == 0:
+            return
+        td, ts = dst[tris], self.src[tris]                    # (T, 3, 2)
+        # affine dst->src per triangle: [sx, sy] = M @ [x, y, 1]
+        e1, e2 = td[:, 1] - td[:, 0], td[:, 2] - td[:, 0]
+        det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+        ok = np.abs(det) > MIN_AREA
+        td, ts, e1, e2, det = td[ok], ts[ok], e1[ok], e2[ok], det[ok]
+        if len(td) == 0:
+            return
+        inv = np.stack([np.stack([e2[:, 1], -e2[:, 0]], -1), np.stack([-e1[:, 1], e1[:, 0]], -1)], 1) / det[:, None, None]
+        s1, s2 = ts[:, 1] - ts[:, 0], ts[:, 2] - ts[:, 0]
+        lin = np.stack([s1, s2], -1) @ inv                    # (T, 2, 2)
+        off = ts[:, 0] - np.einsum("tij,tj->ti", lin, td[:, 0])
+
+        lo = np.floor(td.reshape(-1, 2).min(0)).astype(int) - 1
+        hi = np.ceil(td.reshape(-1, 2).max(0)).astype(int) + 2
+        x0, y0 = max(lo[0], 0), max(lo[1], 0)
+        x1, y1 = min(hi[0], self.w), min(hi[1], self.h)
+        if x1 <= x0 or y1 <= y0:
+            return
+        # triangle ids fit a uint8 image (the mesh has under 255 triangles), so cv2.LUT gathers
+        # the per-pixel coefficients far faster than numpy indexing
+        ids = np.zeros((y1 - y0, x1 - x0), np.uint8)          # 0: not covered, identity map
+        scale = 1 << SUBPIXEL_BITS
+        fixed = np.round((td - [x0, y0]) * scale).astype(np.int32)
+        for i, tri in enumerate(fixed, start=1):
+            cv2.fillConvexPoly(ids, tri, i, cv2.LINE_8, SUBPIXEL_BITS)
+        # coefficients relative to the ROI origin, then the source box of each triangle; row 0
+        # is the identity with no bounds
+        coef = np.zeros((10, 256), np.float32)
+        coef[:, 0] = (1, 0, x0, 0, 1, y0, -UNBOUNDED, UNBOUNDED, -UNBOUNDED, UNBOUNDED)
+        n = len(td) + 1
+        coef[0, 1:n], coef[1, 1:n] = lin[:, 0, 0], lin[:, 0, 1]
+        coef[2, 1:n] = off[:, 0] + lin[:, 0, 0] * x0 + lin[:, 0, 1] * y0
+        coef[3, 1:n], coef[4, 1:n] = lin[:, 1, 0], lin[:, 1, 1]
+        coef[5, 1:n] = off[:, 1] + lin[:, 1, 0] * x0 + lin[:, 1, 1] * y0
+        coef[6, 1:n], coef[7, 1:n] = ts[:, :, 0].min(1) - BOX_PAD, ts[:, :, 0].max(1) + BOX_PAD
+        coef[8, 1:n], coef[9, 1:n] = ts[:, :, 1].min(1) - BOX_PAD, ts[:, :, 1].max(1) + BOX_PAD
+        xs = np.arange(x1 - x0, dtype=np.float32)[None, :]
+        ys = np.arange(y1 - y0, dtype=np.float32)[:, None]
+        maps = []
+        for row, box in ((0, 6), (3, 8)):
+            m = cv2.LUT(ids, coef[row])
+            m *= xs
+            m += cv2.LUT(ids, coef[row + 2])
+            t = cv2.LUT(ids, coef[row + 1])
+            t *= ys
+            m += t
+            # a pixel on the rim of a sliver triangle would extrapolate far away: keep it in its source box
+            np.maximum(m, cv2.LUT(ids, coef[box]), out=m)
+            np.minimum(m, cv2.LUT(ids, coef[box + 1]), out=m)
+            maps.append(m)
+        # fixed-point maps remap about twice as fast as float ones
+        m1, m2 = cv2.convertMaps(maps[0], maps[1], cv2.CV_16SC2)
+        out[y0:y1, x0:x1] = cv2.remap(image, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

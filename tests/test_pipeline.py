@@ -1,0 +1,109 @@
+"""End to end: photo + motion source -> MP4, through the CLI as a user runs it."""
+from __future__ import annotations
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from ventriloquist.cli import main
+from ventriloquist.config import FPS
+from ventriloquist.face import align, topology
+from ventriloquist.face.track import track_video
+from ventriloquist.motion.sequence import LandmarkSequence
+
+
+def _talking_sequence(k0: np.ndarray, n: int, w: int, h: int) -> LandmarkSequence:
+    """The photo's own landmarks with the jaw opening and closing about twice a second."""
+    kn, m = align.normalise(k0)
+    opening = 0.22 * np.clip(np.sin(np.arange(n) * 2 * np.pi * 2.2 / FPS), 0, None)
+    seq = np.repeat(kn[None], n, axis=0)
+    lower = [5, 6, 7, 8, 9, 10, 11, 55, 56, 57, 58, 59, 65, 66, 67]
+    seq[:, lower, 1] += opening[:, None] * np.linspace(0.6, 1.0, len(lower))[None]
+    return LandmarkSequence(align.apply(align.invert(m), seq).astype(np.float32), float(FPS), w, h)
+
+
+@pytest.fixture(scope="module")
+def driving(tmp_path_factory, face_path, face_image, face_landmarks):
+    """A short synthetic talking clip made from the shipped photo, with speech-like audio."""
+    tmp = tmp_path_factory.mktemp("drive")
+    h, w = face_image.shape[:2]
+    seq = _talking_sequence(face_landmarks, 50, w, h)
+    seq.save(tmp / "talk.npz")
+    out = tmp / "driver.mp4"
+    assert main(["generate", "--face", str(face_path), "--landmarks", str(tmp / "talk.npz"),
+                 "--out", str(out), "--size", "256", "--quiet"]) == 0
+    return out, seq
+
+
+def _duration(path):
+    with av.open(str(path)) as c:
+        return float(c.duration / 1e6), [s.type for s in c.streams]
+
+
+def test_landmarks_source_makes_a_video(driving):
+    out, seq = driving
+    dur, streams = _duration(out)
+    assert sorted(streams) == ["audio", "video"]
+    assert abs(dur - seq.duration) <= 1 / FPS + 0.03
+
+
+def test_driving_video_round_trip(tmp_path, driving, face_path):
+    """Reenacting the clip on the photo: the output mouth opens and closes with the driver's."""
+    drv, _ = driving
+    out = tmp_path / "reenact.mp4"
+    exported = tmp_path / "out.json"
+    assert main(["generate", "--face", str(face_path), "--driving-video", str(drv), "--out", str(out),
+                 "--size", "256", "--crop", "face", "--export-landmarks", str(exported), "--quiet"]) == 0
+    k_drv, _, _ = track_video(drv, progress=False)
+    k_out, _, (w, h) = track_video(out, progress=False)
+    assert (w, h) == (256, 256)
+    a, b = topology.mouth_aperture(k_drv), topology.mouth_aperture(k_out)
+    n = min(len(a), len(b))
+    assert np.corrcoef(a[:n], b[:n])[0, 1] > 0.7
+    assert b.max() - b.min() > 0.1
+    seq = LandmarkSequence.load(exported)
+    assert seq.landmarks.shape == (n, 68, 2) and seq.width == 256
+
+
+def test_fps_and_size_options(tmp_path, face_path, driving):
+    _, seq = driving
+    npz = tmp_path / "s.npz"
+    seq.save(npz)
+    out = tmp_path / "o.mp4"
+    assert main(["generate", "--face", str(face_path), "--landmarks", str(npz), "--out", str(out),
+                 "--fps", "30", "--size", "128", "--quiet"]) == 0
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert round(float(v.average_rate)) == 30 and max(v.codec_context.width, v.codec_context.height) == 128
+    assert abs(_duration(out)[0] - seq.duration) <= 1 / 30 + 0.03
+
+
+def _fails(capsys, args, out, needle):
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.startswith("error:") and "\n" not in err and needle in err
+    assert not out.exists()
+    assert not list(out.parent.glob(".*.mp4"))       # no temp file left behind
+
+
+def test_bad_inputs_give_one_clear_line_and_no_output(tmp_path, capsys, face_path, driving, speech_wav):
+    drv, _ = driving
+    out = tmp_path / "out.mp4"
+    _fails(capsys, ["generate", "--face", str(tmp_path / "nobody.jpg"), "--driving-video", str(drv),
+                    "--out", str(out)], out, "nobody.jpg")
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 200, np.uint8))
+    _fails(capsys, ["generate", "--face", str(blank), "--driving-video", str(drv), "--out", str(out)], out,
+           "no face found in")
+    corrupt = tmp_path / "speech.wav"
+    corrupt.write_bytes(b"RIFF....WAVEfmt garbage" * 20)
+    _fails(capsys, ["generate", "--face", str(face_path), "--audio", str(corrupt), "--out", str(out)], out,
+           "speech.wav")
+    bad_npz = tmp_path / "bad.npz"
+    np.savez(bad_npz, landmarks=np.zeros((3, 5, 2)), fps=25, width=10, height=10)
+    _fails(capsys, ["generate", "--face", str(face_path), "--landmarks", str(bad_npz), "--out", str(out)], out,
+           "bad.npz")
+    _fails(capsys, ["generate", "--face", str(face_path), "--driving-video", str(speech_wav), "--out", str(out)],
+           out, "speech.wav")

@@ -1,0 +1,144 @@
+import cv2
+import numpy as np
+import pytest
+
+from ventriloquist.face.topology import INNER_LIPS, OUTER_LIPS, interocular
+from ventriloquist.render import Renderer
+from ventriloquist.render.speed import talking_motion, time_render
+from ventriloquist.render.warp import LOWER_BLOCK
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """The astronaut photo and its landmarks (detected on the upper half: on the whole photo
+    the detector's largest box is the mission patch)."""
+    from skimage.data import astronaut
+
+    from ventriloquist.face.detect import detect_landmarks
+
+    image = astronaut()
+    k = detect_landmarks(image[:256])
+    assert k is not None
+    return image, k.astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def renderer(photo):
+    return Renderer(*photo)
+
+
+def opened(k: np.ndarray, amount: float = 0.25) -> np.ndarray:
+    t = k.copy()
+    t[LOWER_BLOCK, 1] += amount * interocular(k)  # jaw 5-11, lower lip 55-59 and 65-67
+    return t
+
+
+def polygon_mask(shape, pts) -> np.ndarray:
+    m = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(m, [np.round(pts).astype(np.int32)], 1)
+    return m.astype(bool)
+
+
+def luma(image: np.ndarray, mask: np.ndarray) -> float:
+    return float(image[mask].astype(np.float64).mean())
+
+
+def test_source_landmarks_give_the_source(photo, renderer):
+    image, k = photo
+    assert np.array_equal(renderer.render(k), image)
+    jitter = k + np.random.default_rng(0).normal(0, 0.3, k.shape)
+    assert np.abs(renderer.render(jitter).astype(int) - image).mean() < 1.0
+
+
+def test_output_is_a_new_uint8_frame(photo, renderer):
+    image, k = photo
+    out = renderer.render(opened(k))
+    assert out.shape == image.shape and out.dtype == np.uint8
+    out[:] = 0
+    assert np.array_equal(renderer.render(k), image)
+
+
+def test_opening_the_mouth_shows_a_dark_cavity(photo, renderer):
+    image, k = photo
+    t = opened(k)
+    out = renderer.render(t)
+    hole = cv2.erode(polygon_mask(image.shape, t[INNER_LIPS]).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    lips = polygon_mask(image.shape, t[OUTER_LIPS]) & ~polygon_mask(image.shape, t[INNER_LIPS])
+    assert hole.sum() > 50
+    assert np.abs(out[hole].astype(int) - image[hole]).mean() > 30
+    assert luma(out, hole) < 0.7 * luma(out, lips)
+    # the cavity is reddish, not grey or blue
+    cavity = out[hole].astype(np.float64)
+    dark = cavity[cavity.mean(1) < 60]
+    assert len(dark) > 20 and dark[:, 0].mean() > dark[:, 2].mean()
+
+
+def test_mouth_options(photo):
+    image, k = photo
+    t = opened(k, 0.3)
+    hole = polygon_mask(image.shape, t[INNER_LIPS])
+    plain = Renderer(image, k, mouth_interior=False).render(t)
+    no_teeth = Renderer(image, k, teeth=False).render(t)
+    full = Renderer(image, k).render(t)
+    assert luma(no_teeth, hole) < luma(plain, hole)
+    assert luma(full, hole) > luma(no_teeth, hole)
+
+
+def test_background_is_bit_exact(photo, renderer):
+    image, k = photo
+    mesh = renderer.mesh
+    ring = mesh.src[mesh.i_ring]
+    x0, y0 = np.floor(ring.min(0)).astype(int) - 1
+    x1, y1 = np.ceil(ring.max(0)).astype(int) + 2
+    outside = np.ones(image.shape[:2], bool)
+    outside[max(y0, 0):y1, max(x0, 0):x1] = False
+    for t in talking_motion(k, 8)[1:]:
+        out = renderer.render(t)
+        assert np.array_equal(out[outside], image[outside])
+        assert np.array_equal(out[:20], image[:20]) and np.array_equal(out[-20:], image[-20:])
+        assert np.array_equal(out[:, :20], image[:, :20]) and np.array_equal(out[:, -20:], image[:, -20:])
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "huge", "collapsed", "scrambled"])
+def test_bad_targets_do_not_crash(photo, renderer, bad):
+    image, k = photo
+    rng = np.random.default_rng(1)
+    t = {
+        "nan": np.where(np.arange(68)[:, None] == 30, np.nan, k),
+        "inf": np.full_like(k, np.inf),
+        "huge": k + rng.normal(0, 1e9, k.shape),
+        "collapsed": np.full_like(k, 200.0),
+        "scrambled": rng.uniform(-600, 1200, k.shape),
+    }[bad]
+    out = renderer.render(t)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    if bad in ("nan", "inf"):
+        assert np.array_equal(out, image)
+
+
+def test_wrong_shapes_are_rejected(photo, renderer):
+    image, k = photo
+    with pytest.raises(ValueError):
+        renderer.render(k[:60])
+    with pytest.raises(ValueError):
+        Renderer(image[..., 0], k)
+
+
+def test_mesh_is_sound(renderer):
+    mesh = renderer.mesh
+    tris = mesh.triangles
+    assert len(tris) <= 255 and tris.max() < len(mesh.src)
+    p = mesh.src[tris]
+    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    solid = np.abs(det) > 1e-6          # the mouth strips are flat on the source by design
+    assert (np.sign(det[solid]) == np.sign(det[solid][0])).all(), "no triangle is folded on the source"
+    edges = {frozenset(map(int, e)) for t in tris for e in ((t[0], t[1]), (t[1], t[2]), (t[0], t[2]))}
+    inner = INNER_LIPS.tolist()
+    assert all(frozenset((inner[i], inner[(i + 1) % 8])) in edges for i in range(8))
+
+
+def test_time_render_reports():
+    r = time_render(128, 3)
+    assert r["size"] == 128 and r["frames"] == 3
+    assert 0 < r["cpu_s_per_frame"] < 1 and r["fps"] > 1
