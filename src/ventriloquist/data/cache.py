@@ -1,0 +1,184 @@
+"""The prepared-data cache: one compressed ``.npz`` per clip plus an ``index.csv``.
+
+Extraction (face tracking, audio features) is the slow part of training, so it runs once
+(``ventriloquist prepare``) and every later step reads arrays from here. Layout::
+
+    cache/
+      cache.json          {"format": FORMAT}  - stale caches are refused with a clear error
+      index.csv           one row per clip (INDEX_COLUMNS)
+      skipped.csv         videos that could not be used, with the reason (from the last run)
+      clips/<key>.npz     the arrays of one clip (see ``write_clip``)
+
+All time series share the model time base ``FPS``: ``landmarks``/``shapes``/``pose``/``energy``
+have T rows, ``mel``/``mfcc`` have ``T * MEL_PER_FRAME`` rows (audio clips only).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import InputError
+
+FORMAT = 1                       # bump when fields change meaning; old caches are then refused
+CLIPS_DIR = "clips"
+INDEX_FILE = "index.csv"
+META_FILE = "cache.json"
+SKIPPED_FILE = "skipped.csv"
+INDEX_COLUMNS = ("key", "file", "source", "corpus", "speaker", "emotion", "split", "frames", "has_audio")
+SKIPPED_COLUMNS = ("source", "corpus", "key", "reason")
+ARRAY_FIELDS = ("landmarks", "shapes", "pose", "mel", "mfcc", "energy")   # float32 time series
+STRING_FIELDS = ("source", "corpus", "speaker", "emotion", "split", "label", "transcript")
+
+
+def _redo(cache_dir: Path | str) -> str:
+    return f"delete {cache_dir} and run `ventriloquist prepare <data> --out {cache_dir}` again"
+
+
+def clip_file(cache_dir: Path, key: str) -> Path:
+    return Path(cache_dir) / CLIPS_DIR / f"{key}.npz"
+
+
+def check_format(cache_dir: Path, create: bool = False) -> None:
+    """Refuse a cache written in another format (or create the marker for a new cache)."""
+    cache_dir = Path(cache_dir)
+    meta = cache_dir / META_FILE
+    if meta.is_file():
+        try:
+            fmt = json.loads(meta.read_text()).get("format")
+        except (ValueError, AttributeError):
+            fmt = None
+        if fmt != FORMAT:
+            raise InputError(f"cache {cache_dir} has format {fmt}, this version needs {FORMAT}; {_redo(cache_dir)}")
+    elif create:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps({"format": FORMAT}) + "\n")
+    elif (cache_dir / CLIPS_DIR).is_dir():
+        raise InputError(f"cache {cache_dir} has no {META_FILE} (written by an older version); {_redo(cache_dir)}")
+
+
+def write_clip(cache_dir: Path, key: str, fields: dict) -> Path:
+    """Write one clip's fields atomically: a half-written file never appears under its final name."""
+    path = clip_file(cache_dir, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": np.int32(FORMAT)}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name in ARRAY_FIELDS:
+            value = np.asarray(value, dtype=np.float32)
+        data[name] = np.asarray(value)
+    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def _unpack(z) -> dict:
+    out = {}
+    for name in z.files:
+        v = z[name]
+        out[name] = v.item() if v.ndim == 0 else v
+    return out
+
+
+def read_npz(path: Path) -> dict:
+    """All fields of one clip file; scalars come back as Python values."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"cached clip {path} does not exist; {_redo(path.parent.parent)}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = _unpack(z)
+    except Exception as exc:
+        raise InputError(f"cached clip {path} is unreadable ({type(exc).__name__}); delete it and run prepare again") from None
+    if d.get("format") != FORMAT:
+        raise InputError(f"cached clip {path} has format {d.get('format')}, this version needs {FORMAT}; "
+                         f"{_redo(path.parent.parent)}")
+    return d
+
+
+def index_row(cache_dir: Path, path: Path) -> dict:
+    """The index row of one clip file, read without decompressing the features."""
+    with np.load(path, allow_pickle=False) as z:
+        if "format" not in z.files or int(z["format"]) != FORMAT:
+            raise InputError(f"cached clip {path} has another format; {_redo(cache_dir)}")
+        s = {k: str(z[k].item()) if k in z.files else "" for k in STRING_FIELDS}
+        frames = int(z["landmarks"].shape[0])
+        has_audio = "mel" in z.files
+    return {"key": path.stem, "file": path.relative_to(cache_dir).as_posix(), "source": s["source"],
+            "corpus": s["corpus"], "speaker": s["speaker"], "emotion": s["emotion"], "split": s["split"],
+            "frames": frames, "has_audio": int(has_audio)}
+
+
+def rebuild_index(cache_dir: Path) -> list[dict]:
+    """Rewrite ``index.csv`` from the clip files present (so it never disagrees with them)."""
+    cache_dir = Path(cache_dir)
+    rows = [index_row(cache_dir, p) for p in sorted((cache_dir / CLIPS_DIR).glob("*.npz"))]
+    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=cache_dir)
+    with os.fdopen(fd, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=INDEX_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, cache_dir / INDEX_FILE)
+    return rows
+
+
+def write_skipped(cache_dir: Path, rows: list[dict]) -> Path:
+    """``skipped.csv``: the videos of the last run that could not be used, one reason each."""
+    path = Path(cache_dir) / SKIPPED_FILE
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=SKIPPED_COLUMNS)
+        w.writeheader()
+        w.writerows({k: r.get(k, "") for k in SKIPPED_COLUMNS} for r in rows)
+    return path
+
+
+def load_index(cache_dir: Path | str) -> list[dict]:
+    """Rows of ``index.csv`` with ``frames`` as int and ``has_audio`` as bool."""
+    cache_dir = Path(cache_dir)
+    path = cache_dir / INDEX_FILE
+    if not path.is_file():
+        raise InputError(f"{path} does not exist; run `ventriloquist prepare <data> --out {cache_dir}` first")
+    check_format(cache_dir)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = set(INDEX_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise InputError(f"{path} lacks the column(s) {', '.join(sorted(missing))}; {_redo(cache_dir)}")
+        rows = list(reader)
+    for r in rows:
+        r["frames"] = int(r["frames"])
+        r["has_audio"] = r["has_audio"].strip().lower() in ("1", "true", "yes")
+    return rows
+
+
+def load_clip(cache_dir: Path | str, key: str) -> dict:
+    """Arrays and metadata of one clip (see the module docstring for the fields)."""
+    d = read_npz(clip_file(Path(cache_dir), key))
+    d["key"] = key
+    return d
+
+
+def iter_clips(cache_dir: Path | str, split: str | None = None, corpus: str | None = None,
+               has_audio: bool | None = None) -> Iterator[dict]:
+    """Clips of the cache one at a time, optionally only one split / corpus (case-insensitive) / with audio."""
+    for row in load_index(cache_dir):
+        if split is not None and row["split"] != split:
+            continue
+        if corpus is not None and row["corpus"].lower() != corpus.lower():
+            continue
+        if has_audio is not None and row["has_audio"] != has_audio:
+            continue
+        yield load_clip(cache_dir, row["key"])

@@ -1,0 +1,205 @@
+"""``ventriloquist prepare``: extract landmarks and audio features of every clip once, into a cache.
+
+Face tracking costs far more than training reads, so each clip is processed once, in parallel
+worker processes, and written atomically; a second run skips clips already in the cache (an
+interrupted run resumes where it stopped). A video that cannot be used (no face, corrupt
+file, unreadable audio) is listed in ``skipped.csv`` with its reason; it never stops the run.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import energy, load_audio, log_mel, mfcc, num_frames
+from ..config import FPS, SAMPLE_RATE
+from ..errors import InputError
+from ..face.align import normalise, relative_pose
+from ..face.track import track_video
+from ..motion.sequence import resample
+from ..video import video_info
+from . import cache
+from .video_corpora import VideoItem, discover, read_alignment
+
+MAX_AV_EXCESS_S = 1.0          # audio this much longer than the video is trimmed: held landmarks would be fake
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+MP_START = "spawn"             # fork would copy a parent's threads and open decoders
+
+
+def extract(item: VideoItem) -> dict:
+    """All cache fields of one clip; InputError (or any decode error) when it cannot be used."""
+    info = video_info(item.path)
+    y = None
+    audio_src = item.path if info["has_audio"] else item.audio     # the video's own track is in sync by construction
+    if audio_src is not None:
+        y = load_audio(audio_src)
+    k, fps, (w, h) = track_video(item.path, progress=False)
+    video_s = len(k) / fps
+    if y is not None and len(y) / SAMPLE_RATE > video_s + MAX_AV_EXCESS_S:
+        y = y[: int(round(video_s * SAMPLE_RATE))]
+    t = num_frames(len(y)) if y is not None else max(1, int(round(video_s * FPS)))
+    k25 = resample(k, fps, FPS, t).astype(np.float32)
+    shapes, m = normalise(k25)
+    fields = {
+        "landmarks": k25, "shapes": shapes, "pose": relative_pose(m),
+        "fps": np.float32(FPS), "source": str(item.path), "corpus": item.corpus, "speaker": item.speaker,
+        "emotion": item.emotion, "label": item.label, "split": item.split, "intensity": np.int32(item.intensity),
+        "width": np.int32(w), "height": np.int32(h), "video_fps": np.float32(fps), "video_frames": np.int32(len(k)),
+        "transcript": item.transcript,
+    }
+    if y is not None:
+        mel = log_mel(y)
+        fields.update(mel=mel, mfcc=mfcc(mel=mel), energy=energy(y))
+    if item.alignment is not None and Path(item.alignment).is_file():
+        words, times = read_alignment(item.alignment)
+        fields.update(words=np.array(words, dtype=str),
+                      word_times=np.array(times, dtype=np.float32).reshape(-1, 2))
+    return fields
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for skipped.csv: our errors already say what is wrong; others get their type."""
+    msg = " ".join(str(exc).split())
+    return msg if isinstance(exc, InputError) else f"{type(exc).__name__}: {msg or 'failed'}"
+
+
+def _work(item: VideoItem, out: Path) -> str | None:
+    """Extract and write one clip; the reason it was skipped, or None when it was written."""
+    try:
+        cache.write_clip(out, item.key, extract(item))
+        return None
+    except Exception as exc:
+        return _reason(exc)
+
+
+def _init_worker() -> None:
+    import cv2
+    cv2.setNumThreads(1)
+
+
+class _ThreadEnv:
+    """Children inherit the environment at spawn time, so their math libraries start single-threaded."""
+
+    def __enter__(self):
+        self.saved = {k: os.environ.get(k) for k in THREAD_ENV}
+        os.environ.update({k: "1" for k in THREAD_ENV})
+
+    def __exit__(self, *exc):
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class PoolUnavailable(RuntimeError):
+    """Worker processes could not start (e.g. a script without an ``if __name__ == "__main__"`` guard)."""
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    import multiprocessing as mp
+    with _ThreadEnv():
+        ex = ProcessPoolExecutor(workers, mp_context=mp.get_context(MP_START), initializer=_init_worker)
+        try:
+            ex.submit(int).result()     # start the workers now, inside the single-thread environment
+        except (BrokenProcessPool, OSError) as exc:
+            ex.shutdown(cancel_futures=True)
+            raise PoolUnavailable(str(exc)) from None
+    return ex
+
+
+def _run_parallel(todo: list[VideoItem], out: Path, workers: int, done) -> None:
+    """Run ``_work`` over ``todo`` in processes; a worker that dies takes only its own clip down."""
+    retry: list[VideoItem] = []
+    ex = _pool(workers)
+    try:
+        futs = {ex.submit(_work, it, out): it for it in todo}
+        for fut in as_completed(futs):
+            try:
+                done(futs[fut], fut.result())
+            except BrokenProcessPool:
+                retry.append(futs[fut])
+    finally:
+        ex.shutdown(cancel_futures=True)
+    # after a crash we cannot tell which clip caused it: redo the unfinished ones one at a time
+    ex = _pool(1) if retry else None
+    for it in retry:
+        try:
+            done(it, ex.submit(_work, it, out).result())
+        except BrokenProcessPool:
+            done(it, "the worker process crashed while reading this file (corrupt video?)")
+            ex.shutdown()
+            ex = _pool(1)
+    if ex is not None:
+        ex.shutdown()
+
+
+def prepare(inputs: list[Path], out: Path, workers: int = 2, progress: bool = True) -> dict:
+    """Extract every clip of ``inputs`` into the cache ``out``; returns counts and the paths written.
+
+    Counts: ``found`` clips discovered, ``prepared`` now, ``cached`` already there,
+    ``skipped`` unusable (see ``skipped.csv``), ``clips`` in the index, ``seconds`` taken.
+    """
+    from tqdm.auto import tqdm
+    t0 = time.perf_counter()
+    out = Path(out)
+    items = discover([Path(p) for p in inputs])
+    if not items:
+        raise InputError(f"no videos found in {', '.join(map(str, inputs))}; pass video files, folders of "
+                         "videos or a data root like ../shared/data (see docs/DATA.md)")
+    cache.check_format(out, create=True)
+    skipped: list[dict] = []
+    by_key: dict[str, VideoItem] = {}
+    for it in items:
+        if it.key in by_key:
+            skipped.append({"source": str(it.path), "corpus": it.corpus, "key": it.key,
+                            "reason": f"same cache key as {by_key[it.key].path}; rename one of them"})
+        else:
+            by_key[it.key] = it
+    todo = [it for k, it in by_key.items() if not cache.clip_file(out, k).is_file()]
+    cached = len(by_key) - len(todo)
+    prepared = 0
+    finished: set[str] = set()
+    bar = tqdm(total=len(todo), desc="prepare", unit="clip", disable=not progress)
+
+    def done(it: VideoItem, reason: str | None) -> None:
+        nonlocal prepared
+        finished.add(it.key)
+        if reason is None:
+            prepared += 1
+        else:
+            skipped.append({"source": str(it.path), "corpus": it.corpus, "key": it.key, "reason": reason})
+        bar.update(1)
+        bar.set_postfix(skipped=len(skipped), refresh=False)
+
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            for it in todo:
+                done(it, _work(it, out))
+        else:
+            try:
+                _run_parallel(todo, out, min(workers, len(todo)), done)
+            except PoolUnavailable as exc:
+                print(f"worker processes could not start ({exc}); preparing in this process", file=sys.stderr)
+                for it in todo:
+                    if it.key not in finished:
+                        done(it, _work(it, out))
+    finally:
+        bar.close()
+    skipped_csv = cache.write_skipped(out, skipped)
+    rows = cache.rebuild_index(out)
+    result = {"found": len(items), "prepared": prepared, "cached": cached, "skipped": len(skipped),
+              "clips": len(rows), "seconds": round(time.perf_counter() - t0, 1),
+              "index": str(out / cache.INDEX_FILE), "skipped_csv": str(skipped_csv)}
+    if progress:
+        msg = (f"prepared {prepared} clip(s), {cached} already cached; index {result['index']} holds "
+               f"{len(rows)} clip(s) ({result['seconds']} s)")
+        if skipped:
+            msg += f"\nskipped {len(skipped)} video(s) that could not be used; reasons in {skipped_csv}"
+        print(msg, file=sys.stderr)
+    return result
