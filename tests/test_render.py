@@ -4,22 +4,23 @@ import pytest
 
 from ventriloquist.face.topology import INNER_LIPS, OUTER_LIPS, interocular
 from ventriloquist.render import Renderer
-from ventriloquist.render.speed import talking_motion, time_render
 from ventriloquist.render.warp import LOWER_BLOCK
 
 
 @pytest.fixture(scope="module")
-def photo():
-    """The astronaut photo and its landmarks (detected on the upper half: on the whole photo
-    the detector's largest box is the mission patch)."""
-    from skimage.data import astronaut
+def photo(face_image, face_landmarks):
+    return face_image, face_landmarks.astype(np.float64)
 
-    from ventriloquist.face.detect import detect_landmarks
 
-    image = astronaut()
-    k = detect_landmarks(image[:256])
-    assert k is not None
-    return image, k.astype(np.float64)
+def talking_motion(k: np.ndarray, frames: int) -> np.ndarray:
+    """Landmark frames (T, 68, 2): the jaw opening and closing and a small head rotation."""
+    pivot = k[27:31].mean(0)
+    out = np.repeat(k[None].astype(np.float64), frames, axis=0)
+    for i in range(frames):
+        out[i, LOWER_BLOCK, 1] += 0.3 * interocular(k) * 0.5 * (1 - np.cos(2 * np.pi * i / 12.0))
+        rot = cv2.getRotationMatrix2D((float(pivot[0]), float(pivot[1])), 4.0 * np.sin(2 * np.pi * i / 40.0), 1.0)
+        out[i] = out[i] @ rot[:, :2].T + rot[:, 2]
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +137,3 @@ def test_mesh_is_sound(renderer):
     edges = {frozenset(map(int, e)) for t in tris for e in ((t[0], t[1]), (t[1], t[2]), (t[0], t[2]))}
     inner = INNER_LIPS.tolist()
     assert all(frozenset((inner[i], inner[(i + 1) % 8])) in edges for i in range(8))
-
-
-def test_time_render_reports():
-    r = time_render(128, 3)
-    assert r["size"] == 128 and r["frames"] == 3
-    assert 0 < r["cpu_s_per_frame"] < 1 and r["fps"] > 1

@@ -46,7 +46,7 @@ def bench_size(size: int, seconds: float, threads: int) -> dict:
     cv2.setNumThreads(threads)
     photo = load_image(demo_face())
     k0 = face_landmarks(photo)
-    canvas = make_canvas(photo, k0, RenderConfig(size=size))
+    canvas = make_canvas(photo, k0, RenderConfig(size=size, crop="face"))   # face fills the frame: the costly case
     n = int(round(seconds * FPS))
     motion = Motion.from_sequence(LandmarkSequence.load(DEMO_MOTION))
     target = Retargeter(canvas.map(k0))(_looped(motion.shapes, n), motion.rest, _looped(motion.pose, n))
