@@ -21,6 +21,7 @@ def test_writes_h264_and_aac_of_the_audio_duration(tmp_path):
     with VideoWriter(out, 64, 48, VideoConfig(fps=25), audio=audio) as w:
         for i in range(n):
             w.write(np.full((48, 64, 3), i * 4 % 255, np.uint8))
+    assert out.stat().st_mode & 0o044            # readable by others, like any written file
     v, a, dur = _streams(out)
     assert v == ["h264"] and a == ["aac"]
     assert abs(dur - seconds) <= 1 / 25 + 0.03

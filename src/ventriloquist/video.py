@@ -90,6 +90,9 @@ class VideoWriter:
         if self.astream is not None:
             self._write_audio()
         self.container.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self._tmp, 0o666 & ~umask)       # mkstemp makes 0600; a video should read like any file
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
