@@ -102,3 +102,23 @@ class Motion:
         """The same motion sampled at ``fps`` for ``n_frames`` frames."""
         return Motion(resample(self.shapes, self.fps, fps, n_frames), self.rest,
                       resample(self.pose, self.fps, fps, n_frames), fps)
+
+
+def rest_faces(clips: list[dict]) -> dict[str, np.ndarray]:
+    """Each speaker's rest face in canonical space: the mean of their neutral clips, else of all their clips.
+
+    Deformations measured from a person's own rest face carry expression and speech but not
+    identity, which is what lets a handful of actors teach expressions for any face.
+    """
+    by_speaker: dict[str, list[np.ndarray]] = {}
+    neutral: dict[str, list[np.ndarray]] = {}
+    for c in clips:
+        spk = f"{c['corpus']}/{c['speaker']}"
+        by_speaker.setdefault(spk, []).append(c["shapes"].mean(axis=0))
+        if c.get("emotion") == "neutral":
+            neutral.setdefault(spk, []).append(c["shapes"].mean(axis=0))
+    return {s: np.mean(neutral.get(s) or v, axis=0) for s, v in by_speaker.items()}
+
+
+def speaker_key(clip: dict) -> str:
+    return f"{clip['corpus']}/{clip['speaker']}"

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import MissingWeightsError
 
 WEIGHTS_DIR = Path(__file__).parent
-MANIFEST = WEIGHTS_DIR / "manifest.json"
+ENV = "VENTRILOQUIST_WEIGHTS"      # a folder of your own weights (same manifest format) replaces the shipped ones
+
+
+def weights_dir() -> Path:
+    return Path(os.environ.get(ENV) or WEIGHTS_DIR)
 
 
 def sha256(path: Path) -> str:
@@ -25,14 +30,14 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def manifest(folder: Path = WEIGHTS_DIR) -> dict[str, dict[str, Any]]:
-    path = folder / "manifest.json"
+def manifest(folder: Path | None = None) -> dict[str, dict[str, Any]]:
+    path = (folder or weights_dir()) / "manifest.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def weights_path(name: str, folder: Path | None = None) -> Path:
     """Path of a verified weights file, or a MissingWeightsError saying how to produce it."""
-    folder = folder or WEIGHTS_DIR
+    folder = folder or weights_dir()
     entry = manifest(folder).get(name)
     if entry is None:
         raise MissingWeightsError(
@@ -58,7 +63,7 @@ def load_checkpoint(name: str, folder: Path | None = None) -> dict[str, Any]:
 def publish(name: str, checkpoint: dict[str, Any], version: str, recipe: str, folder: Path | None = None) -> Path:
     """Write a checkpoint into a weights folder and record its checksum in the manifest."""
     import torch
-    folder = folder or WEIGHTS_DIR
+    folder = folder or weights_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.pt"
     torch.save(checkpoint, path)

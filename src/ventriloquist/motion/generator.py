@@ -1,0 +1,116 @@
+"""The emotive generator G and the sequence discriminator D.
+
+G maps per-frame Mel features and the speech emotion embedding to landmark deformations
+δk(t) from a mean face k̄ (canonical space). Two branches are summed through fixed masks:
+the linguistic branch drives jaw and lips, the emotion branch the rest of the face (and,
+more weakly, the mouth corners). The emotion branch speaks in a small basis of real
+expression deformations, so whatever it learns stays a face.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import MEL_PER_FRAME, N_MELS
+from ..face.topology import JAW, MOUTH
+
+N_POINTS = 68
+EMO_MOUTH_WEIGHT = 0.5       # share of the mouth the emotion branch may move (smiles, frowns)
+
+
+def branch_masks() -> tuple[torch.Tensor, torch.Tensor]:
+    """(linguistic, emotion) masks over the 68x2 outputs, fixed (not learned)."""
+    ling = torch.zeros(N_POINTS, 2)
+    lower = np.concatenate([JAW, MOUTH])
+    ling[lower] = 1.0
+    emo = torch.ones(N_POINTS, 2)
+    emo[lower] = EMO_MOUTH_WEIGHT
+    return ling, emo
+
+
+def normalise_mel(mel: np.ndarray) -> np.ndarray:
+    """Per-utterance mean/variance normalisation of log-Mel rows.
+
+    Removes the microphone's and the voice's fixed colouring, so G sees articulation, not
+    the recording; computed once per utterance so every window sees the same statistics.
+    """
+    mu = mel.mean(axis=0, keepdims=True)
+    sd = mel.std(axis=0, keepdims=True) + 0.1
+    return ((mel - mu) / sd).astype(np.float32)
+
+
+class TemporalBlock(nn.Module):
+    """Residual dilated 1-D convolution over frames.
+
+    Normalised per frame (LayerNorm over channels), never over time, so an output frame
+    depends only on its receptive field: a window with enough context gives exactly what
+    the whole utterance would.
+    """
+
+    def __init__(self, ch: int, dilation: int, dropout: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(ch, ch, 3, padding=dilation, dilation=dilation)
+        self.norm = nn.LayerNorm(ch)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.conv(x).transpose(1, 2)).transpose(1, 2)
+        return x + self.drop(torch.nn.functional.gelu(y))
+
+
+class EmotiveGenerator(nn.Module):
+    """G(s(t), q_emo(t)) -> δk(t). Inputs: mel (B, T*MEL_PER_FRAME, N_MELS), q_emo (B, T, E)."""
+
+    def __init__(self, mean_face: np.ndarray, expr_basis: np.ndarray, emo_dim: int,
+                 hidden: int = 128, dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), dropout: float = 0.1) -> None:
+        super().__init__()
+        self.register_buffer("mean_face", torch.as_tensor(mean_face, dtype=torch.float32))
+        self.register_buffer("expr_basis", torch.as_tensor(expr_basis, dtype=torch.float32))  # (K, 68, 2)
+        ling, emo = branch_masks()
+        self.register_buffer("mask_ling", ling)
+        self.register_buffer("mask_emo", emo)
+        self.frame_in = nn.Sequential(nn.Linear(MEL_PER_FRAME * N_MELS, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.ling = nn.Sequential(*[TemporalBlock(hidden, d, dropout) for d in dilations])
+        self.ling_out = nn.Conv1d(hidden, N_POINTS * 2, 3, padding=1)
+        k = self.expr_basis.shape[0]
+        self.emo_in = nn.Conv1d(emo_dim + hidden, hidden // 2, 5, padding=2)
+        self.emo = nn.Sequential(TemporalBlock(hidden // 2, 2, dropout), TemporalBlock(hidden // 2, 4, dropout))
+        self.emo_out = nn.Conv1d(hidden // 2, k, 5, padding=2)
+        for out in (self.ling_out, self.emo_out):      # start from the mean face, not from noise
+            nn.init.normal_(out.weight, std=1e-3)
+            nn.init.zeros_(out.bias)
+
+    @property
+    def receptive_field(self) -> int:
+        """Frames of context each side that influence one output frame."""
+        ling = sum(b.conv.dilation[0] for b in self.ling)
+        emo = self.emo_in.padding[0] + sum(b.conv.dilation[0] for b in self.emo) + self.emo_out.padding[0]
+        return ling + max(self.ling_out.padding[0], emo)
+
+    def forward(self, mel: torch.Tensor, q_emo: torch.Tensor | None, emotion: bool = True) -> torch.Tensor:
+        b, rows, _ = mel.shape
+        t = rows // MEL_PER_FRAME
+        h = self.frame_in(mel.reshape(b, t, MEL_PER_FRAME * N_MELS)).transpose(1, 2)   # (B, H, T)
+        q_ling = self.ling(h)
+        out = self.ling_out(q_ling).transpose(1, 2).reshape(b, t, N_POINTS, 2) * self.mask_ling
+        if emotion and q_emo is not None:
+            e = torch.cat([q_emo.transpose(1, 2), q_ling.detach()], dim=1)
+            coef = self.emo_out(self.emo(torch.nn.functional.gelu(self.emo_in(e)))).transpose(1, 2)   # (B, T, K)
+            out = out + torch.einsum("btk,kpc->btpc", coef, self.expr_basis) * self.mask_emo
+        return out
+
+
+class SequenceDiscriminator(nn.Module):
+    """Bi-LSTM over a whole δk sequence: catches static faces, jitter and impossible shapes."""
+
+    def __init__(self, hidden: int = 64) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(N_POINTS * 2 * 2, hidden, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(2 * hidden, 1)
+
+    def forward(self, dk: torch.Tensor) -> torch.Tensor:
+        x = dk.flatten(2)
+        vel = torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], dim=1)
+        h, _ = self.lstm(torch.cat([x, vel * 5.0], dim=-1))
+        return self.out(h).mean(dim=(1, 2))

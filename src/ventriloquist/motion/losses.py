@@ -1,0 +1,49 @@
+"""Generator and discriminator losses (paper weights live in the generator's training config)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..face.topology import JAW, MOUTH
+
+LOWER = torch.as_tensor(np.concatenate([JAW, MOUTH]))
+MOUTH_IDX = torch.as_tensor(MOUTH)
+
+
+def mouth_l1(gen: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """L1 on jaw + lip deformations (B, T, 68, 2): the lip-sync anchor."""
+    return (gen[:, :, LOWER] - real[:, :, LOWER]).abs().mean()
+
+
+def mouth_distance(gen: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean Euclidean distance of the lip points: the quantity mouth LMD measures (our addition)."""
+    return (gen[:, :, MOUTH_IDX] - real[:, :, MOUTH_IDX]).norm(dim=-1).mean()
+
+
+def motion_energy(dk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """E_t|δk| and E_t|δk'| per landmark, averaged over the batch: how far and how fast points move."""
+    mag = dk.norm(dim=-1).mean(dim=(0, 1))
+    vel = (dk[:, 1:] - dk[:, :-1]).norm(dim=-1).mean(dim=(0, 1))
+    return mag, vel
+
+
+def energy_loss(gen: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """L2 between real and generated motion energies: keeps output neither static nor jittery."""
+    gm, gv = motion_energy(gen)
+    rm, rv = motion_energy(real)
+    return F.mse_loss(gm, rm) + F.mse_loss(gv, rv)
+
+
+def emotion_agreement(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cosine-embedding loss between Exp2Emo's distribution and Sp2Emo's (agreement of distributions)."""
+    return (1 - F.cosine_similarity(logits.softmax(-1), target, dim=-1)).mean()
+
+
+def d_loss(real_score: torch.Tensor, fake_score: torch.Tensor) -> torch.Tensor:
+    """Least-squares GAN loss for D."""
+    return 0.5 * ((real_score - 1) ** 2).mean() + 0.5 * (fake_score ** 2).mean()
+
+
+def g_adv_loss(fake_score: torch.Tensor) -> torch.Tensor:
+    return 0.5 * ((fake_score - 1) ** 2).mean()

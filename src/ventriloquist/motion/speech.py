@@ -1,0 +1,96 @@
+"""Speech -> face motion with the shipped models: Sp2Emo for the emotion, G for the landmarks.
+
+G runs over 1-second windows (with real audio context on each side) that overlap by half;
+the windows are cross-faded, so any length of speech gives one continuous sequence and
+memory stays bounded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..audio import energy, log_mel, overlap_add, window_starts
+from ..config import FPS, MEL_PER_FRAME, WINDOW_FRAMES, WINDOW_STRIDE
+from ..weights import load_checkpoint
+from .generator import EmotiveGenerator, normalise_mel
+from .life import apply_blinks, blink_track, head_motion
+from .sequence import Motion
+
+EMOTION_SMOOTH_S = 0.4      # expression changes slower than phonemes
+
+
+def load_generator(folder: Path | None = None) -> EmotiveGenerator:
+    ckpt = load_checkpoint("generator", folder)
+    cfg = ckpt["config"]
+    g = EmotiveGenerator(np.asarray(ckpt["mean_face"]), np.asarray(ckpt["expr_basis"]), emo_dim=cfg["emo_dim"],
+                         hidden=cfg["hidden"], dilations=tuple(cfg["dilations"]), dropout=0.0)
+    g.load_state_dict(ckpt["state_dict"])
+    return g.eval()
+
+
+def emotion_features(recognizer, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sp2Emo on an utterance: smoothed per-frame embedding (T, E), per-frame and clip distributions.
+
+    Training and inference both get G's emotion input from here, so they see the same signal.
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    from ..emotion.sp2emo import features_from_mel
+    feats, pad, mask = features_from_mel(mel)
+    emb, probs = recognizer.per_frame_features(feats, pad)
+    sigma = EMOTION_SMOOTH_S * FPS
+    return (gaussian_filter1d(emb, sigma, axis=0, mode="nearest").astype(np.float32),
+            gaussian_filter1d(probs, sigma, axis=0, mode="nearest"), recognizer.clip_features(feats, pad, mask))
+
+
+def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion: bool = True) -> np.ndarray:
+    """δk (T, 68, 2) for a whole utterance (raw log-Mel) through overlapping 1-s windows with context."""
+    mel = normalise_mel(mel)
+    t_total = len(q_emo)
+    ctx = g.receptive_field
+    starts = window_starts(t_total, WINDOW_FRAMES, WINDOW_STRIDE)
+    chunks = []
+    with torch.inference_mode():
+        for s in starts:
+            a, b = max(0, s - ctx), min(t_total, s + WINDOW_FRAMES + ctx)
+            m = torch.from_numpy(mel[a * MEL_PER_FRAME:b * MEL_PER_FRAME])[None]
+            q = torch.from_numpy(q_emo[a:b])[None]
+            out = g(m, q, emotion=emotion)[0].numpy()
+            chunks.append(out[s - a: s - a + min(WINDOW_FRAMES, t_total)])
+    return overlap_add(chunks, starts, t_total)
+
+
+@dataclass
+class SpeechMotion:
+    """Both networks, loaded once; call with samples at SAMPLE_RATE."""
+
+    generator: EmotiveGenerator
+    recognizer: object                  # emotion.sp2emo.EmotionRecognizer
+    seed: int = 0
+    emotion: bool = True                # False disables the emotion branch (ablation)
+
+    @classmethod
+    def from_weights(cls, seed: int = 0, emotion: bool = True, folder: Path | None = None) -> "SpeechMotion":
+        from ..emotion.sp2emo import EmotionRecognizer
+        return cls(load_generator(folder), EmotionRecognizer.from_weights(folder), seed, emotion)
+
+    def shapes(self, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Canonical landmarks (T, 68, 2) for an utterance's log-Mel (no blinks, no head motion),
+        and the per-frame emotion distribution that shaped them."""
+        emb, probs, _ = emotion_features(self.recognizer, mel)
+        n = min(len(emb), len(mel) // MEL_PER_FRAME)
+        dk = run_windows(self.generator, mel[: n * MEL_PER_FRAME], emb[:n], self.emotion)
+        return self.generator.mean_face.numpy().astype(np.float64) + dk, probs[:n]
+
+    def __call__(self, y: np.ndarray) -> tuple[Motion, np.ndarray]:
+        """Motion at the model rate and the per-frame emotion distribution that shaped it."""
+        shapes, probs = self.shapes(log_mel(y))
+        n = len(shapes)
+        rest = self.generator.mean_face.numpy().astype(np.float64)
+        rng = np.random.default_rng(self.seed)
+        shapes = apply_blinks(shapes, blink_track(n, rng))
+        pose = head_motion(energy(y)[:n], rng)
+        return Motion(shapes, rest, pose, float(FPS)), probs[:n]

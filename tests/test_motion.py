@@ -1,0 +1,99 @@
+"""The motion models: shapes, masks, seamless windowing, life (blinks, head), losses."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ventriloquist.audio import log_mel
+from ventriloquist.config import MEL_PER_FRAME, N_MELS, SAMPLE_RATE
+from ventriloquist.face import topology
+from ventriloquist.motion import losses
+from ventriloquist.motion.generator import EmotiveGenerator, SequenceDiscriminator
+from ventriloquist.motion.life import apply_blinks, blink_track, head_motion
+from ventriloquist.motion.speech import run_windows
+
+EMB = 16
+
+
+def _generator(seed: int = 0) -> EmotiveGenerator:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    g = EmotiveGenerator(rng.normal(size=(68, 2)).astype(np.float32), rng.normal(0, 0.05, (4, 68, 2)).astype(np.float32),
+                         EMB, hidden=32, dilations=(1, 2, 4), dropout=0.0)
+    for p in g.parameters():              # break the near-zero output init so differences show
+        torch.nn.init.normal_(p, std=0.2) if p.ndim > 1 else None
+    return g.eval()
+
+
+def test_generator_shapes_and_branch_masks():
+    g = _generator()
+    t = 30
+    mel = torch.randn(2, t * MEL_PER_FRAME, N_MELS)
+    q = torch.randn(2, t, EMB)
+    with torch.no_grad():
+        full = g(mel, q)
+        ling = g(mel, q, emotion=False)
+    assert full.shape == (2, t, 68, 2)
+    upper = np.setdiff1d(np.arange(68), np.concatenate([topology.JAW, topology.MOUTH]))
+    assert torch.all(ling[:, :, upper] == 0)                 # speech alone moves only jaw and lips
+    assert (full - ling)[:, :, upper].abs().max() > 0        # the emotion branch moves the rest
+
+
+def test_windows_stitch_without_seams():
+    """Windowed inference over a long utterance equals one pass over all of it."""
+    g = _generator()
+    t = 160
+    mel = np.random.default_rng(1).normal(size=(t * MEL_PER_FRAME, N_MELS)).astype(np.float32)
+    q = np.random.default_rng(2).normal(size=(t, EMB)).astype(np.float32)
+    from ventriloquist.motion.generator import normalise_mel
+    with torch.no_grad():
+        whole = g(torch.from_numpy(normalise_mel(mel))[None], torch.from_numpy(q)[None])[0].numpy()
+    np.testing.assert_allclose(run_windows(g, mel, q), whole, atol=1e-4)
+    short = run_windows(g, mel[: 7 * MEL_PER_FRAME], q[:7])       # shorter than one window
+    assert short.shape == (7, 68, 2)
+
+
+def test_discriminator_scores_each_sequence():
+    d = SequenceDiscriminator()
+    assert d(torch.randn(3, 40, 68, 2)).shape == (3,)
+
+
+def test_losses():
+    x = torch.randn(2, 20, 68, 2) * 0.05
+    assert losses.mouth_l1(x, x) == 0 and losses.energy_loss(x, x) == 0 and losses.mouth_distance(x, x) == 0
+    assert losses.energy_loss(torch.zeros_like(x), x) > 0          # a static face is penalised
+    p = torch.tensor([[0.1, 3.0, 0, 0, 0, 0, 0]])
+    assert losses.emotion_agreement(p * 100, torch.nn.functional.one_hot(torch.tensor([1]), 7).float()) < 1e-3
+    assert losses.d_loss(torch.ones(4), torch.zeros(4)) == 0
+
+
+def test_blinks_are_human_paced_and_close_the_eyes(face_landmarks):
+    rng = np.random.default_rng(0)
+    closure = blink_track(25 * 60, rng)
+    onsets = np.sum((closure[1:] > 0.5) & (closure[:-1] <= 0.5))
+    assert 6 <= onsets <= 24                                  # blinks per minute in the human range
+    from ventriloquist.face.align import normalise
+    kn, _ = normalise(face_landmarks)
+    shut = apply_blinks(np.stack([kn, kn]), np.array([0.0, 1.0]))
+    assert topology.eye_opening(shut[1]) < 0.2 * topology.eye_opening(shut[0])
+    np.testing.assert_allclose(shut[0], kn)
+
+
+def test_head_motion_is_small_smooth_and_seeded():
+    e = np.abs(np.sin(np.arange(500) / 10))
+    a = head_motion(e, np.random.default_rng(3))
+    b = head_motion(e, np.random.default_rng(3))
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (500, 4) and np.abs(a[:, 0]).max() < 0.1
+    assert np.abs(np.diff(a, axis=0)).max() < 0.01
+
+
+def test_speech_features_feed_the_generator(speech_wav):
+    import soundfile as sf
+    y, sr = sf.read(str(speech_wav), dtype="float32")
+    import librosa
+    mel = log_mel(librosa.resample(y, orig_sr=sr, target_sr=SAMPLE_RATE))
+    t = len(mel) // MEL_PER_FRAME
+    out = run_windows(_generator(), mel, np.zeros((t, EMB), np.float32))
+    assert out.shape == (t, 68, 2) and np.isfinite(out).all()
