@@ -1,0 +1,409 @@
+"""Stage ``emotion``: train Sp2Emo on labelled emotional speech (TESS + EmoDB by default).
+
+Recipe (defaults in :class:`EmotionConfig`, overridden by ``configs/emotion.toml``):
+
+* every clip's log-Mel is computed once and kept in memory; each epoch draws random
+  one-second windows (centred on speech frames) from class- and corpus-balanced clips, with
+  augmentation done on the cached log-Mel: time stretch, vocal-tract-length warp of the Mel
+  axis, additive noise, gain; then MFCC + per-utterance mean normalisation (:func:`emotion.sp2emo.features_from_mel`,
+  the function inference uses) and SpecAugment-style time / coefficient masks;
+* Adam, LR 1e-3 halved every 20 epochs (the paper's schedule), cross-entropy with label smoothing;
+* validation on a held-out part of the *train* split (EmoDB speakers ``val_emodb_speakers``,
+  TESS words ``val_tess_words``) picks the best epoch; the test split is only used at the end;
+* test: clip decision = mean of window probabilities over the clip's speech frames; EmoDB
+  unweighted accuracy (mean recall over the classes present), TESS accuracy;
+* baseline: RBF-SVM on per-clip MFCC statistics (mean + std of MFCC and deltas over speech
+  rows), standardised, C picked on the same validation clips, same training clips.
+
+Outputs in ``out/emotion/``: ``last.pt``, ``best.pt``, ``log.jsonl``, ``metrics.json``,
+``confusion_<model>_<corpus>.png``.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..audio import load_audio, log_mel, mfcc
+from ..config import MEL_PER_FRAME, WINDOW_FRAMES
+from ..data.speech import SpeechItem, load_speech_items
+from ..emotion.sp2emo import EmotionRecognizer, Sp2Emo, config_dict, features_from_mel, speech_frames, windows
+from ..emotion.vocabulary import EMOTIONS, N_EMOTIONS
+from . import TrainOptions
+from .common import Checkpointer, JsonlLog, load_config, progress, seed_everything, set_threads, write_json
+
+log = logging.getLogger(__name__)
+RECIPE = "ventriloquist train emotion --config configs/emotion.toml --seed 0 --publish"
+
+
+@dataclass
+class EmotionConfig:
+    corpora: tuple[str, ...] = ("TESS", "EmoDB")
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 1e-3
+    lr_halve_every: int = 20
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    crops_per_clip: float = 2.0          # windows drawn per training clip and epoch (on average)
+    corpus_balance: float = 1.0          # 1: every corpus weighs the same; 0: in proportion to its size
+    mixup: float = 0.0                   # Beta(a, a) mixup of windows and targets; 0 disables
+    # model
+    channels: tuple[int, int, int] = (64, 128, 128)
+    emb_dim: int = 64
+    dropout: float = 0.3
+    # augmentation (on the cached log-Mel, then on the normalised MFCC windows)
+    stretch: float = 0.15                # time stretch factor in [1 - s, 1 + s]
+    vtlp: float = 0.1                    # Mel-axis warp factor in [1 - v, 1 + v]
+    noise_p: float = 0.5                 # probability of additive noise
+    noise_snr_db: tuple[float, float] = (10.0, 40.0)
+    gain_db: float = 6.0
+    time_masks: int = 2
+    time_mask_rows: int = 10
+    coef_masks: int = 1
+    coef_mask_width: int = 3
+    # validation (part of the train split) and evaluation
+    val_emodb_speakers: tuple[str, ...] = ("09", "12")
+    val_tess_words: tuple[str, ...] = ("said", "search", "seize", "sell", "shack", "shall", "shawl", "sheep")
+    eval_stride: int = 2                 # frames between evaluated windows at clip level
+    svm_c: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+    threads: int = 1                     # torch threads; 1 avoids spin-waiting on a busy 2-core machine
+    smoke_clips: int = 20
+
+
+# --- data ------------------------------------------------------------------------------------------------------
+_TESS_WORD = re.compile(r"^[A-Za-z]{3}_([A-Za-z]+)_")
+
+
+def split_items(items: list[SpeechItem], cfg: EmotionConfig) -> tuple[list[SpeechItem], list[SpeechItem],
+                                                                       list[SpeechItem]]:
+    """(train, val, test): val is a speaker- (EmoDB, other corpora) or word-independent (TESS) part of train."""
+    train_all = [it for it in items if it.split != "test"]
+    test = [it for it in items if it.split == "test"]
+    other_val: set[tuple[str, str]] = set()
+    for corpus in sorted({it.corpus for it in train_all} - {"EmoDB", "TESS"}):
+        speakers = sorted({it.speaker for it in train_all if it.corpus == corpus})
+        if len(speakers) >= 3:
+            other_val.add((corpus, speakers[-1]))
+
+    def is_val(it: SpeechItem) -> bool:
+        if it.corpus == "EmoDB":
+            return it.speaker in cfg.val_emodb_speakers
+        if it.corpus == "TESS":
+            m = _TESS_WORD.match(it.path.stem)
+            return bool(m) and m.group(1).lower() in cfg.val_tess_words
+        return (it.corpus, it.speaker) in other_val
+
+    train = [it for it in train_all if not is_val(it)]
+    val = [it for it in train_all if is_val(it)]
+    if not val or not train:                        # tiny corpora (smoke runs): every 5th clip validates
+        train = [it for i, it in enumerate(train_all) if i % 5 != 4]
+        val = [it for i, it in enumerate(train_all) if i % 5 == 4]
+    return train, val, test
+
+
+def smoke_subset(items: list[SpeechItem], n: int) -> list[SpeechItem]:
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(items))
+    train = [items[i] for i in idx if items[i].split != "test"][: max(2, int(0.75 * n))]
+    test = [items[i] for i in idx if items[i].split == "test"][: max(1, n - len(train))]
+    return train + test
+
+
+def cache_mels(items: list[SpeechItem], desc: str = "features") -> list[np.ndarray]:
+    return [log_mel(load_audio(it.path)) for it in progress(items, desc=desc)]
+
+
+def sample_weights(items: list[SpeechItem], balance: float) -> np.ndarray:
+    """Per-clip sampling probabilities: classes balanced within a corpus, corpora weighted by size**(1-balance)."""
+    corpus = np.array([it.corpus for it in items])
+    label = np.array([it.emotion for it in items])
+    w = np.zeros(len(items))
+    for c in np.unique(corpus):
+        in_c = corpus == c
+        classes = np.unique(label[in_c])
+        share = in_c.sum() ** (1.0 - balance)
+        for k in classes:
+            sel = in_c & (label == k)
+            w[sel] = share / (len(classes) * sel.sum())
+    return w / w.sum()
+
+
+# --- augmentation ----------------------------------------------------------------------------------------------
+def _interp_rows(x: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
+    pos = np.clip(pos, 0, x.shape[axis] - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, x.shape[axis] - 1)
+    f = (pos - lo).astype(np.float32)
+    if axis == 0:
+        return x[lo] * (1 - f)[:, None] + x[hi] * f[:, None]
+    return x[:, lo] * (1 - f)[None] + x[:, hi] * f[None]
+
+
+def augment_mel(mel: np.ndarray, rng: np.random.Generator, cfg: EmotionConfig) -> np.ndarray:
+    """A randomly perturbed copy of a log-Mel (time stretch, VTLP warp, noise, gain)."""
+    out = mel
+    if cfg.stretch > 0:
+        r = rng.uniform(1 - cfg.stretch, 1 + cfg.stretch)
+        n = max(MEL_PER_FRAME, int(round(len(mel) / r)) // MEL_PER_FRAME * MEL_PER_FRAME)
+        out = _interp_rows(out, np.linspace(0, len(mel) - 1, n), axis=0)
+    if cfg.vtlp > 0:
+        a = rng.uniform(1 - cfg.vtlp, 1 + cfg.vtlp)
+        out = _interp_rows(out, np.arange(out.shape[1]) * a, axis=1)
+    if cfg.gain_db > 0:
+        out = out + rng.uniform(-cfg.gain_db, cfg.gain_db) * np.log(10) / 10
+    if rng.random() < cfg.noise_p:
+        loud = np.quantile(out, 0.95)
+        snr = rng.uniform(*cfg.noise_snr_db) * np.log(10) / 10
+        tilt = rng.uniform(-1.5, 1.5) * np.linspace(-1, 1, out.shape[1])
+        noise = loud - snr + tilt + rng.normal(0, 0.5, out.shape).astype(np.float32)
+        out = np.logaddexp(out, noise)
+    return out.astype(np.float32)
+
+
+def spec_mask(x: np.ndarray, rng: np.random.Generator, cfg: EmotionConfig) -> np.ndarray:
+    """SpecAugment-style masks on normalised windows (B, rows, F), in place: masked values are 0 (the mean)."""
+    b, rows, f = x.shape
+    for i in range(b):
+        for _ in range(cfg.time_masks):
+            w = rng.integers(0, cfg.time_mask_rows + 1)
+            s = rng.integers(0, rows - w + 1)
+            x[i, s:s + w] = 0.0
+        for _ in range(cfg.coef_masks):
+            w = rng.integers(0, cfg.coef_mask_width + 1)
+            s = rng.integers(1, f - w + 1)
+            x[i, :, s:s + w] = 0.0
+    return x
+
+
+def draw_windows(mels: list[np.ndarray], labels: np.ndarray, probs: np.ndarray, n: int, rng: np.random.Generator,
+                 cfg: EmotionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """n augmented training windows (n, rows, F) and their labels, one random speech-centred window per draw."""
+    picks = rng.choice(len(mels), size=n, p=probs)
+    xs = []
+    for k in picks:
+        feats, pad, mask = features_from_mel(augment_mel(mels[k], rng, cfg))
+        speech = np.flatnonzero(speech_frames(mask))
+        t_total = max(1, len(feats) // MEL_PER_FRAME)
+        centre = rng.choice(speech) if len(speech) else rng.integers(0, t_total)
+        xs.append(windows(feats, pad, np.array([centre]))[0])
+    x = spec_mask(np.stack(xs), rng, cfg)
+    return x, labels[picks]
+
+
+# --- evaluation ------------------------------------------------------------------------------------------------
+def clip_probs(model: Sp2Emo, feats: list[tuple], stride: int) -> np.ndarray:
+    rec = EmotionRecognizer(model, stride=stride)
+    out = np.stack([rec.clip_features(*f) for f in feats]) if feats else np.zeros((0, N_EMOTIONS))
+    model.train()
+    return out
+
+
+def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """Accuracy, unweighted accuracy (mean recall over the classes present), confusion (rows: true)."""
+    cm = np.zeros((N_EMOTIONS, N_EMOTIONS), int)
+    for t, p in zip(y_true, y_pred):
+        cm[t, p] += 1
+    present = np.flatnonzero(cm.sum(axis=1))
+    recall = {EMOTIONS[k]: float(cm[k, k] / cm[k].sum()) for k in present}
+    return {"n": int(len(y_true)), "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
+            "ua": float(np.mean(list(recall.values()))) if recall else 0.0, "recall": recall,
+            "confusion": cm.tolist(), "classes": list(EMOTIONS)}
+
+
+def per_corpus(items: list[SpeechItem], pred: np.ndarray) -> dict:
+    y = np.array([it.emotion for it in items])
+    out = {}
+    for c in sorted({it.corpus for it in items}):
+        sel = np.array([it.corpus == c for it in items])
+        out[c] = scores(y[sel], pred[sel])
+    return out
+
+
+def val_metric(res: dict) -> float:
+    """Model selection score: mean over corpora of UA (EmoDB-style imbalance-proof)."""
+    return float(np.mean([r["ua"] for r in res.values()])) if res else 0.0
+
+
+def clip_stats(mel: np.ndarray) -> np.ndarray:
+    """Baseline features: mean and std of raw MFCC and their deltas over the speech rows."""
+    from ..emotion.sp2emo import speech_rows
+    m = mfcc(mel=mel)
+    d = np.gradient(m, axis=0) if len(m) > 1 else np.zeros_like(m)
+    mask = speech_rows(mel)
+    m, d = m[mask], d[mask]
+    return np.concatenate([m.mean(0), m.std(0), d.mean(0), d.std(0)])
+
+
+def svm_baseline(train: list, val: list, test: list, mels: dict, cfg: EmotionConfig) -> dict:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    def xy(items):
+        return np.stack([clip_stats(mels[it.path]) for it in items]), np.array([it.emotion for it in items])
+
+    xtr, ytr = xy(train)
+    xva, _ = xy(val)
+    best = None
+    for c in cfg.svm_c:
+        clf = make_pipeline(StandardScaler(), SVC(C=c, kernel="rbf", gamma="scale", class_weight="balanced"))
+        clf.fit(xtr, ytr)
+        score = val_metric(per_corpus(val, clf.predict(xva)))
+        if best is None or score > best[0]:
+            best = (score, c, clf)
+    score, c, clf = best
+    xte, _ = xy(test)
+    return {"C": c, "val": score, "test": per_corpus(test, clf.predict(xte))}
+
+
+# --- confusion-matrix images (OpenCV only) ---------------------------------------------------------------------
+def draw_confusion(cm: list[list[int]], classes: list[str], title: str, path: Path) -> None:
+    import cv2
+    cm = np.asarray(cm)
+    keep = np.flatnonzero(cm.sum(axis=1) + cm.sum(axis=0))
+    cm, names = cm[np.ix_(keep, keep)], [classes[k] for k in keep]
+    n, cell, left, top = len(names), 64, 110, 70
+    img = np.full((top + n * cell + 90, left + n * cell + 20, 3), 255, np.uint8)
+    rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    heat = cv2.applyColorMap((rows * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(img, title, (10, 25), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "rows: true, columns: predicted (colour: row share)", (10, 50), font, 0.4, (60, 60, 60), 1,
+                cv2.LINE_AA)
+    for i in range(n):
+        for j in range(n):
+            x0, y0 = left + j * cell, top + i * cell
+            colour = tuple(int(v) for v in heat[i, j])
+            cv2.rectangle(img, (x0, y0), (x0 + cell - 1, y0 + cell - 1), colour, -1)
+            txt = str(int(cm[i, j]))
+            ink = (0, 0, 0) if rows[i, j] > 0.6 else (255, 255, 255)
+            (tw, th), _ = cv2.getTextSize(txt, font, 0.5, 1)
+            cv2.putText(img, txt, (x0 + (cell - tw) // 2, y0 + (cell + th) // 2), font, 0.5, ink, 1, cv2.LINE_AA)
+        cv2.putText(img, names[i], (5, top + i * cell + cell // 2 + 5), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(img, names[i][:7], (left + i * cell + 2, top + n * cell + 20 + 18 * (i % 2)), font, 0.4,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)
+
+
+# --- the stage -------------------------------------------------------------------------------------------------
+def run(opts: TrainOptions) -> dict:
+    cfg = load_config(EmotionConfig, opts.config, epochs=opts.epochs)
+    if opts.smoke:
+        cfg.epochs = min(cfg.epochs, 2)
+    threads = set_threads(cfg.threads)
+    seed_everything(opts.seed)
+    out = Path(opts.out) / "emotion"
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+
+    items = load_speech_items(Path(opts.data), cfg.corpora or None)
+    if opts.smoke:
+        items = smoke_subset(items, cfg.smoke_clips)
+    train, val, test = split_items(items, cfg)
+    log.info("emotion: %d train, %d val, %d test clips", len(train), len(val), len(test))
+    all_items = train + val + test
+    mels = dict(zip([it.path for it in all_items], cache_mels(all_items)))
+    t_feat = time.time() - t_start
+
+    train_mels = [mels[it.path] for it in train]
+    train_y = np.array([it.emotion for it in train])
+    probs = sample_weights(train, cfg.corpus_balance)
+    val_feats = [features_from_mel(mels[it.path]) for it in val]
+    test_feats = [features_from_mel(mels[it.path]) for it in test]
+
+    n_in = (val_feats or test_feats)[0][0].shape[1] if (val_feats or test_feats) else None
+    model = Sp2Emo(**({"n_in": n_in} if n_in else {}), channels=cfg.channels, emb_dim=cfg.emb_dim, dropout=cfg.dropout)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, cfg.lr_halve_every), gamma=0.5)
+    ckpt = Checkpointer(out, mode="max")
+    start = 0
+    if opts.resume:
+        start, _ = ckpt.resume(model, opt, sched)
+    jlog = JsonlLog(out / "log.jsonl", start_epoch=start)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    n_draw = max(cfg.batch_size, int(round(cfg.crops_per_clip * len(train))))
+    if opts.smoke:
+        n_draw = min(n_draw, 2 * cfg.batch_size)
+
+    t_train = time.time()
+    for epoch in range(start, cfg.epochs):
+        t0 = time.time()
+        rng = np.random.default_rng([opts.seed, epoch])
+        x, y = draw_windows(train_mels, train_y, probs, n_draw, rng, cfg)
+        model.train()
+        losses, correct = [], 0
+        order = rng.permutation(len(x))
+        for i in progress(range(0, len(x), cfg.batch_size), desc=f"epoch {epoch}"):
+            idx = order[i:i + cfg.batch_size]
+            xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx]).long()
+            if cfg.mixup > 0:
+                lam = float(rng.beta(cfg.mixup, cfg.mixup))
+                perm = torch.from_numpy(rng.permutation(len(idx)))
+                _, logits = model(lam * xb + (1 - lam) * xb[perm])
+                loss = lam * loss_fn(logits, yb) + (1 - lam) * loss_fn(logits, yb[perm])
+            else:
+                _, logits = model(xb)
+                loss = loss_fn(logits, yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            correct += int((logits.argmax(1) == yb).sum())
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        res = per_corpus(val, clip_probs(model, val_feats, cfg.eval_stride).argmax(1)) if val else {}
+        metric = val_metric(res)
+        is_best = ckpt.save(epoch, model, opt, sched, metric, extra={"config": config_dict(model)})
+        rec = jlog.write(epoch=epoch, train_loss=float(np.mean(losses)), train_window_acc=correct / len(x),
+                         val={c: {"ua": r["ua"], "accuracy": r["accuracy"]} for c, r in res.items()},
+                         val_metric=metric, best=is_best, lr=lr, epoch_s=round(time.time() - t0, 2))
+        log.info("epoch %d loss %.3f val %.3f%s", epoch, rec["train_loss"], metric, " *" if is_best else "")
+    t_train = time.time() - t_train
+
+    # --- final evaluation with the best checkpoint (picked on validation) ---
+    best_state = ckpt.load_best(model)
+    model.eval()
+    test_probs = clip_probs(model, test_feats, cfg.eval_stride)
+    val_res = per_corpus(val, clip_probs(model, val_feats, cfg.eval_stride).argmax(1)) if val else {}
+    sp_test = per_corpus(test, test_probs.argmax(1)) if test else {}
+    svm = svm_baseline(train, val, test, mels, cfg) if test and val else {}
+    n_params = sum(p.numel() for p in model.parameters())
+    metrics = {
+        "sp2emo": {"test": sp_test, "val": val_res, "best_epoch": best_state.get("epoch"), "params": n_params},
+        "svm": svm,
+        "summary": {
+            "emodb_ua_sp2emo": sp_test.get("EmoDB", {}).get("ua"),
+            "emodb_ua_svm": svm.get("test", {}).get("EmoDB", {}).get("ua"),
+            "tess_acc_sp2emo": sp_test.get("TESS", {}).get("accuracy"),
+            "tess_acc_svm": svm.get("test", {}).get("TESS", {}).get("accuracy"),
+        },
+        "data": {"train": len(train), "val": len(val), "test": len(test), "corpora": list(cfg.corpora),
+                 "val_emodb_speakers": list(cfg.val_emodb_speakers), "val_tess_words": list(cfg.val_tess_words)},
+        "config": asdict(cfg), "classes": list(EMOTIONS), "seed": opts.seed, "smoke": opts.smoke,
+        "time_s": {"features": round(t_feat, 1), "train": round(t_train, 1), "total": round(time.time() - t_start, 1)},
+        "threads": threads,
+    }
+    for name, res in (("sp2emo", sp_test), ("svm", svm.get("test", {}))):
+        for corpus, r in res.items():
+            draw_confusion(r["confusion"], r["classes"],
+                           f"{name} {corpus} test: acc {r['accuracy']:.3f}, UA {r['ua']:.3f} (n={r['n']})",
+                           out / f"confusion_{name}_{corpus}.png")
+    metrics["time_s"]["total"] = round(time.time() - t_start, 1)
+    write_json(out / "metrics.json", metrics)
+    if opts.publish:
+        from ..weights import publish
+        path = publish("sp2emo", {"state_dict": model.state_dict(), "config": config_dict(model),
+                                  "metrics": metrics["summary"], "vocabulary": list(EMOTIONS),
+                                  "features": "MFCC (ventriloquist.audio.mfcc) + per-utterance CMN and scale (sp2emo.normalise), 1-s windows"},
+                       version="1", recipe=RECIPE)
+        metrics["published"] = str(path)
+        write_json(out / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,242 @@
+"""Sp2Emo: shapes, per-frame and clip inference, a tiny overfit, the smoke training run, corpus parsers."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ventriloquist.audio import num_frames
+from ventriloquist.config import MEL_PER_FRAME, N_MFCC, SAMPLE_RATE, WINDOW_FRAMES
+from ventriloquist.emotion.sp2emo import EmotionRecognizer, Sp2Emo, config_dict, features
+from ventriloquist.emotion.vocabulary import EMOTIONS, INDEX
+from ventriloquist.errors import InputError, MissingWeightsError
+
+ROWS = WINDOW_FRAMES * MEL_PER_FRAME
+
+
+def tone(f0: float, seconds: float, seed: int = 0, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """A voiced-speech-like harmonic tone with syllable-rate amplitude modulation and a bit of noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f = f0 * (1 + 0.03 * np.sin(2 * np.pi * rng.uniform(2, 5) * t))
+    phase = 2 * np.pi * np.cumsum(f) / sr
+    y = sum(np.sin(k * phase) / k for k in range(1, 8))
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(3, 5) * t) ** 2
+    y = 0.2 * y * env + 0.002 * rng.standard_normal(len(t))
+    return y.astype(np.float32)
+
+
+def test_model_shapes():
+    m = Sp2Emo().eval()
+    q, logits = m(torch.randn(3, ROWS, N_MFCC))
+    assert q.shape == (3, m.config.emb_dim) and 64 <= m.config.emb_dim <= 128
+    assert logits.shape == (3, len(EMOTIONS))
+    assert q.abs().max() <= 1.0
+    assert sum(p.numel() for p in m.parameters()) * 4 < 2e6
+
+
+@pytest.mark.parametrize("seconds", [0.3, 2.02, 7.5])
+def test_per_frame_and_clip(seconds):
+    rec = EmotionRecognizer(Sp2Emo(), stride=4)
+    y = tone(150, seconds)
+    emb, probs = rec.per_frame(y)
+    assert emb.shape == (num_frames(len(y)), rec.emb_dim) and probs.shape == (num_frames(len(y)), 7)
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    p = rec.clip(y)
+    assert p.shape == (7,) and abs(p.sum() - 1) < 1e-5 and np.all(p >= 0)
+
+
+def test_per_frame_stride_matches_dense():
+    """Interpolated (strided) windows agree with evaluating every frame where they coincide."""
+    m = Sp2Emo().eval()
+    y = tone(200, 3.0, seed=1)
+    e1, p1 = EmotionRecognizer(m, stride=1).per_frame(y)
+    e4, p4 = EmotionRecognizer(m, stride=4).per_frame(y)
+    assert np.allclose(e1[::4], e4[::4], atol=1e-4) and np.allclose(p1[::4], p4[::4], atol=1e-4)
+
+
+def test_tiny_overfit():
+    """Low- vs high-pitched tones become separable within a few dozen steps."""
+    from ventriloquist.emotion.sp2emo import windows
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    xs, ys = [], []
+    for i in range(8):
+        for label, f0 in ((0, rng.uniform(90, 120)), (1, rng.uniform(260, 320))):
+            feats, pad, _ = features(tone(f0, 1.5, seed=i))
+            xs.append(windows(feats, pad, np.array([18]))[0])
+            ys.append(label)
+    x, y = torch.from_numpy(np.stack(xs)), torch.tensor(ys)
+    m = Sp2Emo(dropout=0.0)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    for _ in range(40):
+        _, logits = m(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    with torch.no_grad():
+        acc = (m(x)[1].argmax(1) == y).float().mean().item()
+    assert acc == 1.0 and loss.item() < 0.3
+
+
+# --- corpus loaders --------------------------------------------------------------------------------------------
+def _wav(path: Path, seconds: float = 0.2, f0: float = 200.0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, tone(f0, seconds), SAMPLE_RATE)
+    return path
+
+
+def test_public_corpus_parsers(tmp_path):
+    from ventriloquist.data.speech import load_speech_items, parse_name
+    files = {
+        "TESS/OAF_angry/OAF_back_angry.wav": ("TESS", "OAF", "angry", "test"),
+        "TESS/YAF_ps/YAF_youth_ps.wav": ("TESS", "YAF", "surprise", "train"),
+        "emodb/wav/03a01Fa.wav": ("EmoDB", "03", "happy", "test"),
+        "emodb/wav/16b10Lb.wav": ("EmoDB", "16", "neutral", "train"),
+        "emodb/wav/11a02Wc.wav": ("EmoDB", "11", "angry", "train"),
+        "ravdess/Actor_01/03-01-05-01-02-01-01.wav": ("RAVDESS", "01", "angry", "train"),
+        "ravdess/Actor_24/03-01-02-01-01-01-24.wav": ("RAVDESS", "24", "neutral", "test"),
+        "ravdess/Actor_24/03-01-08-02-01-01-24.wav": ("RAVDESS", "24", "surprise", "test"),
+        "crema/AudioWAV/1001_DFA_ANG_XX.wav": ("CREMA-D", "1001", "angry", "train"),
+        "crema/AudioWAV/1091_IEO_SAD_HI.wav": ("CREMA-D", "1091", "sad", "test"),
+        "savee/DC/sa01.wav": ("SAVEE", "DC", "sad", "train"),
+        "savee/KL/su03.wav": ("SAVEE", "KL", "surprise", "test"),
+        "savee/JE/a12.wav": ("SAVEE", "JE", "angry", "train"),
+    }
+    ignored = ["ravdess/Actor_01/03-02-05-01-02-01-01.wav",      # song
+               "crema/AudioWAV/1001_DFA_XXX_XX.wav", "notes/readme.wav", "savee/XX/a01.wav"]
+    for rel in list(files) + ignored:
+        _wav(tmp_path / rel)
+    for rel, (corpus, speaker, emotion, split) in files.items():
+        it = parse_name(tmp_path / rel)
+        assert it is not None, rel
+        assert (it.corpus, it.speaker, EMOTIONS[it.emotion], it.split) == (corpus, speaker, emotion, split), rel
+    for rel in ignored:
+        assert parse_name(tmp_path / rel) is None, rel
+    items = load_speech_items(tmp_path)
+    assert len(items) == len(files)
+    assert {it.corpus for it in load_speech_items(tmp_path, ("tess", "EmoDB"))} == {"TESS", "EmoDB"}
+
+
+def test_missing_data_folder(tmp_path):
+    from ventriloquist.data.speech import load_speech_items
+    with pytest.raises(InputError, match="does not exist.*labels.csv"):
+        load_speech_items(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no labelled"):
+        load_speech_items(tmp_path / "empty")
+
+
+def make_fake_corpus(root: Path) -> Path:
+    """A data root in the ../shared/data layout: speech_emotion/labels.csv + synthetic FLAC clips."""
+    base = root / "speech_emotion"
+    rows = []
+    f0s = {"neutral": 110, "sad": 90, "angry": 260, "happy": 220}
+    for corpus, speakers in (("TESS", ("OAF", "YAF")), ("EmoDB", ("03", "09", "11", "16"))):
+        for s_i, spk in enumerate(speakers):
+            for e_i, (emo, f0) in enumerate(f0s.items()):
+                for k in range(2):
+                    if corpus == "TESS":
+                        word = ("back", "said", "youth")[k % 3]
+                        rel = f"tess/{spk}/{emo}/{spk}_{word}_{emo}.flac"
+                        split = "test" if word == "back" else "train"
+                    else:
+                        rel = f"emodb/{spk}a0{k}{emo[0].upper()}{'ab'[k]}.flac"
+                        split = "test" if spk == "03" else "train"
+                    y = tone(f0 * (1 + 0.05 * s_i), 1.3, seed=s_i * 10 + e_i * 3 + k)
+                    (base / rel).parent.mkdir(parents=True, exist_ok=True)
+                    sf.write(base / rel, y, SAMPLE_RATE, format="FLAC")
+                    rows.append([rel, corpus, spk, emo, "en", split, 1.3])
+    with open(base / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "corpus", "speaker", "emotion", "language", "split", "duration_s"])
+        w.writerows(rows)
+    return root
+
+
+def test_labels_csv_loader(tmp_path):
+    from ventriloquist.data.speech import load_speech_items
+    root = make_fake_corpus(tmp_path)
+    items = load_speech_items(root)
+    assert len(items) == 48 and all(it.path.is_file() for it in items)
+    assert {it.split for it in items} == {"train", "test"}
+    assert items[0].emotion == INDEX["neutral"]
+    assert len(load_speech_items(root / "speech_emotion" / "labels.csv")) == 48
+
+
+def test_smoke_training_run(tmp_path):
+    from ventriloquist.train import TrainOptions, run
+    root = make_fake_corpus(tmp_path / "data")
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "emotion.toml"
+    opts = TrainOptions(config=cfg if cfg.is_file() else None, data=root, out=tmp_path / "runs", smoke=True)
+    metrics = run("emotion", opts)
+    out = tmp_path / "runs" / "emotion"
+    for name in ("metrics.json", "last.pt", "best.pt", "log.jsonl"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["smoke"] and "sp2emo" in saved and "svm" in saved
+    assert len((out / "log.jsonl").read_text().splitlines()) == 2
+    assert metrics["summary"].keys() == saved["summary"].keys()
+    # resume finds nothing left to do and keeps the log
+    run("emotion", TrainOptions(config=opts.config, data=root, out=tmp_path / "runs", smoke=True, resume=True))
+    assert len((out / "log.jsonl").read_text().splitlines()) == 2
+
+
+# --- shipped weights -------------------------------------------------------------------------------------------
+def test_checksum_guards_weights(tmp_path):
+    from ventriloquist.weights import publish
+    m = Sp2Emo()
+    publish("sp2emo", {"state_dict": m.state_dict(), "config": config_dict(m), "vocabulary": list(EMOTIONS)},
+            version="test", recipe="test", folder=tmp_path)
+    rec = EmotionRecognizer.from_weights(tmp_path)
+    assert rec.clip(tone(150, 1.0)).shape == (7,)
+    data = bytearray((tmp_path / "sp2emo.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "sp2emo.pt").write_bytes(bytes(data))
+    with pytest.raises(MissingWeightsError, match="corrupt"):
+        EmotionRecognizer.from_weights(tmp_path)
+
+
+def test_shipped_weights(tmp_path):
+    from ventriloquist.weights import WEIGHTS_DIR, manifest
+    entry = manifest().get("sp2emo")
+    if entry is None:
+        pytest.skip("no sp2emo weights published yet (ventriloquist train emotion --publish)")
+    rec = EmotionRecognizer.from_weights()
+    assert (WEIGHTS_DIR / entry["file"]).stat().st_size < 2e6
+    p = rec.clip(tone(150, 1.5))
+    assert abs(p.sum() - 1) < 1e-5
+    # a corrupted copy of the shipped file is refused
+    shutil.copy(WEIGHTS_DIR / "manifest.json", tmp_path / "manifest.json")
+    data = bytearray((WEIGHTS_DIR / entry["file"]).read_bytes())
+    data[-10] ^= 0x01
+    (tmp_path / entry["file"]).write_bytes(bytes(data))
+    with pytest.raises(MissingWeightsError):
+        EmotionRecognizer.from_weights(tmp_path)
+
+
+def test_per_frame_speed():
+    import time
+    rec = EmotionRecognizer(Sp2Emo())
+    y = tone(160, 60.0)
+    rec.per_frame(y[:SAMPLE_RATE])                 # warm-up
+    t = time.perf_counter()
+    emb, _ = rec.per_frame(y)
+    assert len(emb) == 1500
+    assert time.perf_counter() - t < 5.0           # ~0.3 s on an idle core; loose for busy CI machines
+
+
+def test_shared_data_parses(shared_data):
+    from ventriloquist.data.speech import load_speech_items
+    items = load_speech_items(shared_data, ("TESS", "EmoDB"))
+    assert len(items) == 1655
+    test_emodb = {it.speaker for it in items if it.corpus == "EmoDB" and it.split == "test"}
+    assert test_emodb == {"03", "08"}
