@@ -1,0 +1,269 @@
+"""Stage ``generator``: train the emotive generator G against the sequence discriminator D.
+
+The emotion nets are trained first and frozen (the paper's schedule; joint training
+collapses). Each step sees (a) talking-face clips with real landmarks (GRID): mouth L1,
+motion-energy and adversarial losses, plus emotion agreement with what Sp2Emo hears, and
+(b) emotional speech with no video at all (TESS, EmoDB): only the frozen Exp2Emo judges
+whether G's face shows the emotion Sp2Emo hears — the semi-supervised part.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..audio import load_audio, log_mel
+from ..config import MEL_PER_FRAME
+from ..data.cache import iter_clips, load_clip, load_index
+from ..emotion.exp2emo import Exp2Emo
+from ..errors import InputError
+from ..evaluate.metrics import aperture_corr, lmd_relative
+from ..motion import losses
+from ..motion.generator import EmotiveGenerator, SequenceDiscriminator
+from ..motion.sequence import rest_faces, speaker_key
+from ..motion.generator import normalise_mel
+from ..motion.speech import emotion_features, run_windows
+from ..weights import load_checkpoint
+from . import TrainOptions
+from .common import Checkpointer, JsonlLog, load_config, progress, seed_everything, set_threads, write_json
+from .expression import ensure_cache
+
+
+@dataclass
+class GeneratorConfig:
+    cache: str = "cache"
+    talking_corpus: str = "GRID"       # clips with real landmarks and audio
+    segment: int = 50                  # frames per training sequence (2 s)
+    batch: int = 16
+    emo_batch: int = 8                 # emotional-speech sequences per step
+    epochs: int = 30
+    steps_per_epoch: int = 100
+    lr_g: float = 2e-3                 # peak of a one-cycle schedule
+    lr_d: float = 4e-4
+    weight_decay: float = 0.01
+    hidden: int = 128
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2)
+    dropout: float = 0.3               # one speaker's 280 clips: regularise hard
+    mel_gain: float = 0.2              # augmentation: random gain, noise and a masked band on the Mel input
+    mel_noise: float = 0.1
+    expr_components: int = 8           # size of the expression basis of the emotion branch
+    w_adv: float = 0.5                 # the paper's loss weights
+    w_emotion: float = 0.5
+    w_mouth: float = 3.0               # L1 on jaw + lips (the paper's L_mouth; 10 there, shared here with ...)
+    w_mouth_distance: float = 10.0     # ... the Euclidean lip-point distance that mouth LMD measures
+    w_energy: float = 10.0
+    adv_start_epoch: int = 3           # D joins once G makes roughly mouth-shaped motion
+    val_fraction: float = 0.1
+    emotion_corpora: tuple[str, ...] = ("TESS", "EmoDB")
+
+
+# --- data --------------------------------------------------------------------------------------------------------
+def _emotion_track(rec, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    emb, _, clip = emotion_features(rec, mel)
+    return emb, clip
+
+
+def load_talking(cache: Path, cfg: GeneratorConfig, rec, smoke: bool) -> tuple[list[dict], list[dict], list[dict]]:
+    """(train, val, test) talking-face clips with emotion tracks attached."""
+    rows = [r for r in load_index(cache) if r["corpus"].lower() == cfg.talking_corpus.lower() and r["has_audio"]]
+    if smoke:
+        rows = [r for r in rows if r["split"] == "train"][:6] + [r for r in rows if r["split"] == "test"][:2]
+    clips = [load_clip(cache, r["key"]) for r in rows]
+    if not clips:
+        raise InputError(f"{cache} holds no {cfg.talking_corpus} clips with audio; prepare talking-face videos "
+                         "first (ventriloquist prepare ../shared/data --out cache)")
+    for c in progress(clips, "emotion tracks"):
+        t = min(len(c["shapes"]), len(c["mel"]) // MEL_PER_FRAME)
+        c["shapes"], c["mel"], c["energy"] = c["shapes"][:t], c["mel"][: t * MEL_PER_FRAME], c["energy"][:t]
+        c["q_emo"], c["l_emo"] = _emotion_track(rec, c["mel"])
+        c["q_emo"], c["mel_n"] = c["q_emo"][:t], normalise_mel(c["mel"])
+        # motion around the clip's own mean face: the clip's pose and identity offsets are not
+        # predictable from speech and would only add noise to the mouth loss
+        c["dk"] = (c["shapes"] - c["shapes"].mean(axis=0)).astype(np.float32)
+    train = sorted([c for c in clips if c["split"] == "train"], key=lambda c: c["key"])
+    n_val = max(1, int(round(len(train) * cfg.val_fraction)))
+    return train[:-n_val], train[-n_val:], [c for c in clips if c["split"] == "test"]
+
+
+def load_emotional_speech(data: Path, cfg: GeneratorConfig, rec, smoke: bool, split: str = "train") -> list[dict]:
+    """Emotional speech with no video: mel, per-frame Sp2Emo embedding, Sp2Emo clip distribution, label."""
+    from ..data.speech import load_speech_items
+    items = [i for i in load_speech_items(data, cfg.emotion_corpora) if i.split == split]
+    if smoke:
+        items = items[:8]
+    out = []
+    for it in progress(items, f"emotional speech ({split})"):
+        mel = log_mel(load_audio(it.path))
+        q, l = _emotion_track(rec, mel)
+        out.append({"mel": mel, "mel_n": normalise_mel(mel), "q_emo": q, "l_emo": l, "emotion": it.emotion,
+                    "corpus": it.corpus})
+    return out
+
+
+def expression_basis(cache: Path, k: int) -> np.ndarray:
+    """Top-k principal deformations (k, 68, 2) of real emotional faces, scaled by their spread."""
+    clips = [c for c in iter_clips(cache) if c.get("emotion")]
+    rest = rest_faces(clips)
+    x = np.concatenate([(c["shapes"] - rest[speaker_key(c)]).reshape(len(c["shapes"]), -1) for c in clips])
+    x = x - x.mean(axis=0)
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    scale = s[:k] / np.sqrt(len(x))
+    return (vt[:k] * scale[:, None]).reshape(k, 68, 2).astype(np.float32)
+
+
+def load_exp2emo() -> Exp2Emo:
+    ckpt = load_checkpoint("exp2emo")
+    m = Exp2Emo(ckpt["config"]["hidden"], dropout=0.0)
+    m.load_state_dict(ckpt["state_dict"])
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m.eval()
+
+
+def _segment(c: dict, seg: int, rng: np.random.Generator, cfg: GeneratorConfig | None = None):
+    t = len(c["q_emo"])
+    if t < seg:
+        s, n = 0, t
+    else:
+        s, n = int(rng.integers(0, t - seg + 1)), seg
+    idx = np.minimum(np.arange(s, s + seg), s + n - 1)      # short clips hold their last frame
+    rows = (idx[:, None] * MEL_PER_FRAME + np.arange(MEL_PER_FRAME)).reshape(-1)
+    mel = c["mel_n"][rows]
+    out = {"mel": _augment_mel(mel, cfg, rng) if cfg is not None else mel, "q": c["q_emo"][idx], "l": c["l_emo"]}
+    if "dk" in c:
+        out["dk"] = c["dk"][idx]
+    return out
+
+
+def _augment_mel(mel: np.ndarray, cfg: GeneratorConfig, rng: np.random.Generator) -> np.ndarray:
+    """Gain, noise and a masked Mel band: the model must not rely on one recording's exact spectrum."""
+    m = mel * rng.uniform(1 - cfg.mel_gain, 1 + cfg.mel_gain) + rng.normal(0, cfg.mel_noise, mel.shape)
+    f0 = int(rng.integers(0, mel.shape[1] - 10))
+    m[:, f0:f0 + int(rng.integers(0, 10))] = 0.0
+    return m.astype(np.float32)
+
+
+def _stack(segs: list[dict]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.stack([s[k] for s in segs]).astype(np.float32)) for k in segs[0]}
+
+
+# --- evaluation --------------------------------------------------------------------------------------------------
+def predict_shapes(g: EmotiveGenerator, c: dict, emotion: bool = True) -> np.ndarray:
+    """Canonical landmarks (T, 68, 2) that G makes for a clip's speech."""
+    g.eval()
+    return g.mean_face.numpy() + run_windows(g, c["mel"], c["q_emo"].astype(np.float32), emotion)
+
+
+def lip_scores(g: EmotiveGenerator, clips: list[dict]) -> dict:
+    """Mean mouth LMD (relative to each clip's mean face) and mouth-opening correlation vs the real video."""
+    lmds, corrs = [], []
+    for c in clips:
+        pred = predict_shapes(g, c)
+        lmds.append(lmd_relative(pred, c["shapes"]))
+        corrs.append(aperture_corr(pred, c["shapes"]))
+    return {"mouth_lmd": float(np.mean(lmds)), "aperture_corr": float(np.nanmean(corrs))}
+
+
+# --- training ----------------------------------------------------------------------------------------------------
+def run(opts: TrainOptions) -> dict:
+    from ..emotion.sp2emo import EmotionRecognizer
+    set_threads()
+    cfg = load_config(GeneratorConfig, opts.config, epochs=opts.epochs)
+    if opts.smoke:
+        cfg.epochs, cfg.steps_per_epoch, cfg.batch, cfg.emo_batch, cfg.adv_start_epoch = 2, 2, 4, 2, 1
+    seed_everything(opts.seed)
+    rng = np.random.default_rng(opts.seed)
+    out = opts.out / "generator"
+    cache = ensure_cache(Path(cfg.cache), opts.data)
+    rec = EmotionRecognizer.from_weights()
+    exp2emo = load_exp2emo()
+    train, val, test = load_talking(cache, cfg, rec, opts.smoke)
+    emo_speech = load_emotional_speech(opts.data, cfg, rec, opts.smoke)
+    mean_face = np.mean(np.concatenate([c["shapes"] for c in train]), axis=0).astype(np.float32)
+    basis = expression_basis(cache, cfg.expr_components)
+    real_pool = [c for c in iter_clips(cache) if c.get("emotion")]
+    rest = rest_faces(real_pool)
+    real_pool = [(c["shapes"] - rest[speaker_key(c)]).astype(np.float32) for c in real_pool]
+
+    emb_dim = train[0]["q_emo"].shape[1]
+    g = EmotiveGenerator(mean_face, basis, emb_dim, cfg.hidden, tuple(cfg.dilations), cfg.dropout)
+    d = SequenceDiscriminator()
+    opt_g = torch.optim.AdamW(g.parameters(), lr=cfg.lr_g, weight_decay=cfg.weight_decay)
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt_g, cfg.lr_g, total_steps=cfg.epochs * cfg.steps_per_epoch)
+    ckpt = Checkpointer(out, mode="min")
+    start = 0
+    if opts.resume:
+        start, state = ckpt.resume(g, opt_g, sched)
+        d.load_state_dict(state["extra"]["d"])
+        opt_d.load_state_dict(state["extra"]["opt_d"])
+        rng.bit_generator.state = state["extra_rng"]
+    log = JsonlLog(out / "log.jsonl", start_epoch=start)
+
+    def real_batch(n: int) -> torch.Tensor:
+        segs = []
+        for _ in range(n):
+            if real_pool and rng.random() < 0.3:
+                x = real_pool[rng.integers(len(real_pool))]
+                s = int(rng.integers(0, max(1, len(x) - cfg.segment + 1)))
+                idx = np.minimum(np.arange(s, s + cfg.segment), len(x) - 1)
+                segs.append(x[idx])
+            else:
+                segs.append(_segment(train[rng.integers(len(train))], cfg.segment, rng)["dk"])
+        return torch.from_numpy(np.stack(segs))
+
+    for epoch in range(start, cfg.epochs):
+        g.train()
+        sums: dict[str, float] = {}
+        adv_on = epoch >= cfg.adv_start_epoch
+        for _ in progress(range(cfg.steps_per_epoch), f"epoch {epoch}"):
+            b = _stack([_segment(train[i], cfg.segment, rng, cfg) for i in rng.integers(0, len(train), cfg.batch)])
+            e = _stack([_segment(emo_speech[i], cfg.segment, rng, cfg)
+                        for i in rng.integers(0, len(emo_speech), cfg.emo_batch)])
+            fake = g(b["mel"], b["q"])
+            fake_e = g(e["mel"], e["q"])
+            parts = {"mouth": losses.mouth_l1(fake, b["dk"]), "mouth_distance": losses.mouth_distance(fake, b["dk"]),
+                     "energy": losses.energy_loss(fake, b["dk"]),
+                     "emotion": 0.5 * (losses.emotion_agreement(exp2emo(fake), b["l"])
+                                       + losses.emotion_agreement(exp2emo(fake_e), e["l"]))}
+            loss = cfg.w_mouth * parts["mouth"] + cfg.w_mouth_distance * parts["mouth_distance"] + cfg.w_energy * parts["energy"] + cfg.w_emotion * parts["emotion"]
+            if adv_on:
+                parts["adv"] = losses.g_adv_loss(torch.cat([d(fake), d(fake_e)]))
+                loss = loss + cfg.w_adv * parts["adv"]
+            opt_g.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(g.parameters(), 1.0)
+            opt_g.step()
+            sched.step()
+            if adv_on:
+                fake_all = torch.cat([fake.detach(), fake_e.detach()])
+                ld = losses.d_loss(d(real_batch(len(fake_all))), d(fake_all))
+                opt_d.zero_grad()
+                ld.backward()
+                opt_d.step()
+                parts["d"] = ld
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v.item() / cfg.steps_per_epoch
+        val_scores = lip_scores(g, val)
+        ckpt.save(epoch, g, opt_g, sched, metric=val_scores["mouth_lmd"],
+                  extra={"d": d.state_dict(), "opt_d": opt_d.state_dict()}, rng=rng.bit_generator.state)
+        log.write(epoch=epoch, **{f"loss_{k}": v for k, v in sums.items()}, **{f"val_{k}": v for k, v in val_scores.items()},
+                  lr=sched.get_last_lr()[0])
+        print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4f}" for k, v in sums.items())
+              + f" | val mouth LMD {val_scores['mouth_lmd']:.4f} corr {val_scores['aperture_corr']:.3f}")
+
+    ckpt.load_best(g)
+    test_scores = lip_scores(g, test) if test else {}
+    metrics = {"best_epoch": ckpt.best_epoch, "val": lip_scores(g, val), "test": test_scores,
+               "train_clips": len(train), "val_clips": len(val), "test_clips": len(test),
+               "emotional_speech_clips": len(emo_speech), "config": asdict(cfg)}
+    write_json(out / "metrics.json", metrics)
+    if opts.publish:
+        from ..weights import publish
+        publish("generator", {"state_dict": g.state_dict(), "mean_face": mean_face, "expr_basis": basis,
+                              "config": {"emo_dim": emb_dim, "hidden": cfg.hidden, "dilations": list(cfg.dilations)},
+                              "metrics": metrics},
+                version="1", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
+    return metrics
