@@ -49,12 +49,12 @@ class GeneratorConfig:
     mel_gain: float = 0.2              # augmentation: random gain, noise and a masked band on the Mel input
     mel_noise: float = 0.1
     expr_components: int = 8           # size of the expression basis of the emotion branch
-    w_adv: float = 0.5                 # the paper's loss weights
-    w_emotion: float = 0.5
+    w_adv: float = 0.05                # the paper: 0.5; here D then dominated and val mouth LMD rose (docs/MODEL_CARD.md)
+    w_emotion: float = 0.5             # the paper's loss weights from here on
     w_mouth: float = 3.0               # L1 on jaw + lips (the paper's L_mouth; 10 there, shared here with ...)
     w_mouth_distance: float = 10.0     # ... the Euclidean lip-point distance that mouth LMD measures
     w_energy: float = 10.0
-    adv_start_epoch: int = 3           # D joins once G makes roughly mouth-shaped motion
+    adv_start_epoch: int = 10          # D joins once G's lips already follow the speech
     val_fraction: float = 0.1
     emotion_corpora: tuple[str, ...] = ("TESS", "EmoDB")
 
