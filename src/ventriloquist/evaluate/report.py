@@ -1,0 +1,296 @@
+"""``ventriloquist evaluate``: lip sync, emotion, motion, identity and speed in one report.
+
+Runs the shipped models and the baselines on the same held-out clips and writes
+``metrics.json``, ``report.md`` and PNG plots. Talking-face clips go through the prepared
+cache (built on first use, resumable), so a second run only pays for the models.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import FPS, MEL_PER_FRAME
+from ..emotion.vocabulary import EMOTIONS, N_EMOTIONS
+from ..errors import InputError
+from ..face import topology
+from . import baselines, metrics, plots
+
+QUICK_CLIPS = 4                 # --quick: clips per set
+RENDER_CLIPS = 6                # clips rendered for the upper bound, identity and sharpness
+
+
+# --- data ----------------------------------------------------------------------------------------------------------
+def _trim(c: dict) -> dict:
+    t = min(len(c["shapes"]), len(c["mel"]) // MEL_PER_FRAME, len(c["energy"]))
+    c.update(shapes=c["shapes"][:t], landmarks=c["landmarks"][:t], mel=c["mel"][: t * MEL_PER_FRAME],
+             energy=c["energy"][:t])
+    return c
+
+
+def talking_sets(data: Path, cache: Path, progress: bool) -> tuple[dict[str, list[dict]], list[dict]]:
+    """Held-out talking-face sets with audio ({name: clips}) and training clips for the baselines."""
+    from ..data.cache import iter_clips
+    from ..data.prepare import prepare
+    shared_layout = (data / "talking_face").is_dir() or (data / "emotion_video").is_dir()
+    target = cache if shared_layout else cache.parent / f"{cache.name}_{data.stem}"
+    if shared_layout or data.is_dir() or data.suffix.lower() == ".csv":
+        prepare([data], target, progress=progress)
+    clips = [_trim(c) for c in iter_clips(target, has_audio=True)]
+    if shared_layout:
+        sets = {"GRID test": [c for c in clips if c["corpus"] == "GRID" and c["split"] == "test"],
+                "CREMA-D": [c for c in clips if c["corpus"] == "CREMA-D"]}
+        train = [c for c in clips if c["corpus"] == "GRID" and c["split"] == "train"]
+    else:
+        sets = {data.name: clips}
+        train = [_trim(c) for c in iter_clips(cache, split="train", has_audio=True)] if (cache / "index.csv").is_file() else []
+    return {k: v for k, v in sets.items() if v}, train
+
+
+# --- lip sync and motion -------------------------------------------------------------------------------------------
+def _clip_row(name: str, gen: np.ndarray, c: dict) -> dict:
+    """Metrics of one generated canonical sequence against the clip's real landmarks."""
+    real_frame, real_clip = c["shapes"], metrics.align_clip(c["landmarks"], per="clip")
+    n = min(len(gen), len(real_frame))
+    g = gen[:n]
+    dk = metrics.deformations(g)
+    return {"method": name,
+            "mouth_lmd": metrics.lmd_relative(g, real_clip[:n], align=False),
+            "mouth_lmd_per_frame": metrics.lmd_relative(g, real_frame[:n]),
+            "face_lmd": metrics.lmd_relative(g, real_frame[:n], idx=None),
+            "aperture_corr": metrics.aperture_corr(g, real_frame[:n]),
+            "sync_corr": metrics.sync(topology.mouth_aperture(g), c["energy"][:n])["best_corr"],
+            "sync_lag": metrics.sync(topology.mouth_aperture(g), c["energy"][:n])["best_lag"],
+            "stability": metrics.stability_ratio(dk), "velocity": metrics.velocity_energy(dk)}
+
+
+def lip_section(sets: dict[str, list[dict]], train: list[dict], speech, out: Path, progress: bool) -> dict:
+    """Ours (with and without the emotion branch) vs baselines on every held-out set."""
+    from ..train.common import progress as bar
+    ridge = baselines.RidgeMouth().fit(train) if train else None
+    jaw = baselines.fit_energy_jaw(train) if train else baselines.EnergyJaw()
+    result = {}
+    for set_name, clips in sets.items():
+        rows = []
+        for i, c in enumerate(bar(clips, f"lip sync: {set_name}", enabled=progress)):
+            mean = c["shapes"].mean(axis=0)
+            t = len(c["shapes"])
+            preds = {"static face": baselines.static_face(mean, t), "energy jaw": jaw.predict(c["energy"], mean)}
+            if ridge is not None:
+                preds["ridge (log-mel)"] = ridge.predict(c["mel"], mean, t)
+            if speech is not None:
+                preds["ours"], probs = speech.shapes(c["mel"])
+                speech.emotion = False
+                preds["ours, no emotion branch"], _ = speech.shapes(c["mel"])
+                speech.emotion = True
+                if i == 0:
+                    _clip_plots(out, set_name, c, preds["ours"], probs)
+            real_dk = metrics.deformations(c["shapes"])
+            rows += [_clip_row(k, v, c) for k, v in preds.items()]
+            rows.append({"method": "real video", "stability": metrics.stability_ratio(real_dk),
+                         "velocity": metrics.velocity_energy(real_dk),
+                         "sync_corr": metrics.sync(topology.mouth_aperture(c["shapes"]), c["energy"])["best_corr"],
+                         "sync_lag": metrics.sync(topology.mouth_aperture(c["shapes"]), c["energy"])["best_lag"]})
+        result[set_name] = {"clips": len(clips), "methods": _mean_rows(rows)}
+    return result
+
+
+def _mean_rows(rows: list[dict]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for name in dict.fromkeys(r["method"] for r in rows):
+        sel = [r for r in rows if r["method"] == name]
+        keys = [k for k in sel[0] if k != "method"]
+        out[name] = {k: float(np.nanmean([r[k] for r in sel])) for k in keys}
+    return out
+
+
+def _clip_plots(out: Path, set_name: str, c: dict, gen: np.ndarray, probs: np.ndarray) -> None:
+    tag = set_name.lower().replace(" ", "_").replace("-", "")
+    t = np.arange(len(gen)) / FPS
+    e = c["energy"][: len(gen)]
+    plots.line_plot(out / f"{tag}_aperture_vs_energy.png",
+                    {"real mouth": topology.mouth_aperture(c["shapes"][: len(gen)]),
+                     "generated mouth": topology.mouth_aperture(gen),
+                     "speech energy (scaled)": e / (e.max() + 1e-9) * 0.3},
+                    x=t, title=f"{set_name}: mouth opening vs speech energy", xlabel="s", ylabel="IOD")
+    plots.trajectory_plot(out / f"{tag}_trajectories.png", c["shapes"][: len(gen)], {"generated": gen},
+                          title=f"{set_name}: landmark trajectories")
+    plots.emotion_plot(out / f"{tag}_emotion_over_time.png", probs, list(EMOTIONS),
+                       title=f"{set_name}: Sp2Emo over time")
+
+
+# --- emotion ------------------------------------------------------------------------------------------------------
+def emotion_section(data: Path, speech, out: Path, quick: bool, progress: bool) -> dict:
+    """Sp2Emo on labelled test speech; Exp2Emo(generated face) agreement with and without the emotion branch."""
+    from ..audio import load_audio, log_mel
+    from ..data.speech import load_speech_items
+    from ..train.common import progress as bar
+    from ..train.expression import clip_windows
+    from ..train.generator import load_exp2emo
+    try:
+        items = [i for i in load_speech_items(data) if i.split == "test"]
+    except InputError:
+        return {}
+    if quick:
+        items = items[:: max(1, len(items) // (QUICK_CLIPS * 4))]
+    exp2emo = load_exp2emo()
+    import torch
+    rows = []
+    for it in bar(items, "emotion", enabled=progress):
+        mel = log_mel(load_audio(it.path))
+        from ..motion.speech import emotion_features
+        _, _, clip = emotion_features(speech.recognizer, mel)
+        row = {"corpus": it.corpus, "label": it.emotion, "speech": int(np.argmax(clip))}
+        for flag, key in ((True, "face"), (False, "face_no_branch")):
+            speech.emotion = flag
+            shapes, _ = speech.shapes(mel)
+            dk = (shapes - speech.generator.mean_face.numpy()).astype(np.float32)
+            with torch.inference_mode():
+                p = exp2emo(torch.from_numpy(clip_windows(dk, 25))).softmax(-1).mean(0).numpy()
+            row[key] = int(np.argmax(p))
+        speech.emotion = True
+        rows.append(row)
+    result = {}
+    for corpus in sorted({r["corpus"] for r in rows}):
+        sel = [r for r in rows if r["corpus"] == corpus]
+        y, s = [r["label"] for r in sel], [r["speech"] for r in sel]
+        cm = metrics.confusion(y, s, N_EMOTIONS)
+        plots.confusion_plot(out / f"confusion_sp2emo_{corpus.lower()}.png", cm, list(EMOTIONS),
+                             title=f"Sp2Emo on {corpus} test")
+        result[corpus] = {
+            "clips": len(sel), "sp2emo_accuracy": metrics.accuracy(y, s), "sp2emo_ua": metrics.unweighted_accuracy(y, s),
+            "agreement_face_vs_speech": float(np.mean([r["face"] == r["speech"] for r in sel])),
+            "agreement_face_vs_speech_no_branch": float(np.mean([r["face_no_branch"] == r["speech"] for r in sel])),
+            "agreement_face_vs_label": float(np.mean([r["face"] == r["label"] for r in sel])),
+            "agreement_face_vs_label_no_branch": float(np.mean([r["face_no_branch"] == r["label"] for r in sel])),
+            "confusion": cm.tolist()}
+    return result
+
+
+# --- rendering: upper bound, identity, sharpness, speed --------------------------------------------------------------
+def render_section(sets: dict[str, list[dict]], speech, out: Path, progress: bool) -> dict:
+    """Render real and generated landmarks onto the demo face; re-detect landmarks on the frames."""
+    from ..demo import demo_face
+    from ..face.align import Retargeter
+    from ..face.detect import face_landmarks, load_image
+    from ..face.track import track_video
+    from ..motion.sequence import LandmarkSequence, Motion
+    from ..pipeline import Ventriloquist
+    from ..config import RenderConfig
+    from ..render.framing import make_canvas
+    from ..train.common import progress as bar
+    from ..video import read_frames
+    clips = next(iter(sets.values()))[:RENDER_CLIPS]
+    photo = load_image(demo_face())
+    k0 = face_landmarks(photo)
+    canvas = make_canvas(photo, k0, RenderConfig(size=256, crop="face"))
+    rows = []
+    vt = Ventriloquist()
+    vt._speech = speech
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, c in enumerate(bar(clips, "rendering", enabled=progress)):
+            # upper bound: the real landmarks through our renderer, re-detected on the frames
+            m = Motion.from_sequence(LandmarkSequence(c["landmarks"], FPS, 1, 1))
+            seq = Retargeter(canvas.map(k0))(m.shapes, m.rest, m.pose)
+            npz = Path(tmp) / f"real{i}.npz"
+            LandmarkSequence(seq.astype(np.float32), FPS, *canvas.size).save(npz)
+            up = Path(tmp) / f"up{i}.mp4"
+            vt.cfg.render = RenderConfig(size=256, crop="face")
+            vt.generate(demo_face(), up, landmarks=npz, progress=False)
+            k_up, _, _ = track_video(up, progress=False)
+            real_n = metrics.align_clip(seq)
+            rows.append({"upper_bound_mouth_lmd": metrics.lmd_relative(metrics.align_clip(k_up), real_n),
+                         "upper_bound_aperture_corr": metrics.aperture_corr(k_up, seq)})
+            frames = list(read_frames(up))
+            rows[-1].update(identity=metrics.identity_distance(photo, frames, every=10)["mean"],
+                            mouth_sharpness_ratio=metrics.sharpness_ratio(frames[::10], k_up[::10], photo, k0))
+    return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]} if rows else {}
+
+
+def speed_section(speech) -> dict:
+    """Seconds of compute per second of video for speech -> MP4 (10 s of the demo speech), peak RSS."""
+    from ..audio import load_audio
+    from ..demo import DEMO_SPEECH, demo_face
+    from ..pipeline import Ventriloquist
+    import soundfile as sf
+    y = load_audio(DEMO_SPEECH)
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "speech.wav"
+        sf.write(wav, np.tile(y, 2)[: 10 * 16000], 16000)
+        vt = Ventriloquist()
+        vt._speech = speech
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        vt.generate(demo_face(), Path(tmp) / "o.mp4", audio=wav, progress=False)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    return {"compute_s_per_video_s": cpu / 10.0, "peak_rss_mb": r1.ru_maxrss / 1024}
+
+
+# --- driver ---------------------------------------------------------------------------------------------------------
+def evaluate(data: Path, out: Path, quick: bool = False, progress: bool = True, cache: Path = Path("cache")) -> dict:
+    """Evaluate the shipped models and the baselines; write metrics.json, report.md and plots into ``out``."""
+    from ..motion.speech import SpeechMotion
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    data = Path(data)
+    if not data.exists():
+        raise InputError(f"evaluation data {data} does not exist; pass ../shared/data, a folder of videos or a CSV")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    speech = SpeechMotion.from_weights()
+    sets, train = talking_sets(data, cache, progress)
+    if quick:
+        sets = {k: v[:QUICK_CLIPS] for k, v in sets.items()}
+        train = train[:: max(1, len(train) // 40)]
+    report = {"data": str(data), "quick": quick}
+    report["lip_sync"] = lip_section(sets, train, speech, out, progress) if sets else {}
+    report["emotion"] = emotion_section(data, speech, out, quick, progress) if data.is_dir() else {}
+    report["render"] = render_section(sets, speech, out, progress) if sets else {}
+    report["speed"] = speed_section(speech)
+    report["seconds"] = round(time.time() - t0, 1)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(markdown(report))
+    print((out / "report.md").read_text())
+    return report
+
+
+def _f(v, digits: int = 3) -> str:
+    return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
+
+
+def markdown(r: dict) -> str:
+    lines = ["# ventriloquist evaluation", "", f"Data: `{r['data']}`{' (quick)' if r['quick'] else ''}; "
+             f"{r['seconds']} s.", ""]
+    for set_name, s in r["lip_sync"].items():
+        lines += [f"## Lip sync and motion: {set_name} ({s['clips']} clips)", "",
+                  "| method | mouth LMD ↓ | ×static | mouth LMD per-frame ↓ | face LMD ↓ | aperture r ↑ | sync r | lag | stability | velocity |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        static = s["methods"].get("static face", {}).get("mouth_lmd")
+        for name, m in s["methods"].items():
+            ratio = m.get("mouth_lmd") / static if static and m.get("mouth_lmd") is not None else None
+            lines.append(f"| {name} | {_f(m.get('mouth_lmd'), 4)} | {_f(ratio, 2)} | {_f(m.get('mouth_lmd_per_frame'), 4)} | "
+                         f"{_f(m.get('face_lmd'), 4)} | {_f(m.get('aperture_corr'))} | {_f(m.get('sync_corr'))} | "
+                         f"{_f(m.get('sync_lag'), 1)} | {_f(m.get('stability'))} | {_f(m.get('velocity'), 4)} |")
+        lines.append("")
+    if r["emotion"]:
+        lines += ["## Emotion", "", "| corpus | clips | Sp2Emo acc | Sp2Emo UA | face≈speech | face≈speech, no branch | face≈label | face≈label, no branch |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for c, m in r["emotion"].items():
+            lines.append(f"| {c} | {m['clips']} | {_f(m['sp2emo_accuracy'])} | {_f(m['sp2emo_ua'])} | "
+                         f"{_f(m['agreement_face_vs_speech'])} | {_f(m['agreement_face_vs_speech_no_branch'])} | "
+                         f"{_f(m['agreement_face_vs_label'])} | {_f(m['agreement_face_vs_label_no_branch'])} |")
+        lines.append("")
+    if r["render"]:
+        m = r["render"]
+        lines += ["## Rendering", "", f"- upper bound (real landmarks through our renderer, re-detected): mouth LMD "
+                  f"{_f(m['upper_bound_mouth_lmd'], 4)}, aperture r {_f(m['upper_bound_aperture_corr'])}",
+                  f"- identity distance photo vs frames: {_f(m['identity'])} (same person < 0.6)",
+                  f"- mouth sharpness vs photo: {_f(m['mouth_sharpness_ratio'], 2)}", ""]
+    s = r["speed"]
+    lines += ["## Speed", "", f"- full pipeline, speech -> MP4: {_f(s['compute_s_per_video_s'])} s of CPU per s of video, "
+              f"peak RSS {s['peak_rss_mb']:.0f} MB", ""]
+    return "\n".join(lines) + "\n"
