@@ -97,3 +97,18 @@ def test_speech_features_feed_the_generator(speech_wav):
     t = len(mel) // MEL_PER_FRAME
     out = run_windows(_generator(), mel, np.zeros((t, EMB), np.float32))
     assert out.shape == (t, 68, 2) and np.isfinite(out).all()
+
+
+def test_no_input_can_turn_the_face_into_a_caricature():
+    """However extreme the emotion embedding or the audio, deformations stay bounded."""
+    from ventriloquist.motion.generator import DEFORM_LIMIT, EXPR_LIMIT
+    g = _generator()
+    t = 20
+    with torch.no_grad():
+        out = g(torch.randn(1, t * MEL_PER_FRAME, N_MELS) * 50, torch.full((1, t, EMB), 1e3))
+    assert out.abs().max() <= DEFORM_LIMIT
+    coef = []
+    g.emo_out.register_forward_hook(lambda m, i, o: coef.append(o))
+    with torch.no_grad():
+        g(torch.randn(1, t * MEL_PER_FRAME, N_MELS), torch.full((1, t, EMB), 1e3))
+    assert coef[0].abs().max() > EXPR_LIMIT        # the raw branch output was extreme, the face above was not

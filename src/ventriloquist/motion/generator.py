@@ -17,6 +17,8 @@ from ..face.topology import JAW, MOUTH
 
 N_POINTS = 68
 EMO_MOUTH_WEIGHT = 0.5       # share of the mouth the emotion branch may move (smiles, frowns)
+EXPR_LIMIT = 2.0             # expression coefficients stay within ±2 std of real emotional faces
+DEFORM_LIMIT = 0.8           # no landmark moves further than this (inter-ocular units) from the mean face
 
 
 def branch_masks() -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,8 +99,10 @@ class EmotiveGenerator(nn.Module):
         if emotion and q_emo is not None:
             e = torch.cat([q_emo.transpose(1, 2), q_ling.detach()], dim=1)
             coef = self.emo_out(self.emo(torch.nn.functional.gelu(self.emo_in(e)))).transpose(1, 2)   # (B, T, K)
+            # bounded, so that pleasing the frozen emotion judge can never mean a caricature
+            coef = EXPR_LIMIT * torch.tanh(coef / EXPR_LIMIT)
             out = out + torch.einsum("btk,kpc->btpc", coef, self.expr_basis) * self.mask_emo
-        return out
+        return DEFORM_LIMIT * torch.tanh(out / DEFORM_LIMIT)
 
 
 class SequenceDiscriminator(nn.Module):

@@ -56,9 +56,9 @@ def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion
     with torch.inference_mode():
         for s in starts:
             a, b = max(0, s - ctx), min(t_total, s + WINDOW_FRAMES + ctx)
-            m = torch.from_numpy(mel[a * MEL_PER_FRAME:b * MEL_PER_FRAME])[None]
-            q = torch.from_numpy(q_emo[a:b])[None]
-            out = g(m, q, emotion=emotion)[0].numpy()
+            m = torch.from_numpy(mel[a * MEL_PER_FRAME:b * MEL_PER_FRAME])[None].to(g.mean_face.device)
+            q = torch.from_numpy(q_emo[a:b])[None].to(g.mean_face.device)
+            out = g(m, q, emotion=emotion)[0].cpu().numpy()
             chunks.append(out[s - a: s - a + min(WINDOW_FRAMES, t_total)])
     return overlap_add(chunks, starts, t_total)
 
@@ -73,9 +73,17 @@ class SpeechMotion:
     emotion: bool = True                # False disables the emotion branch (ablation)
 
     @classmethod
-    def from_weights(cls, seed: int = 0, emotion: bool = True, folder: Path | None = None) -> "SpeechMotion":
+    def from_weights(cls, seed: int = 0, emotion: bool = True, folder: Path | None = None,
+                     device: str = "cpu") -> "SpeechMotion":
+        """Load the shipped (or ``folder``'s) weights; G runs on ``device``, the small Sp2Emo on the CPU."""
         from ..emotion.sp2emo import EmotionRecognizer
-        return cls(load_generator(folder), EmotionRecognizer.from_weights(folder), seed, emotion)
+        from ..errors import InputError
+        try:
+            dev = torch.device(device)
+            torch.empty(0, device=dev)
+        except (RuntimeError, AssertionError) as exc:
+            raise InputError(f"device {device!r} is not usable here ({exc}); use --device cpu") from None
+        return cls(load_generator(folder).to(dev), EmotionRecognizer.from_weights(folder), seed, emotion)
 
     def shapes(self, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Canonical landmarks (T, 68, 2) for an utterance's log-Mel (no blinks, no head motion),
@@ -83,13 +91,13 @@ class SpeechMotion:
         emb, probs, _ = emotion_features(self.recognizer, mel)
         n = min(len(emb), len(mel) // MEL_PER_FRAME)
         dk = run_windows(self.generator, mel[: n * MEL_PER_FRAME], emb[:n], self.emotion)
-        return self.generator.mean_face.numpy().astype(np.float64) + dk, probs[:n]
+        return self.generator.mean_face.cpu().numpy().astype(np.float64) + dk, probs[:n]
 
     def __call__(self, y: np.ndarray) -> tuple[Motion, np.ndarray]:
         """Motion at the model rate and the per-frame emotion distribution that shaped it."""
         shapes, probs = self.shapes(log_mel(y))
         n = len(shapes)
-        rest = self.generator.mean_face.numpy().astype(np.float64)
+        rest = self.generator.mean_face.cpu().numpy().astype(np.float64)
         rng = np.random.default_rng(self.seed)
         shapes = apply_blinks(shapes, blink_track(n, rng))
         pose = head_motion(energy(y)[:n], rng)
