@@ -32,12 +32,14 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=_positive_float, default=float(FPS), help=f"output frame rate (default {FPS})")
     p.add_argument("--seed", type=int, default=0, help="random seed for anything stochastic")
     p.add_argument("--device", default="cpu", help="torch device for the models (default cpu)")
+    p.add_argument("--neutral", action="store_true",
+                   help="speech drives the lips only: no expression from the emotion in the voice")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _config(a: argparse.Namespace) -> GenerateConfig:
     return GenerateConfig(render=RenderConfig(size=a.size, crop=a.crop), video=VideoConfig(fps=a.fps),
-                          seed=a.seed, device=a.device)
+                          seed=a.seed, device=a.device, emotion=not a.neutral)
 
 
 def _cmd_generate(a: argparse.Namespace) -> None:
@@ -77,7 +79,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ventriloquist", description=__doc__)
+    p = argparse.ArgumentParser(prog="ventriloquist",
+                                description="One speech recording + one face photo -> a talking-head video, on the CPU.")
     p.add_argument("--version", action="version", version=f"ventriloquist {__version__}")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = p.add_subparsers(dest="command", required=True)

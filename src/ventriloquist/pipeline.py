@@ -46,7 +46,8 @@ class Ventriloquist:
 
             from .motion.speech import SpeechMotion
             torch.manual_seed(self.cfg.seed)
-            self._speech = SpeechMotion.from_weights(seed=self.cfg.seed, emotion=self.cfg.emotion)
+            self._speech = SpeechMotion.from_weights(seed=self.cfg.seed, emotion=self.cfg.emotion,
+                                                     device=self.cfg.device)
         motion, _ = self._speech(audio)
         return motion
 
