@@ -42,6 +42,23 @@ def normalise_mel(mel: np.ndarray) -> np.ndarray:
     return ((mel - mu) / sd).astype(np.float32)
 
 
+LIMIT_FACTOR = 2.0           # inference: a landmark may move twice as far as real talking faces do (99.5th pct.)
+
+
+def motion_limits(deformations: list[np.ndarray]) -> np.ndarray:
+    """Per-landmark reach (68,) from real motion: LIMIT_FACTOR x the 99.5th percentile of |δk|."""
+    d = np.concatenate([np.linalg.norm(x, axis=-1) for x in deformations])
+    return (LIMIT_FACTOR * np.percentile(d, 99.5, axis=0)).astype(np.float32)
+
+
+def soft_limit(dk: np.ndarray, limits: np.ndarray) -> np.ndarray:
+    """Shrink each landmark's displacement smoothly towards its reach: unseen voices (shouts,
+    screams, other languages) may push G outside what faces do; this keeps the face a face."""
+    mag = np.linalg.norm(dk, axis=-1, keepdims=True)
+    lim = limits[:, None]
+    return dk * (lim * np.tanh(mag / lim) / np.maximum(mag, 1e-9))
+
+
 class TemporalBlock(nn.Module):
     """Residual dilated 1-D convolution over frames.
 

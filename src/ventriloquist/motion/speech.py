@@ -15,7 +15,7 @@ import torch
 from ..audio import energy, log_mel, overlap_add, window_starts
 from ..config import FPS, MEL_PER_FRAME, WINDOW_FRAMES, WINDOW_STRIDE
 from ..weights import load_checkpoint
-from .generator import EmotiveGenerator, normalise_mel
+from .generator import EmotiveGenerator, normalise_mel, soft_limit
 from .life import apply_blinks, blink_track, head_motion
 from .sequence import Motion
 
@@ -23,11 +23,13 @@ EMOTION_SMOOTH_S = 0.4      # expression changes slower than phonemes
 
 
 def load_generator(folder: Path | None = None) -> EmotiveGenerator:
+    """G with its shipped weights; ``g.limits`` is the per-landmark reach used at inference."""
     ckpt = load_checkpoint("generator", folder)
     cfg = ckpt["config"]
     g = EmotiveGenerator(np.asarray(ckpt["mean_face"]), np.asarray(ckpt["expr_basis"]), emo_dim=cfg["emo_dim"],
                          hidden=cfg["hidden"], dilations=tuple(cfg["dilations"]), dropout=0.0)
     g.load_state_dict(ckpt["state_dict"])
+    g.limits = np.asarray(ckpt["deform_limit"], np.float32)
     return g.eval()
 
 
@@ -90,7 +92,8 @@ class SpeechMotion:
         and the per-frame emotion distribution that shaped them."""
         emb, probs, _ = emotion_features(self.recognizer, mel)
         n = min(len(emb), len(mel) // MEL_PER_FRAME)
-        dk = run_windows(self.generator, mel[: n * MEL_PER_FRAME], emb[:n], self.emotion)
+        dk = soft_limit(run_windows(self.generator, mel[: n * MEL_PER_FRAME], emb[:n], self.emotion),
+                        self.generator.limits)
         return self.generator.mean_face.cpu().numpy().astype(np.float64) + dk, probs[:n]
 
     def __call__(self, y: np.ndarray) -> tuple[Motion, np.ndarray]:

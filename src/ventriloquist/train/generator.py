@@ -23,7 +23,7 @@ from ..evaluate.metrics import aperture_corr, lmd_relative
 from ..motion import losses
 from ..motion.generator import EmotiveGenerator, SequenceDiscriminator
 from ..motion.sequence import rest_faces, speaker_key
-from ..motion.generator import normalise_mel
+from ..motion.generator import motion_limits, normalise_mel
 from ..motion.speech import emotion_features, run_windows
 from ..weights import load_checkpoint
 from . import TrainOptions
@@ -263,6 +263,7 @@ def run(opts: TrainOptions) -> dict:
     if opts.publish:
         from ..weights import publish
         publish("generator", {"state_dict": g.state_dict(), "mean_face": mean_face, "expr_basis": basis,
+                              "deform_limit": motion_limits([c["dk"] for c in train]),
                               "config": {"emo_dim": emb_dim, "hidden": cfg.hidden, "dilations": list(cfg.dilations)},
                               "metrics": metrics},
                 version="1", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
