@@ -35,9 +35,10 @@ class Result:
 class Ventriloquist:
     """Turns a face photo and a motion source into a talking-head video."""
 
-    def __init__(self, cfg: GenerateConfig | None = None) -> None:
+    def __init__(self, cfg: GenerateConfig | None = None, speech_motion=None) -> None:
+        """``speech_motion``: an already loaded :class:`~ventriloquist.motion.speech.SpeechMotion` to share."""
         self.cfg = cfg or GenerateConfig()
-        self._speech = None
+        self._speech = speech_motion
 
     def motion_from_audio(self, audio: np.ndarray) -> Motion:
         """Speech -> motion with the shipped Sp2Emo + generator weights (loaded once per pipeline)."""

@@ -186,7 +186,7 @@ def render_section(sets: dict[str, list[dict]], speech, out: Path, progress: boo
     from ..face.track import track_video
     from ..motion.sequence import LandmarkSequence, Motion
     from ..pipeline import Ventriloquist
-    from ..config import RenderConfig
+    from ..config import GenerateConfig, RenderConfig
     from ..render.framing import make_canvas
     from ..train.common import progress as bar
     from ..video import read_frames
@@ -195,8 +195,7 @@ def render_section(sets: dict[str, list[dict]], speech, out: Path, progress: boo
     k0 = face_landmarks(photo)
     canvas = make_canvas(photo, k0, RenderConfig(size=256, crop="face"))
     rows = []
-    vt = Ventriloquist()
-    vt._speech = speech
+    vt = Ventriloquist(GenerateConfig(render=RenderConfig(size=256, crop="face")), speech_motion=speech)
     with tempfile.TemporaryDirectory() as tmp:
         for i, c in enumerate(bar(clips, "rendering", enabled=progress)):
             # upper bound: the real landmarks through our renderer, re-detected on the frames
@@ -205,7 +204,6 @@ def render_section(sets: dict[str, list[dict]], speech, out: Path, progress: boo
             npz = Path(tmp) / f"real{i}.npz"
             LandmarkSequence(seq.astype(np.float32), FPS, *canvas.size).save(npz)
             up = Path(tmp) / f"up{i}.mp4"
-            vt.cfg.render = RenderConfig(size=256, crop="face")
             vt.generate(demo_face(), up, landmarks=npz, progress=False)
             k_up, _, _ = track_video(up, progress=False)
             real_n = metrics.align_clip(seq)
