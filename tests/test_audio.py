@@ -25,6 +25,18 @@ def test_load_other_containers(tmp_path, speech_wav, ext, fmt):
     assert abs(len(z) - len(audio.load_audio(speech_wav))) < SAMPLE_RATE * 0.05
 
 
+@pytest.mark.parametrize("ext", [".mp3", ".m4a"])
+def test_load_compressed_audio(tmp_path, speech_wav, ext):
+    import shutil
+    import subprocess
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (scripts/setup.sh installs it)")
+    path = tmp_path / f"s{ext}"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(speech_wav), str(path)], check=True)
+    y = audio.load_audio(path)
+    assert abs(len(y) - len(audio.load_audio(speech_wav))) < SAMPLE_RATE * 0.1
+
+
 def test_features_are_frame_aligned():
     for seconds in (0.5, 1.0, 2.37, 7.0):
         y = np.random.default_rng(0).normal(size=int(seconds * SAMPLE_RATE)).astype(np.float32) * 0.1
