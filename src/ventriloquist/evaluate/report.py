@@ -137,6 +137,8 @@ def emotion_section(data: Path, speech, out: Path, quick: bool, progress: bool) 
     from ..train.common import progress as bar
     from ..train.expression import clip_windows
     from ..train.generator import load_exp2emo
+    from ..motion.speech import emotion_features
+    import torch
     try:
         items = [i for i in load_speech_items(data) if i.split == "test"]
     except InputError:
@@ -144,11 +146,9 @@ def emotion_section(data: Path, speech, out: Path, quick: bool, progress: bool) 
     if quick:
         items = items[:: max(1, len(items) // (QUICK_CLIPS * 4))]
     exp2emo = load_exp2emo()
-    import torch
     rows = []
     for it in bar(items, "emotion", enabled=progress):
         mel = log_mel(load_audio(it.path))
-        from ..motion.speech import emotion_features
         _, _, clip = emotion_features(speech.recognizer, mel)
         row = {"corpus": it.corpus, "label": it.emotion, "speech": int(np.argmax(clip))}
         for flag, key in ((True, "face"), (False, "face_no_branch")):
