@@ -91,11 +91,12 @@ class Ventriloquist:
             want = int(round(n / fps * SAMPLE_RATE))
             speech = np.zeros(want, np.float32) if speech is None else np.pad(speech[:want], (0, max(0, want - len(speech))))
         motion = motion.retimed(fps, n)
-        target = Retargeter(canvas.map(source_k))(motion.shapes, motion.rest, motion.pose).astype(np.float32)
+        face_k = canvas.map(source_k)
+        target = Retargeter(face_k)(motion.shapes, motion.rest, motion.pose).astype(np.float32)
         seq = LandmarkSequence(target, fps, *canvas.size)
 
         r = self.cfg.render
-        renderer = Renderer(canvas.image, canvas.map(source_k), mouth_interior=r.mouth_interior,
+        renderer = Renderer(canvas.image, face_k, mouth_interior=r.mouth_interior,
                             teeth=r.teeth, feather=r.feather)
         from tqdm.auto import tqdm
         with VideoWriter(out, *canvas.size, cfg=self.cfg.video, audio=speech) as writer:

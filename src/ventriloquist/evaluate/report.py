@@ -62,13 +62,13 @@ def _clip_row(name: str, gen: np.ndarray, c: dict, mean_face: np.ndarray) -> dic
     n = min(len(gen), len(real_frame))
     g = gen[:n]
     dk = metrics.deformations(g, mean_face)
+    sync = metrics.sync(topology.mouth_aperture(g), c["energy"][:n])
     return {"method": name,
             "mouth_lmd": metrics.lmd_relative(g, real_clip[:n], align=False),
             "mouth_lmd_per_frame": metrics.lmd_relative(g, real_frame[:n]),
             "face_lmd": metrics.lmd_relative(g, real_frame[:n], idx=None),
             "aperture_corr": metrics.aperture_corr(g, real_frame[:n]),
-            "sync_corr": metrics.sync(topology.mouth_aperture(g), c["energy"][:n])["best_corr"],
-            "sync_lag": metrics.sync(topology.mouth_aperture(g), c["energy"][:n])["best_lag"],
+            "sync_corr": sync["best_corr"], "sync_lag": sync["best_lag"],
             "stability": metrics.stability_ratio(dk), "velocity": metrics.velocity_energy(dk)}
 
 
@@ -97,10 +97,10 @@ def lip_section(sets: dict[str, list[dict]], train: list[dict], speech, out: Pat
                     _clip_plots(out, set_name, c, preds["ours"], probs)
             real_dk = metrics.deformations(c["shapes"], kbar)
             rows += [_clip_row(k, v, c, kbar) for k, v in preds.items()]
+            real_sync = metrics.sync(topology.mouth_aperture(c["shapes"]), c["energy"])
             rows.append({"method": "real video", "stability": metrics.stability_ratio(real_dk),
                          "velocity": metrics.velocity_energy(real_dk),
-                         "sync_corr": metrics.sync(topology.mouth_aperture(c["shapes"]), c["energy"])["best_corr"],
-                         "sync_lag": metrics.sync(topology.mouth_aperture(c["shapes"]), c["energy"])["best_lag"]})
+                         "sync_corr": real_sync["best_corr"], "sync_lag": real_sync["best_lag"]})
         result[set_name] = {"clips": len(clips), "methods": _mean_rows(rows)}
     return result
 

@@ -122,3 +122,9 @@ def rest_faces(clips: list[dict]) -> dict[str, np.ndarray]:
 
 def speaker_key(clip: dict) -> str:
     return f"{clip['corpus']}/{clip['speaker']}"
+
+
+def rest_deformations(clips: list[dict]) -> list[np.ndarray]:
+    """Each clip's canonical shapes (T, 68, 2) minus its speaker's rest face (see :func:`rest_faces`)."""
+    rest = rest_faces(clips)
+    return [(c["shapes"] - rest[speaker_key(c)]).astype(np.float32) for c in clips]

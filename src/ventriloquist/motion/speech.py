@@ -33,10 +33,12 @@ def load_generator(folder: Path | None = None) -> EmotiveGenerator:
     return g.eval()
 
 
-def emotion_features(recognizer, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def emotion_features(recognizer, mel: np.ndarray,
+                     clip: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Sp2Emo on an utterance: smoothed per-frame embedding (T, E), per-frame and clip distributions.
 
     Training and inference both get G's emotion input from here, so they see the same signal.
+    The clip distribution costs a second pass over the speech; ``clip=False`` skips it (None).
     """
     from scipy.ndimage import gaussian_filter1d
 
@@ -45,7 +47,8 @@ def emotion_features(recognizer, mel: np.ndarray) -> tuple[np.ndarray, np.ndarra
     emb, probs = recognizer.per_frame_features(feats, pad)
     sigma = EMOTION_SMOOTH_S * FPS
     return (gaussian_filter1d(emb, sigma, axis=0, mode="nearest").astype(np.float32),
-            gaussian_filter1d(probs, sigma, axis=0, mode="nearest"), recognizer.clip_features(feats, pad, mask))
+            gaussian_filter1d(probs, sigma, axis=0, mode="nearest"),
+            recognizer.clip_features(feats, pad, mask) if clip else None)
 
 
 def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion: bool = True) -> np.ndarray:
@@ -90,7 +93,7 @@ class SpeechMotion:
     def shapes(self, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Canonical landmarks (T, 68, 2) for an utterance's log-Mel (no blinks, no head motion),
         and the per-frame emotion distribution that shaped them."""
-        emb, probs, _ = emotion_features(self.recognizer, mel)
+        emb, probs, _ = emotion_features(self.recognizer, mel, clip=False)
         n = min(len(emb), len(mel) // MEL_PER_FRAME)
         dk = soft_limit(run_windows(self.generator, mel[: n * MEL_PER_FRAME], emb[:n], self.emotion),
                         self.generator.limits)

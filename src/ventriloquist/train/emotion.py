@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..audio import load_audio, log_mel, mfcc
-from ..config import MEL_PER_FRAME, WINDOW_FRAMES
+from ..config import MEL_PER_FRAME
 from ..data.speech import SpeechItem, load_speech_items
 from ..emotion.sp2emo import EmotionRecognizer, Sp2Emo, config_dict, features_from_mel, speech_frames, windows
 from ..emotion.vocabulary import EMOTIONS, N_EMOTIONS

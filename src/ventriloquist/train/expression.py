@@ -21,7 +21,7 @@ from ..emotion.vocabulary import EMOTIONS, INDEX, N_EMOTIONS
 from ..errors import InputError
 from ..evaluate.metrics import confusion, unweighted_accuracy
 from ..face.topology import MIRROR
-from ..motion.sequence import rest_faces, speaker_key
+from ..motion.sequence import rest_deformations, speaker_key
 from . import TrainOptions
 from .common import Checkpointer, JsonlLog, load_config, progress, seed_everything, set_threads, write_json
 
@@ -79,11 +79,9 @@ def load_items(cache: Path, unlabelled: int, seed: int, smoke: bool = False) -> 
     if not labelled:
         raise InputError(f"{cache} holds no emotion-labelled clips; prepare MEAD/CREMA-D/RAVDESS videos first")
     clips = labelled + talking
-    rest = rest_faces(clips)
     targets = sp2emo_targets(clips)
-    return [Item((c["shapes"] - rest[speaker_key(c)]).astype(np.float32),
-                 INDEX[c["emotion"]] if c.get("emotion") else -1, t, speaker_key(c))
-            for c, t in zip(clips, targets)]
+    return [Item(dk, INDEX[c["emotion"]] if c.get("emotion") else -1, t, speaker_key(c))
+            for c, dk, t in zip(clips, rest_deformations(clips), targets)]
 
 
 def augment(dk: np.ndarray, rng: np.random.Generator, window: int) -> np.ndarray:

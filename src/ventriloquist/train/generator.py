@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..evaluate.metrics import aperture_corr, lmd_relative
 from ..motion import losses
 from ..motion.generator import EmotiveGenerator, SequenceDiscriminator
-from ..motion.sequence import rest_faces, speaker_key
+from ..motion.sequence import rest_deformations
 from ..motion.generator import motion_limits, normalise_mel
 from ..motion.speech import emotion_features, run_windows
 from ..weights import load_checkpoint
@@ -102,11 +102,14 @@ def load_emotional_speech(data: Path, cfg: GeneratorConfig, rec, smoke: bool, sp
     return out
 
 
-def expression_basis(cache: Path, k: int) -> np.ndarray:
+def emotion_deformations(cache: Path) -> list[np.ndarray]:
+    """Deformations (T, 68, 2) of every emotion-labelled clip from its speaker's rest face."""
+    return rest_deformations([c for c in iter_clips(cache) if c.get("emotion")])
+
+
+def expression_basis(deformations: list[np.ndarray], k: int) -> np.ndarray:
     """Top-k principal deformations (k, 68, 2) of real emotional faces, scaled by their spread."""
-    clips = [c for c in iter_clips(cache) if c.get("emotion")]
-    rest = rest_faces(clips)
-    x = np.concatenate([(c["shapes"] - rest[speaker_key(c)]).reshape(len(c["shapes"]), -1) for c in clips])
+    x = np.concatenate([d.reshape(len(d), -1) for d in deformations])
     x = x - x.mean(axis=0)
     _, s, vt = np.linalg.svd(x, full_matrices=False)
     scale = s[:k] / np.sqrt(len(x))
@@ -182,10 +185,8 @@ def run(opts: TrainOptions) -> dict:
     train, val, test = load_talking(cache, cfg, rec, opts.smoke)
     emo_speech = load_emotional_speech(opts.data, cfg, rec, opts.smoke)
     mean_face = np.mean(np.concatenate([c["shapes"] for c in train]), axis=0).astype(np.float32)
-    basis = expression_basis(cache, cfg.expr_components)
-    real_pool = [c for c in iter_clips(cache) if c.get("emotion")]
-    rest = rest_faces(real_pool)
-    real_pool = [(c["shapes"] - rest[speaker_key(c)]).astype(np.float32) for c in real_pool]
+    real_pool = emotion_deformations(cache)          # the basis, and real sequences for D
+    basis = expression_basis(real_pool, cfg.expr_components)
 
     emb_dim = train[0]["q_emo"].shape[1]
     g = EmotiveGenerator(mean_face, basis, emb_dim, cfg.hidden, tuple(cfg.dilations), cfg.dropout)
