@@ -194,6 +194,7 @@ def render_section(sets: dict[str, list[dict]], speech, out: Path, progress: boo
     photo = load_image(demo_face())
     k0 = face_landmarks(photo)
     canvas = make_canvas(photo, k0, RenderConfig(size=256, crop="face"))
+    rest = metrics.align_clip(canvas.map(k0)[None])[0]     # the photo's own face: δk's reference in both videos
     rows = []
     vt = Ventriloquist(GenerateConfig(render=RenderConfig(size=256, crop="face")), speech_motion=speech)
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,6 +213,15 @@ def render_section(sets: dict[str, list[dict]], speech, out: Path, progress: boo
             frames = list(read_frames(up))
             rows[-1].update(identity=metrics.identity_distance(photo, frames, every=10)["mean"],
                             mouth_sharpness_ratio=metrics.sharpness_ratio(frames[::10], k_up[::10], photo, k0))
+            # motion as a viewer sees it: ours (speech -> video, blinks and all) and the real motion, both
+            # through the same renderer and the same detector, so detector jitter counts alike on both sides
+            ours = Path(tmp) / f"ours{i}.mp4"
+            vt.generate(demo_face(), ours, audio=c["source"], progress=False)
+            k_ours, _, _ = track_video(ours, progress=False)
+            for tag, k in (("real", k_up), ("ours", k_ours)):
+                dk = metrics.deformations(k, rest)
+                rows[-1].update({f"redetected_{tag}_stability": metrics.stability_ratio(dk),
+                                 f"redetected_{tag}_velocity": metrics.velocity_energy(dk)})
     return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
 
@@ -300,7 +310,12 @@ def markdown(r: dict) -> str:
         lines += ["## Rendering", "", f"- upper bound (real landmarks through our renderer, re-detected): mouth LMD "
                   f"{_f(m['upper_bound_mouth_lmd'], 4)}, aperture r {_f(m['upper_bound_aperture_corr'])}",
                   f"- identity distance photo vs frames: {_f(m['identity'])} (same person < 0.6)",
-                  f"- mouth sharpness vs photo: {_f(m['mouth_sharpness_ratio'], 2)}", ""]
+                  f"- mouth sharpness vs photo: {_f(m['mouth_sharpness_ratio'], 2)}"]
+        if "redetected_ours_velocity" in m:
+            lines += ["- motion re-detected on rendered video (same renderer, same detector): stability "
+                      f"ours {_f(m['redetected_ours_stability'])} vs real {_f(m['redetected_real_stability'])}, "
+                      f"velocity ours {_f(m['redetected_ours_velocity'], 4)} vs real {_f(m['redetected_real_velocity'], 4)}"]
+        lines.append("")
     lines += ["## Speed (speech -> 512 px MP4, whole process incl. start-up)", ""]
     for length, s in r["speed"].items():
         lines.append(f"- {length} of speech: {_f(s['compute_s_per_video_s'])} s of CPU per s of video, "
