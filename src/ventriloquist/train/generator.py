@@ -48,6 +48,8 @@ class GeneratorConfig:
     dropout: float = 0.3               # one speaker's 280 clips: regularise hard
     mel_gain: float = 0.2              # augmentation: random gain, noise and a masked band on the Mel input
     mel_noise: float = 0.1
+    speed: float = 0.15                # augmentation: speech and landmarks played at 1 ± speed, together
+    ema: float = 0.998                 # validate and ship an exponential moving average of G's weights
     expr_components: int = 8           # size of the expression basis of the emotion branch
     w_adv: float = 0.05                # the paper: 0.5; here D then dominated and val mouth LMD rose (docs/MODEL_CARD.md)
     w_emotion: float = 0.5             # the paper's loss weights from here on
@@ -125,18 +127,33 @@ def load_exp2emo() -> Exp2Emo:
     return m.eval()
 
 
+def _resample(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` at fractional positions ``pos`` (linear interpolation, clamped to the ends)."""
+    pos = np.clip(pos, 0, len(x) - 1)
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, len(x) - 1)
+    w = (pos - i0).reshape(-1, *([1] * (x.ndim - 1)))
+    return (x[i0] * (1 - w) + x[i1] * w).astype(np.float32)
+
+
 def _segment(c: dict, seg: int, rng: np.random.Generator, cfg: GeneratorConfig | None = None):
+    """A ``seg``-frame training sequence; with ``cfg`` (training) sped up or slowed down and augmented.
+
+    The speed change resamples speech and landmarks together, so the pairing stays exact: the
+    model hears faster and slower talkers than the one speaker it learns lips from. Short clips
+    hold their last frame.
+    """
     t = len(c["q_emo"])
-    if t < seg:
-        s, n = 0, t
-    else:
-        s, n = int(rng.integers(0, t - seg + 1)), seg
-    idx = np.minimum(np.arange(s, s + seg), s + n - 1)      # short clips hold their last frame
-    rows = (idx[:, None] * MEL_PER_FRAME + np.arange(MEL_PER_FRAME)).reshape(-1)
-    mel = c["mel_n"][rows]
-    out = {"mel": _augment_mel(mel, cfg, rng) if cfg is not None else mel, "q": c["q_emo"][idx], "l": c["l_emo"]}
+    speed = rng.uniform(1 - cfg.speed, 1 + cfg.speed) if cfg is not None and cfg.speed > 0 else 1.0
+    span = (seg - 1) * speed
+    s = float(rng.integers(0, int(t - 1 - span) + 1)) if t - 1 > span else 0.0
+    frames = s + np.arange(seg) * speed
+    rows = s * MEL_PER_FRAME + np.arange(seg * MEL_PER_FRAME) * speed
+    mel = _resample(c["mel_n"], np.minimum(rows, t * MEL_PER_FRAME - 1))
+    out = {"mel": _augment_mel(mel, cfg, rng) if cfg is not None else mel, "q": _resample(c["q_emo"], frames),
+           "l": c["l_emo"]}
     if "dk" in c:
-        out["dk"] = c["dk"][idx]
+        out["dk"] = _resample(c["dk"], frames)
     return out
 
 
@@ -191,6 +208,7 @@ def run(opts: TrainOptions) -> dict:
     emb_dim = train[0]["q_emo"].shape[1]
     g = EmotiveGenerator(mean_face, basis, emb_dim, cfg.hidden, tuple(cfg.dilations), cfg.dropout)
     d = SequenceDiscriminator()
+    ema = torch.optim.swa_utils.AveragedModel(g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema))
     opt_g = torch.optim.AdamW(g.parameters(), lr=cfg.lr_g, weight_decay=cfg.weight_decay)
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt_g, cfg.lr_g, total_steps=cfg.epochs * cfg.steps_per_epoch)
@@ -199,6 +217,7 @@ def run(opts: TrainOptions) -> dict:
     if opts.resume:
         start, state = ckpt.resume(g, opt_g, sched)
         d.load_state_dict(state["extra"]["d"])
+        ema.load_state_dict(state["extra"]["ema"])
         opt_d.load_state_dict(state["extra"]["opt_d"])
         rng.bit_generator.state = state["extra_rng"]
     log = JsonlLog(out / "log.jsonl", start_epoch=start)
@@ -238,6 +257,7 @@ def run(opts: TrainOptions) -> dict:
             torch.nn.utils.clip_grad_norm_(g.parameters(), 1.0)
             opt_g.step()
             sched.step()
+            ema.update_parameters(g)
             if adv_on:
                 fake_all = torch.cat([fake.detach(), fake_e.detach()])
                 ld = losses.d_loss(d(real_batch(len(fake_all))), d(fake_all))
@@ -247,15 +267,17 @@ def run(opts: TrainOptions) -> dict:
                 parts["d"] = ld
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v.item() / cfg.steps_per_epoch
-        val_scores = lip_scores(g, val)
+        val_scores = lip_scores(ema.module, val)
         ckpt.save(epoch, g, opt_g, sched, metric=val_scores["mouth_lmd"],
-                  extra={"d": d.state_dict(), "opt_d": opt_d.state_dict()}, rng=rng.bit_generator.state)
+                  extra={"d": d.state_dict(), "opt_d": opt_d.state_dict(), "ema": ema.state_dict()},
+                  rng=rng.bit_generator.state)
         log.write(epoch=epoch, **{f"loss_{k}": v for k, v in sums.items()}, **{f"val_{k}": v for k, v in val_scores.items()},
                   lr=sched.get_last_lr()[0])
         print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4f}" for k, v in sums.items())
               + f" | val mouth LMD {val_scores['mouth_lmd']:.4f} corr {val_scores['aperture_corr']:.3f}")
 
-    ckpt.load_best(g)
+    ema.load_state_dict(torch.load(ckpt.best_path, map_location="cpu", weights_only=False)["extra"]["ema"])
+    g = ema.module.eval()
     test_scores = lip_scores(g, test) if test else {}
     metrics = {"best_epoch": ckpt.best_epoch, "val": lip_scores(g, val), "test": test_scores,
                "train_clips": len(train), "val_clips": len(val), "test_clips": len(test),
