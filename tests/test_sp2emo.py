@@ -41,6 +41,34 @@ def test_model_shapes():
     assert sum(p.numel() for p in m.parameters()) * 4 < 2e6
 
 
+def test_delta_channels_and_config_round_trip():
+    from ventriloquist.emotion.sp2emo import mfcc_deltas
+    ramp = torch.arange(10.0)[None, :, None].repeat(2, 1, 3)           # slope 1 along time
+    d = mfcc_deltas(ramp, 2)
+    assert d.shape == (2, 10, 9)
+    assert torch.allclose(d[:, 2:-2, 3:6], torch.ones(2, 6, 3)) and torch.allclose(d[:, 4:-4, 6:], torch.zeros(2, 2, 3), atol=1e-6)
+    m = Sp2Emo(deltas=2).eval()
+    x = torch.randn(2, ROWS, N_MFCC)
+    m2 = Sp2Emo.from_config(config_dict(m)).eval()
+    m2.load_state_dict(m.state_dict())
+    assert torch.allclose(m(x)[1], m2(x)[1]) and m(x)[0].shape == (2, m.config.emb_dim)
+    assert Sp2Emo.from_config({k: v for k, v in config_dict(Sp2Emo()).items() if k != "deltas"}).config.deltas == 0
+
+
+def test_weight_average():
+    from ventriloquist.train.emotion import update_ema
+    a, b = Sp2Emo(), Sp2Emo()
+    with torch.no_grad():
+        for p in a.parameters():
+            p.fill_(1.0)
+        for p in b.parameters():
+            p.fill_(3.0)
+    b.trunk[0][1].num_batches_tracked.fill_(7)
+    update_ema(a, b, 0.75)
+    assert all(torch.allclose(p, torch.full_like(p, 1.5)) for p in a.parameters())
+    assert int(a.trunk[0][1].num_batches_tracked) == 7
+
+
 @pytest.mark.parametrize("seconds", [0.3, 2.02, 7.5])
 def test_per_frame_and_clip(seconds):
     rec = EmotionRecognizer(Sp2Emo(), stride=4)

@@ -94,6 +94,18 @@ class Sp2EmoConfig:
     channels: tuple[int, int, int] = (64, 128, 128)
     emb_dim: int = 64
     dropout: float = 0.3
+    deltas: int = 0          # 1: add delta-MFCC channels, 2: also delta-delta (computed inside the window)
+
+
+def mfcc_deltas(x: torch.Tensor, order: int) -> torch.Tensor:
+    """(B, rows, F) -> (B, rows, F * (1 + order)): x with its regression deltas (N = 2, edge rows repeated)."""
+    out, cur = [x], x
+    k = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0], dtype=x.dtype, device=x.device) / 10.0
+    for _ in range(order):
+        pad = torch.cat([cur[:, :1].expand(-1, 2, -1), cur, cur[:, -1:].expand(-1, 2, -1)], dim=1)
+        cur = sum(k[i] * pad[:, i:i + cur.shape[1]] for i in range(5))
+        out.append(cur)
+    return torch.cat(out, dim=2)
 
 
 def _block(cin: int, cout: int, k: int, dilation: int = 1) -> nn.Sequential:
@@ -105,12 +117,12 @@ class Sp2Emo(nn.Module):
     """MFCC windows (B, rows, n_in) -> (q_emo (B, emb_dim) in [-1, 1], logits (B, 7))."""
 
     def __init__(self, n_in: int = N_MFCC, channels: tuple[int, int, int] = (64, 128, 128), emb_dim: int = 64,
-                 dropout: float = 0.3) -> None:
+                 dropout: float = 0.3, deltas: int = 0) -> None:
         super().__init__()
         c1, c2, c3 = channels
-        self.config = Sp2EmoConfig(n_in, tuple(channels), emb_dim, dropout)
+        self.config = Sp2EmoConfig(n_in, tuple(channels), emb_dim, dropout, int(deltas))
         self.trunk = nn.Sequential(
-            _block(n_in, c1, 5), _block(c1, c1, 5), nn.MaxPool1d(2),        # 10 ms rows -> 20 ms
+            _block(n_in * (1 + int(deltas)), c1, 5), _block(c1, c1, 5), nn.MaxPool1d(2),        # 10 ms rows -> 20 ms
             _block(c1, c2, 5), nn.MaxPool1d(2),                             # -> 40 ms (one video frame)
             _block(c2, c3, 3, dilation=2), _block(c3, c3, 3, dilation=4))
         self.attn = nn.Conv1d(c3, 1, 1)
@@ -122,6 +134,8 @@ class Sp2Emo(nn.Module):
         return cls(**cfg)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.config.deltas:
+            x = mfcc_deltas(x, self.config.deltas)
         h = self.trunk(x.transpose(1, 2))                       # (B, C, T)
         w = torch.softmax(self.attn(h), dim=2)                  # attention over time
         mu = (h * w).sum(dim=2)

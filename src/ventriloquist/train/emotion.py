@@ -7,21 +7,27 @@ Recipe (defaults in :class:`EmotionConfig`, overridden by ``configs/emotion.toml
   augmentation done on the cached log-Mel: time stretch, vocal-tract-length warp of the Mel
   axis, additive noise, gain; then MFCC + per-utterance mean normalisation (:func:`emotion.sp2emo.features_from_mel`,
   the function inference uses) and SpecAugment-style time / coefficient masks;
-* Adam, LR 1e-3 halved every 20 epochs (the paper's schedule), cross-entropy with label smoothing;
+* Adam, LR 1e-3 halved every ``lr_halve_every`` epochs, cross-entropy with label smoothing; an
+  exponential moving average of the weights (``ema``) is what is validated and shipped;
 * validation on a held-out part of the *train* split (EmoDB speakers ``val_emodb_speakers``,
-  TESS words ``val_tess_words``) picks the best epoch; the test split is only used at the end;
+  TESS words ``val_tess_words``) picks the best epoch (``select = "best"``) or only scores a fixed
+  schedule (``select = "last"``); with ``train_on_val`` the validation clips are trained on too (the
+  recipe's settings were chosen on runs without it); the test split is only used at the end;
 * test: clip decision = mean of window probabilities over the clip's speech frames; EmoDB
   unweighted accuracy (mean recall over the classes present), TESS accuracy;
 * baseline: RBF-SVM on per-clip MFCC statistics (mean + std of MFCC and deltas over speech
-  rows), standardised, C picked on the same validation clips, same training clips.
+  rows), standardised, C picked on the same validation clips, same training clips (with ``train_on_val``
+  a refit on train + val with that C is reported as well, for reference).
 
 Outputs in ``out/emotion/``: ``last.pt``, ``best.pt``, ``log.jsonl``, ``metrics.json``,
 ``confusion_<model>_<corpus>.png``.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,19 +51,28 @@ RECIPE = "ventriloquist train emotion --config configs/emotion.toml --seed 0 --p
 @dataclass
 class EmotionConfig:
     corpora: tuple[str, ...] = ("TESS", "EmoDB")
-    epochs: int = 60
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
-    lr_halve_every: int = 20
+    lr_halve_every: int = 10
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
     crops_per_clip: float = 2.0          # windows drawn per training clip and epoch (on average)
-    corpus_balance: float = 1.0          # 1: every corpus weighs the same; 0: in proportion to its size
+    corpus_balance: float = 2.0          # corpora weigh size**(1 - balance): 1 the same, 0 in proportion to size,
+                                         # 2 the smaller corpus (EmoDB) more
     mixup: float = 0.0                   # Beta(a, a) mixup of windows and targets; 0 disables
     # model
     channels: tuple[int, int, int] = (64, 128, 128)
     emb_dim: int = 64
     dropout: float = 0.3
+    deltas: int = 0                      # delta (1) / delta-delta (2) MFCC channels, computed in the model
+    # weight averaging and the final model
+    ema: float = 0.997                   # per-step decay of an exponential moving average of the weights
+                                         # (BatchNorm statistics included); > 0: validation, selection and
+                                         # the shipped model use the averaged weights
+    select: str = "last"                 # "best": the epoch with the best validation score; "last": the last
+    train_on_val: bool = True            # also train on the validation clips (needs select = "last": nothing
+                                         # is left to select on); the SVM baseline keeps its train/val protocol
     # augmentation (on the cached log-Mel, then on the normalised MFCC windows)
     stretch: float = 0.15                # time stretch factor in [1 - s, 1 + s]
     vtlp: float = 0.1                    # Mel-axis warp factor in [1 - v, 1 + v]
@@ -197,6 +212,16 @@ def draw_windows(mels: list[np.ndarray], labels: np.ndarray, probs: np.ndarray, 
     return x, labels[picks]
 
 
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for every float tensor (BatchNorm statistics too); counters copied."""
+    with torch.no_grad():
+        for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+            if e.dtype.is_floating_point:
+                e.mul_(decay).add_(m, alpha=1 - decay)
+            else:
+                e.copy_(m)
+
+
 # --- evaluation ------------------------------------------------------------------------------------------------
 def clip_probs(model: Sp2Emo, feats: list[tuple], stride: int) -> np.ndarray:
     rec = EmotionRecognizer(model, stride=stride)
@@ -241,7 +266,8 @@ def clip_stats(mel: np.ndarray) -> np.ndarray:
     return np.concatenate([m.mean(0), m.std(0), d.mean(0), d.std(0)])
 
 
-def svm_baseline(train: list, val: list, test: list, mels: dict, cfg: EmotionConfig) -> dict:
+def svm_baseline(train: list, val: list, test: list, mels: dict, cfg: EmotionConfig,
+                 refit_on_val: bool = False) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
@@ -260,7 +286,13 @@ def svm_baseline(train: list, val: list, test: list, mels: dict, cfg: EmotionCon
             best = (score, c, clf)
     score, c, clf = best
     xte, _ = xy(test)
-    return {"C": c, "val": score, "test": per_corpus(test, clf.predict(xte))}
+    out = {"C": c, "val": score, "test": per_corpus(test, clf.predict(xte))}
+    if refit_on_val:      # reference only: the same C refitted on train + val (as Sp2Emo with train_on_val)
+        x_all, y_all = np.concatenate([xtr, xva]), np.concatenate([ytr, np.array([it.emotion for it in val])])
+        clf = make_pipeline(StandardScaler(), SVC(C=c, kernel="rbf", gamma="scale", class_weight="balanced"))
+        clf.fit(x_all, y_all)
+        out["test_refit_train_val"] = per_corpus(test, clf.predict(xte))
+    return out
 
 
 # --- confusion-matrix images (OpenCV only) ---------------------------------------------------------------------
@@ -313,23 +345,36 @@ def run(opts: TrainOptions) -> dict:
     mels = dict(zip([it.path for it in all_items], cache_mels(all_items)))
     t_feat = time.time() - t_start
 
-    train_mels = [mels[it.path] for it in train]
-    train_y = np.array([it.emotion for it in train])
-    probs = sample_weights(train, cfg.corpus_balance)
+    if cfg.select not in ("best", "last"):
+        raise ValueError(f"select must be 'best' or 'last', not {cfg.select!r}")
+    if cfg.train_on_val and cfg.select != "last":
+        raise ValueError("train_on_val needs select = 'last' (the validation clips are training data then)")
+    fit = train + val if cfg.train_on_val else train
+    train_mels = [mels[it.path] for it in fit]
+    train_y = np.array([it.emotion for it in fit])
+    probs = sample_weights(fit, cfg.corpus_balance)
     val_feats = [features_from_mel(mels[it.path]) for it in val]
     test_feats = [features_from_mel(mels[it.path]) for it in test]
 
     n_in = (val_feats or test_feats)[0][0].shape[1] if (val_feats or test_feats) else None
-    model = Sp2Emo(**({"n_in": n_in} if n_in else {}), channels=cfg.channels, emb_dim=cfg.emb_dim, dropout=cfg.dropout)
+    model = Sp2Emo(**({"n_in": n_in} if n_in else {}), channels=cfg.channels, emb_dim=cfg.emb_dim, dropout=cfg.dropout,
+                   deltas=cfg.deltas)
+    ema = copy.deepcopy(model) if cfg.ema > 0 else None
+    if ema is not None:
+        ema.requires_grad_(False)
+    n_steps = 0
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, cfg.lr_halve_every), gamma=0.5)
     ckpt = Checkpointer(out, mode="max")
     start = 0
     if opts.resume:
-        start, _ = ckpt.resume(model, opt, sched)
+        start, state = ckpt.resume(model, opt, sched)
+        if ema is not None:
+            ema.load_state_dict(state["extra"]["ema"])
+            n_steps = int(state["extra"].get("ema_steps", 0))
     jlog = JsonlLog(out / "log.jsonl", start_epoch=start)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    n_draw = max(cfg.batch_size, int(round(cfg.crops_per_clip * len(train))))
+    n_draw = max(cfg.batch_size, int(round(cfg.crops_per_clip * len(fit))))
     if opts.smoke:
         n_draw = min(n_draw, 2 * cfg.batch_size)
 
@@ -355,35 +400,52 @@ def run(opts: TrainOptions) -> dict:
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if ema is not None:
+                n_steps += 1
+                update_ema(ema, model, min(cfg.ema, (1 + n_steps) / (10 + n_steps)))
             losses.append(loss.item())
             correct += int((logits.argmax(1) == yb).sum())
         lr = opt.param_groups[0]["lr"]
         sched.step()
         res = per_corpus(val, clip_probs(model, val_feats, cfg.eval_stride).argmax(1)) if val else {}
+        extra: dict = {"config": config_dict(model)}
+        val_ema = None
+        if ema is not None:
+            extra.update(ema=ema.state_dict(), ema_steps=n_steps)
+            res, val_ema = (per_corpus(val, clip_probs(ema, val_feats, cfg.eval_stride).argmax(1)) if val else {}), res
         metric = val_metric(res)
-        is_best = ckpt.save(epoch, model, opt, sched, metric, extra={"config": config_dict(model)})
+        is_best = ckpt.save(epoch, model, opt, sched, metric if cfg.select == "best" else None, extra=extra)
         rec = jlog.write(epoch=epoch, train_loss=float(np.mean(losses)), train_window_acc=correct / len(x),
                          val={c: {"ua": r["ua"], "accuracy": r["accuracy"]} for c, r in res.items()},
-                         val_metric=metric, best=is_best, lr=lr, epoch_s=round(time.time() - t0, 2))
+                         val_metric=metric, best=is_best, lr=lr, epoch_s=round(time.time() - t0, 2),
+                         **({"val_raw": {c: {"ua": r["ua"]} for c, r in val_ema.items()},
+                             "val_metric_raw": val_metric(val_ema)} if val_ema is not None else {}))
         log.info("epoch %d loss %.3f val %.3f%s", epoch, rec["train_loss"], metric, " *" if is_best else "")
     t_train = time.time() - t_train
+    if cfg.select == "last" and ckpt.last_path.is_file():      # the fixed schedule's model is the chosen one
+        shutil.copyfile(ckpt.last_path, ckpt.best_path)
 
-    # --- final evaluation with the best checkpoint (picked on validation) ---
+    # --- final evaluation: the best checkpoint (picked on validation) or the last one (select = "last") ---
     best_state = ckpt.load_best(model)
+    if ema is not None:
+        model.load_state_dict(best_state["extra"]["ema"])
     model.eval()
     test_probs = clip_probs(model, test_feats, cfg.eval_stride)
     val_res = per_corpus(val, clip_probs(model, val_feats, cfg.eval_stride).argmax(1)) if val else {}
     sp_test = per_corpus(test, test_probs.argmax(1)) if test else {}
-    svm = svm_baseline(train, val, test, mels, cfg) if test and val else {}
+    svm = svm_baseline(train, val, test, mels, cfg, refit_on_val=cfg.train_on_val) if test and val else {}
     n_params = sum(p.numel() for p in model.parameters())
     metrics = {
-        "sp2emo": {"test": sp_test, "val": val_res, "best_epoch": best_state.get("epoch"), "params": n_params},
+        "sp2emo": {"test": sp_test, "val": val_res, "best_epoch": best_state.get("epoch"), "params": n_params,
+                   "selection": cfg.select, "ema": cfg.ema, "trained_on_val": cfg.train_on_val},
         "svm": svm,
         "summary": {
             "emodb_ua_sp2emo": sp_test.get("EmoDB", {}).get("ua"),
             "emodb_ua_svm": svm.get("test", {}).get("EmoDB", {}).get("ua"),
             "tess_acc_sp2emo": sp_test.get("TESS", {}).get("accuracy"),
             "tess_acc_svm": svm.get("test", {}).get("TESS", {}).get("accuracy"),
+            **({"emodb_ua_svm_refit_train_val": svm["test_refit_train_val"].get("EmoDB", {}).get("ua")}
+               if "test_refit_train_val" in svm else {}),
         },
         "data": {"train": len(train), "val": len(val), "test": len(test), "corpora": list(cfg.corpora),
                  "val_emodb_speakers": list(cfg.val_emodb_speakers), "val_tess_words": list(cfg.val_tess_words)},
