@@ -288,12 +288,18 @@ def markdown(r: dict) -> str:
              f"{r['seconds']} s.", ""]
     for set_name, s in r["lip_sync"].items():
         lines += [f"## Lip sync and motion: {set_name} ({s['clips']} clips)", "",
-                  "| method | mouth LMD ↓ | ×static | mouth LMD per-frame ↓ | face LMD ↓ | aperture r ↑ | sync r | lag | stability | velocity |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        static = s["methods"].get("static face", {}).get("mouth_lmd")
+                  "| method | mouth LMD ↓ | ×static | mouth LMD per-frame ↓ | ×static | ×ridge | face LMD ↓ | aperture r ↑ "
+                  "| sync r | lag | stability | velocity |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+        def ratio(m: dict, ref: str, key: str) -> float | None:
+            den = s["methods"].get(ref, {}).get(key)
+            return m[key] / den if den and m.get(key) is not None else None
+
         for name, m in s["methods"].items():
-            ratio = m.get("mouth_lmd") / static if static and m.get("mouth_lmd") is not None else None
-            lines.append(f"| {name} | {_f(m.get('mouth_lmd'), 4)} | {_f(ratio, 2)} | {_f(m.get('mouth_lmd_per_frame'), 4)} | "
+            lines.append(f"| {name} | {_f(m.get('mouth_lmd'), 4)} | {_f(ratio(m, 'static face', 'mouth_lmd'), 2)} | "
+                         f"{_f(m.get('mouth_lmd_per_frame'), 4)} | {_f(ratio(m, 'static face', 'mouth_lmd_per_frame'), 2)} | "
+                         f"{_f(ratio(m, 'ridge (log-mel)', 'mouth_lmd_per_frame'), 2)} | "
                          f"{_f(m.get('face_lmd'), 4)} | {_f(m.get('aperture_corr'))} | {_f(m.get('sync_corr'))} | "
                          f"{_f(m.get('sync_lag'), 1)} | {_f(m.get('stability'))} | {_f(m.get('velocity'), 4)} |")
         lines.append("")

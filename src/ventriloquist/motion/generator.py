@@ -16,8 +16,10 @@ from ..config import MEL_PER_FRAME, N_MELS
 from ..face.topology import JAW, MOUTH
 
 N_POINTS = 68
-EMO_MOUTH_WEIGHT = 0.5       # share of the mouth the emotion branch may move (smiles, frowns)
-EXPR_LIMIT = 2.0             # expression coefficients stay within ±2 std of real emotional faces
+EMO_MOUTH_WEIGHT = 0.25      # share of the mouth the emotion branch may move (smiles, frowns)
+# expression coefficients stay within ±1 std of real emotional faces: at ±2, angry voices made the
+# face squint so hard that dlib no longer saw the same person (descriptor distance 0.61 vs 0.48)
+EXPR_LIMIT = 1.0
 DEFORM_LIMIT = 0.8           # no landmark moves further than this (inter-ocular units) from the mean face
 
 
