@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,3 +88,16 @@ def test_resume_continues_at_next_epoch(tmp_path):
 def test_resume_without_checkpoint(tmp_path):
     with pytest.raises(InputError, match="resume"):
         Checkpointer(tmp_path).resume(*_objects())
+
+
+def test_interp_rows_along_either_axis_and_clamped():
+    from ventriloquist.train.common import interp_rows
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)            # x[i, j] = 3 i + j
+    np.testing.assert_allclose(interp_rows(x, np.array([0.5, 2.25, 9.0, -1.0])),
+                               [[1.5, 2.5, 3.5], [6.75, 7.75, 8.75], [9, 10, 11], [0, 1, 2]])
+    y = interp_rows(x, np.array([0.5, 1.5]), axis=1, dtype=np.float32)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, [[0.5, 1.5], [3.5, 4.5], [6.5, 7.5], [9.5, 10.5]])
+    dk = np.arange(5, dtype=np.float32)[:, None, None] * np.ones((1, 68, 2), np.float32)
+    assert interp_rows(dk, np.array([1.25, 3.5])).shape == (2, 68, 2)
+    np.testing.assert_allclose(interp_rows(dk, np.array([1.25, 3.5]))[:, 10, 1], [1.25, 3.5])

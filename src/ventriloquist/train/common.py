@@ -26,6 +26,21 @@ from ..errors import InputError
 T = TypeVar("T")
 
 
+def interp_rows(x: np.ndarray, pos: np.ndarray, axis: int = 0, dtype: type | None = None) -> np.ndarray:
+    """``x`` sampled at fractional positions ``pos`` along ``axis`` (linear, clamped to the ends).
+
+    The augmentations that stretch time or warp the Mel axis all resample this way. The weights
+    keep ``pos``'s precision unless ``dtype`` is given.
+    """
+    n = x.shape[axis]
+    pos = np.clip(pos, 0, n - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    w = pos - lo if dtype is None else (pos - lo).astype(dtype)
+    w = w.reshape([len(w) if d == axis else 1 for d in range(x.ndim)])
+    return np.take(x, lo, axis=axis) * (1 - w) + np.take(x, hi, axis=axis) * w
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU) so a run repeats exactly on the same machine."""
     random.seed(seed)

@@ -42,7 +42,8 @@ from ..data.speech import SpeechItem, load_speech_items
 from ..emotion.sp2emo import EmotionRecognizer, Sp2Emo, config_dict, features_from_mel, speech_frames, windows
 from ..emotion.vocabulary import EMOTIONS, N_EMOTIONS
 from . import TrainOptions
-from .common import Checkpointer, JsonlLog, load_config, progress, seed_everything, set_threads, write_json
+from .common import (Checkpointer, JsonlLog, interp_rows, load_config, progress, seed_everything, set_threads,
+                     write_json)
 
 log = logging.getLogger(__name__)
 RECIPE = "ventriloquist train emotion --config configs/emotion.toml --seed 0 --publish"
@@ -151,26 +152,16 @@ def sample_weights(items: list[SpeechItem], balance: float) -> np.ndarray:
 
 
 # --- augmentation ----------------------------------------------------------------------------------------------
-def _interp_rows(x: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
-    pos = np.clip(pos, 0, x.shape[axis] - 1)
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, x.shape[axis] - 1)
-    f = (pos - lo).astype(np.float32)
-    if axis == 0:
-        return x[lo] * (1 - f)[:, None] + x[hi] * f[:, None]
-    return x[:, lo] * (1 - f)[None] + x[:, hi] * f[None]
-
-
 def augment_mel(mel: np.ndarray, rng: np.random.Generator, cfg: EmotionConfig) -> np.ndarray:
     """A randomly perturbed copy of a log-Mel (time stretch, VTLP warp, noise, gain)."""
     out = mel
     if cfg.stretch > 0:
         r = rng.uniform(1 - cfg.stretch, 1 + cfg.stretch)
         n = max(MEL_PER_FRAME, int(round(len(mel) / r)) // MEL_PER_FRAME * MEL_PER_FRAME)
-        out = _interp_rows(out, np.linspace(0, len(mel) - 1, n), axis=0)
+        out = interp_rows(out, np.linspace(0, len(mel) - 1, n), axis=0, dtype=np.float32)
     if cfg.vtlp > 0:
         a = rng.uniform(1 - cfg.vtlp, 1 + cfg.vtlp)
-        out = _interp_rows(out, np.arange(out.shape[1]) * a, axis=1)
+        out = interp_rows(out, np.arange(out.shape[1]) * a, axis=1, dtype=np.float32)
     if cfg.gain_db > 0:
         out = out + rng.uniform(-cfg.gain_db, cfg.gain_db) * np.log(10) / 10
     if rng.random() < cfg.noise_p:

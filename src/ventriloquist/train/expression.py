@@ -23,7 +23,8 @@ from ..evaluate.metrics import confusion, unweighted_accuracy
 from ..face.topology import MIRROR
 from ..motion.sequence import rest_deformations, speaker_key
 from . import TrainOptions
-from .common import Checkpointer, JsonlLog, load_config, progress, seed_everything, set_threads, write_json
+from .common import (Checkpointer, JsonlLog, interp_rows, load_config, progress, seed_everything, set_threads,
+                     write_json)
 
 
 @dataclass
@@ -90,11 +91,7 @@ def augment(dk: np.ndarray, rng: np.random.Generator, window: int) -> np.ndarray
     n = len(dk)
     span = min(n - 1, int(round(window * speed)))
     start = rng.integers(0, max(1, n - span))
-    t = np.linspace(start, start + span, window)
-    i0 = np.clip(np.floor(t).astype(int), 0, n - 1)
-    i1 = np.clip(i0 + 1, 0, n - 1)
-    w = (t - i0)[:, None, None]
-    x = dk[i0] * (1 - w) + dk[i1] * w
+    x = interp_rows(dk, np.linspace(start, start + span, window))
     if rng.random() < 0.5:
         x = x[:, MIRROR] * np.array([-1.0, 1.0])
     a = rng.normal(0, 0.05)

@@ -27,7 +27,8 @@ from ..motion.generator import motion_limits, normalise_mel
 from ..motion.speech import emotion_features, run_windows
 from ..weights import load_checkpoint
 from . import TrainOptions
-from .common import Checkpointer, JsonlLog, load_config, progress, seed_everything, set_threads, write_json
+from .common import (Checkpointer, JsonlLog, interp_rows, load_config, progress, seed_everything, set_threads,
+                     write_json)
 from .expression import ensure_cache
 
 
@@ -127,15 +128,6 @@ def load_exp2emo() -> Exp2Emo:
     return m.eval()
 
 
-def _resample(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Rows of ``x`` at fractional positions ``pos`` (linear interpolation, clamped to the ends)."""
-    pos = np.clip(pos, 0, len(x) - 1)
-    i0 = np.floor(pos).astype(np.int64)
-    i1 = np.minimum(i0 + 1, len(x) - 1)
-    w = (pos - i0).reshape(-1, *([1] * (x.ndim - 1)))
-    return (x[i0] * (1 - w) + x[i1] * w).astype(np.float32)
-
-
 def _segment(c: dict, seg: int, rng: np.random.Generator, cfg: GeneratorConfig | None = None):
     """A ``seg``-frame training sequence; with ``cfg`` (training) sped up or slowed down and augmented.
 
@@ -149,11 +141,11 @@ def _segment(c: dict, seg: int, rng: np.random.Generator, cfg: GeneratorConfig |
     s = float(rng.integers(0, int(t - 1 - span) + 1)) if t - 1 > span else 0.0
     frames = s + np.arange(seg) * speed
     rows = s * MEL_PER_FRAME + np.arange(seg * MEL_PER_FRAME) * speed
-    mel = _resample(c["mel_n"], np.minimum(rows, t * MEL_PER_FRAME - 1))
-    out = {"mel": _augment_mel(mel, cfg, rng) if cfg is not None else mel, "q": _resample(c["q_emo"], frames),
-           "l": c["l_emo"]}
+    mel = interp_rows(c["mel_n"], np.minimum(rows, t * MEL_PER_FRAME - 1)).astype(np.float32)
+    out = {"mel": _augment_mel(mel, cfg, rng) if cfg is not None else mel,
+           "q": interp_rows(c["q_emo"], frames).astype(np.float32), "l": c["l_emo"]}
     if "dk" in c:
-        out["dk"] = _resample(c["dk"], frames)
+        out["dk"] = interp_rows(c["dk"], frames).astype(np.float32)
     return out
 
 
