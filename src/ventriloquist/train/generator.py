@@ -268,7 +268,7 @@ def run(opts: TrainOptions) -> dict:
         print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4f}" for k, v in sums.items())
               + f" | val mouth LMD {val_scores['mouth_lmd']:.4f} corr {val_scores['aperture_corr']:.3f}")
 
-    ema.load_state_dict(torch.load(ckpt.best_path, map_location="cpu", weights_only=False)["extra"]["ema"])
+    ema.load_state_dict(ckpt.load_best(g)["extra"]["ema"])
     g = ema.module.eval()
     test_scores = lip_scores(g, test) if test else {}
     metrics = {"best_epoch": ckpt.best_epoch, "val": lip_scores(g, val), "test": test_scores,
