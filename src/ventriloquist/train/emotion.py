@@ -400,17 +400,17 @@ def run(opts: TrainOptions) -> dict:
         sched.step()
         res = per_corpus(val, clip_probs(model, val_feats, cfg.eval_stride).argmax(1)) if val else {}
         extra: dict = {"config": config_dict(model)}
-        val_ema = None
+        res_raw = None          # with weight averaging, ``res`` scores the averaged weights, this the raw ones
         if ema is not None:
             extra.update(ema=ema.state_dict(), ema_steps=n_steps)
-            res, val_ema = (per_corpus(val, clip_probs(ema, val_feats, cfg.eval_stride).argmax(1)) if val else {}), res
+            res, res_raw = (per_corpus(val, clip_probs(ema, val_feats, cfg.eval_stride).argmax(1)) if val else {}), res
         metric = val_metric(res)
         is_best = ckpt.save(epoch, model, opt, sched, metric if cfg.select == "best" else None, extra=extra)
         rec = jlog.write(epoch=epoch, train_loss=float(np.mean(losses)), train_window_acc=correct / len(x),
                          val={c: {"ua": r["ua"], "accuracy": r["accuracy"]} for c, r in res.items()},
                          val_metric=metric, best=is_best, lr=lr, epoch_s=round(time.time() - t0, 2),
-                         **({"val_raw": {c: {"ua": r["ua"]} for c, r in val_ema.items()},
-                             "val_metric_raw": val_metric(val_ema)} if val_ema is not None else {}))
+                         **({"val_raw": {c: {"ua": r["ua"]} for c, r in res_raw.items()},
+                             "val_metric_raw": val_metric(res_raw)} if res_raw is not None else {}))
         log.info("epoch %d loss %.3f val %.3f%s", epoch, rec["train_loss"], metric, " *" if is_best else "")
     t_train = time.time() - t_train
     if cfg.select == "last" and ckpt.last_path.is_file():      # the fixed schedule's model is the chosen one
