@@ -113,7 +113,7 @@ def rest_faces(clips: list[dict]) -> dict[str, np.ndarray]:
     by_speaker: dict[str, list[np.ndarray]] = {}
     neutral: dict[str, list[np.ndarray]] = {}
     for c in clips:
-        spk = f"{c['corpus']}/{c['speaker']}"
+        spk = speaker_key(c)
         by_speaker.setdefault(spk, []).append(c["shapes"].mean(axis=0))
         if c.get("emotion") == "neutral":
             neutral.setdefault(spk, []).append(c["shapes"].mean(axis=0))
@@ -121,6 +121,7 @@ def rest_faces(clips: list[dict]) -> dict[str, np.ndarray]:
 
 
 def speaker_key(clip: dict) -> str:
+    """``corpus/speaker``: speaker ids repeat across corpora."""
     return f"{clip['corpus']}/{clip['speaker']}"
 
 
