@@ -40,6 +40,22 @@ def test_generator_shapes_and_branch_masks():
     assert (full - ling)[:, :, upper].abs().max() > 0        # the emotion branch moves the rest
 
 
+def test_expression_strength_scales_the_emotion_branch_only():
+    g = _generator()
+    t = 30
+    mel, q = torch.randn(1, t * MEL_PER_FRAME, N_MELS), torch.randn(1, t, EMB)
+    with torch.no_grad():
+        ling = g(mel, q, emotion=False)
+        outs = {s: g(mel, q, strength=s) for s in (0.0, 0.5, 1.0, 1.5)}
+    torch.testing.assert_close(outs[0.0], ling)              # strength 0 is the lips-only face
+    reach = [float((outs[s] - ling).abs().mean()) for s in (0.5, 1.0, 1.5)]
+    assert reach[0] < reach[1] < reach[2]                     # stronger, never different in kind
+    lower = np.concatenate([topology.JAW, topology.MOUTH])
+    upper = np.setdiff1d(np.arange(68), lower)
+    ratio = (outs[0.5] - ling)[:, :, upper].abs().sum() / (outs[1.0] - ling)[:, :, upper].abs().sum()
+    assert 0.4 < float(ratio) < 0.6                           # nearly linear inside the deformation bound
+
+
 def test_windows_stitch_without_seams():
     """Windowed inference over a long utterance equals one pass over all of it."""
     g = _generator()

@@ -107,3 +107,11 @@ def test_bad_inputs_give_one_clear_line_and_no_output(tmp_path, capsys, face_pat
            "bad.npz")
     _fails(capsys, ["generate", "--face", str(face_path), "--driving-video", str(speech_wav), "--out", str(out)],
            out, "speech.wav")
+
+
+def test_expression_strength_outside_its_range_is_refused(tmp_path, capsys, face_path, speech_wav):
+    out = tmp_path / "out.mp4"
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "--face", str(face_path), "--audio", str(speech_wav), "--out", str(out), "--expression", "3"])
+    assert exc.value.code == 2 and "--expression" in capsys.readouterr().err
+    assert not out.exists()

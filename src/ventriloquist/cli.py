@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import FPS, GenerateConfig, RenderConfig, VideoConfig
+from .config import FPS, MAX_EXPRESSION, GenerateConfig, RenderConfig, VideoConfig
 from .errors import VentriloquistError
 
 
@@ -24,6 +24,13 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _strength(text: str) -> float:
+    v = float(text)
+    if not 0 <= v <= MAX_EXPRESSION:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_EXPRESSION:g}")
+    return v
+
+
 def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=_positive_int, default=None,
                    help="longest output side in pixels (default: the photo's, at most 512)")
@@ -32,14 +39,16 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=_positive_float, default=float(FPS), help=f"output frame rate (default {FPS})")
     p.add_argument("--seed", type=int, default=0, help="random seed for anything stochastic")
     p.add_argument("--device", default="cpu", help="torch device for the models (default cpu)")
-    p.add_argument("--neutral", action="store_true",
-                   help="speech drives the lips only: no expression from the emotion in the voice")
+    p.add_argument("--expression", type=_strength, default=1.0, metavar="S",
+                   help=f"strength of the expression heard in the voice, 0-{MAX_EXPRESSION:g} (default 1; "
+                        f"0 = lips only, 0.5 = subtler, {MAX_EXPRESSION:g} = the strongest)")
+    p.add_argument("--neutral", action="store_true", help="same as --expression 0: the speech drives the lips only")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _config(a: argparse.Namespace) -> GenerateConfig:
     return GenerateConfig(render=RenderConfig(size=a.size, crop=a.crop), video=VideoConfig(fps=a.fps),
-                          seed=a.seed, device=a.device, emotion=not a.neutral)
+                          seed=a.seed, device=a.device, expression=0.0 if a.neutral else a.expression)
 
 
 def _cmd_generate(a: argparse.Namespace) -> None:

@@ -34,6 +34,7 @@ AUDIO_BITRATE = 128_000
 
 # --- face ----------------------------------------------------------------------------------------
 N_LANDMARKS = 68
+MAX_EXPRESSION = 1.25                          # users may scale the voice's expression up to this (--expression)
 
 
 @dataclass
@@ -69,4 +70,4 @@ class GenerateConfig:
     video: VideoConfig = field(default_factory=VideoConfig)
     seed: int = 0
     device: str = "cpu"
-    emotion: bool = True           # False disables the generator's emotion branch (neutral face)
+    expression: float = 1.0        # strength of the expression heard in the voice: 0 = lips only, 1 = as trained

@@ -109,7 +109,9 @@ class EmotiveGenerator(nn.Module):
         emo = self.emo_in.padding[0] + sum(b.conv.dilation[0] for b in self.emo) + self.emo_out.padding[0]
         return ling + max(self.ling_out.padding[0], emo)
 
-    def forward(self, mel: torch.Tensor, q_emo: torch.Tensor | None, emotion: bool = True) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, q_emo: torch.Tensor | None, emotion: bool = True,
+                strength: float = 1.0) -> torch.Tensor:
+        """``emotion=False`` drops the emotion branch (ablation); ``strength`` scales the expression it adds."""
         b, rows, _ = mel.shape
         t = rows // MEL_PER_FRAME
         h = self.frame_in(mel.reshape(b, t, MEL_PER_FRAME * N_MELS)).transpose(1, 2)   # (B, H, T)
@@ -119,7 +121,7 @@ class EmotiveGenerator(nn.Module):
             e = torch.cat([q_emo.transpose(1, 2), q_ling.detach()], dim=1)
             coef = self.emo_out(self.emo(torch.nn.functional.gelu(self.emo_in(e)))).transpose(1, 2)   # (B, T, K)
             # bounded, so that pleasing the frozen emotion judge can never mean a caricature
-            coef = EXPR_LIMIT * torch.tanh(coef / EXPR_LIMIT)
+            coef = strength * EXPR_LIMIT * torch.tanh(coef / EXPR_LIMIT)
             out = out + torch.einsum("btk,kpc->btpc", coef, self.expr_basis) * self.mask_emo
         return DEFORM_LIMIT * torch.tanh(out / DEFORM_LIMIT)
 

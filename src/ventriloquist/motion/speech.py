@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..audio import energy, log_mel, overlap_add, window_starts
-from ..config import FPS, MEL_PER_FRAME, WINDOW_FRAMES, WINDOW_STRIDE
+from ..config import FPS, MAX_EXPRESSION, MEL_PER_FRAME, WINDOW_FRAMES, WINDOW_STRIDE
 from ..weights import load_checkpoint
 from .generator import EmotiveGenerator, normalise_mel, soft_limit
 from .life import apply_blinks, blink_track, head_motion
@@ -51,7 +51,8 @@ def emotion_features(recognizer, mel: np.ndarray,
             recognizer.clip_features(feats, pad, mask) if clip else None)
 
 
-def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion: bool = True) -> np.ndarray:
+def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion: bool = True,
+                strength: float = 1.0) -> np.ndarray:
     """δk (T, 68, 2) for a whole utterance (raw log-Mel) through overlapping 1-s windows with context."""
     mel = normalise_mel(mel)
     t_total = len(q_emo)
@@ -63,7 +64,7 @@ def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion
             a, b = max(0, s - ctx), min(t_total, s + WINDOW_FRAMES + ctx)
             m = torch.from_numpy(mel[a * MEL_PER_FRAME:b * MEL_PER_FRAME])[None].to(g.mean_face.device)
             q = torch.from_numpy(q_emo[a:b])[None].to(g.mean_face.device)
-            out = g(m, q, emotion=emotion)[0].cpu().numpy()
+            out = g(m, q, emotion=emotion, strength=strength)[0].cpu().numpy()
             chunks.append(out[s - a: s - a + min(WINDOW_FRAMES, t_total)])
     return overlap_add(chunks, starts, t_total)
 
@@ -76,10 +77,11 @@ class SpeechMotion:
     recognizer: object                  # emotion.sp2emo.EmotionRecognizer
     seed: int = 0
     emotion: bool = True                # False disables the emotion branch (ablation)
+    strength: float = 1.0               # expression strength: 0 = lips only, 1 = as trained, up to MAX_EXPRESSION
 
     @classmethod
     def from_weights(cls, seed: int = 0, emotion: bool = True, folder: Path | None = None,
-                     device: str = "cpu") -> "SpeechMotion":
+                     device: str = "cpu", strength: float = 1.0) -> "SpeechMotion":
         """Load the shipped (or ``folder``'s) weights; G runs on ``device``, the small Sp2Emo on the CPU."""
         from ..emotion.sp2emo import EmotionRecognizer
         from ..errors import InputError
@@ -88,14 +90,18 @@ class SpeechMotion:
             torch.empty(0, device=dev)
         except (RuntimeError, AssertionError) as exc:
             raise InputError(f"device {device!r} is not usable here ({exc}); use --device cpu") from None
-        return cls(load_generator(folder).to(dev), EmotionRecognizer.from_weights(folder), seed, emotion)
+        if not 0.0 <= strength <= MAX_EXPRESSION:
+            raise InputError(f"expression strength {strength:g} is outside 0-{MAX_EXPRESSION:g}; "
+                             "0 moves the lips only, 1 is the trained expression")
+        return cls(load_generator(folder).to(dev), EmotionRecognizer.from_weights(folder), seed, emotion, strength)
 
     def shapes(self, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Canonical landmarks (T, 68, 2) for an utterance's log-Mel (no blinks, no head motion),
         and the per-frame emotion distribution that shaped them."""
         emb, probs, _ = emotion_features(self.recognizer, mel, clip=False)
         n = min(len(emb), len(mel) // MEL_PER_FRAME)
-        dk = soft_limit(run_windows(self.generator, mel[: n * MEL_PER_FRAME], emb[:n], self.emotion),
+        dk = soft_limit(run_windows(self.generator, mel[: n * MEL_PER_FRAME], emb[:n], self.emotion,
+                                    self.strength),
                         self.generator.limits)
         return self.generator.mean_face.cpu().numpy().astype(np.float64) + dk, probs[:n]
 
