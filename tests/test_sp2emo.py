@@ -207,15 +207,42 @@ def test_smoke_training_run(tmp_path):
     opts = TrainOptions(config=cfg if cfg.is_file() else None, data=root, out=tmp_path / "runs", smoke=True)
     metrics = run("emotion", opts)
     out = tmp_path / "runs" / "emotion"
-    for name in ("metrics.json", "last.pt", "best.pt", "log.jsonl"):
-        assert (out / name).is_file(), name
+    assert (out / "metrics.json").is_file()
+    n = metrics["config"]["members"]
+    for k in range(n):
+        for name in ("last.pt", "best.pt", "log.jsonl"):
+            assert (out / f"member{k}" / name).is_file(), f"member{k}/{name}"
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["smoke"] and "sp2emo" in saved and "svm" in saved
-    assert len((out / "log.jsonl").read_text().splitlines()) == 2
+    assert [m["seed"] for m in saved["sp2emo"]["members"]] == list(range(n))
+    assert len((out / "member0" / "log.jsonl").read_text().splitlines()) == 2
     assert metrics["summary"].keys() == saved["summary"].keys()
-    # resume finds nothing left to do and keeps the log
-    run("emotion", TrainOptions(config=opts.config, data=root, out=tmp_path / "runs", smoke=True, resume=True))
-    assert len((out / "log.jsonl").read_text().splitlines()) == 2
+    # resume finds nothing left to do, keeps the logs and gives the same ensemble
+    again = run("emotion", TrainOptions(config=opts.config, data=root, out=tmp_path / "runs", smoke=True, resume=True))
+    assert len((out / f"member{n - 1}" / "log.jsonl").read_text().splitlines()) == 2
+    assert again["sp2emo"]["test"] == metrics["sp2emo"]["test"]
+
+
+def test_ensemble_averages_probabilities_and_joins_embeddings():
+    from ventriloquist.emotion.sp2emo import Sp2EmoEnsemble, load_sp2emo
+    torch.manual_seed(0)
+    nets = [Sp2Emo(emb_dim=64).eval(), Sp2Emo(emb_dim=64).eval()]
+    ens = Sp2EmoEnsemble(nets).eval()
+    x = torch.randn(4, ROWS, N_MFCC)
+    with torch.no_grad():
+        q, logits = ens(x)
+        outs = [n(x) for n in nets]
+    assert q.shape == (4, 128) and ens.emb_dim == 128
+    torch.testing.assert_close(q, torch.cat([o[0] for o in outs], dim=1))
+    mean = torch.stack([o[1].softmax(1) for o in outs]).mean(0)
+    torch.testing.assert_close(logits.softmax(1), mean)
+    # checkpoints hold a list of members; one net's own form (older weights) still loads
+    ckpt = {"members": [{"config": config_dict(n), "state_dict": n.state_dict()} for n in nets]}
+    with torch.no_grad():
+        torch.testing.assert_close(load_sp2emo(ckpt)(x)[1], logits)
+        single = load_sp2emo({"config": config_dict(nets[0]), "state_dict": nets[0].state_dict()})
+        torch.testing.assert_close(single(x)[1].softmax(1), outs[0][1].softmax(1))
+    assert EmotionRecognizer(ens).emb_dim == 128
 
 
 # --- shipped weights -------------------------------------------------------------------------------------------
@@ -239,7 +266,7 @@ def test_shipped_weights(tmp_path):
     if entry is None:
         pytest.skip("no sp2emo weights published yet (ventriloquist train emotion --publish)")
     rec = EmotionRecognizer.from_weights()
-    assert (WEIGHTS_DIR / entry["file"]).stat().st_size < 2e6
+    assert (WEIGHTS_DIR / entry["file"]).stat().st_size < 4e6
     p = rec.clip(tone(150, 1.5))
     assert abs(p.sum() - 1) < 1e-5
     # a corrupted copy of the shipped file is refused

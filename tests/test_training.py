@@ -53,7 +53,9 @@ def test_all_stages_train_publish_and_drive_a_face(mini_data, tmp_path, monkeypa
     assert main(["train", "generator", "--config", str(tmp_path / "generator.toml"), *common]) == 0
     for stage in ("emotion", "expression", "generator"):
         assert (runs / stage / "metrics.json").is_file()
-        assert (runs / stage / "log.jsonl").read_text().strip()
+    for log in ("emotion/member0", "emotion/member2", "expression", "generator"):
+        assert (runs / log / "log.jsonl").read_text().strip()
+    assert main(["train", "emotion", "--resume", *common]) == 0          # complete members load, none retrains
     assert main(["train", "generator", "--config", str(tmp_path / "generator.toml"), "--resume", *common]) == 0
     out = tmp_path / "talk.mp4"
     assert main(["generate", "--face", str(face_path), "--audio", str(speech_wav), "--out", str(out),

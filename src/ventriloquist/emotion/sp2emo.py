@@ -144,24 +144,57 @@ class Sp2Emo(nn.Module):
         return q, self.head(q)
 
 
+class Sp2EmoEnsemble(nn.Module):
+    """Several Sp2Emo nets trained from different seeds: their probabilities are averaged, their embeddings joined.
+
+    One net's emotion call swings by several points of UA with its seed on a few hundred
+    clips; the average of three is steadier and better on the validation speakers
+    (docs/MODEL_CARD.md). Each member's embedding lives in its own space, so q_emo is their
+    concatenation (members x emb_dim values), never an average. The "logits" returned are the
+    log of the averaged probabilities, so a softmax of them is that average.
+    """
+
+    def __init__(self, members: list[Sp2Emo]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one Sp2Emo")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def emb_dim(self) -> int:
+        return sum(m.config.emb_dim for m in self.members)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        qs, probs = zip(*[(q, torch.softmax(logits, dim=1)) for q, logits in (m(x) for m in self.members)])
+        return torch.cat(qs, dim=1), torch.log(torch.stack(probs).mean(dim=0).clamp_min(1e-12))
+
+
+def load_sp2emo(ckpt: dict) -> Sp2EmoEnsemble:
+    """The model in a checkpoint dict: ``members`` (a list of {config, state_dict}) or one net's own form."""
+    entries = ckpt["members"] if "members" in ckpt else [ckpt]
+    nets = []
+    for e in entries:
+        net = Sp2Emo.from_config(e["config"])
+        net.load_state_dict(e["state_dict"])
+        nets.append(net)
+    return Sp2EmoEnsemble(nets).eval()
+
+
 # --- inference -------------------------------------------------------------------------------------------------
 class EmotionRecognizer:
-    """Sp2Emo with its shipped weights, applied to whole utterances (samples at SAMPLE_RATE)."""
+    """Sp2Emo (one net or an ensemble) applied to whole utterances (samples at SAMPLE_RATE)."""
 
-    def __init__(self, model: Sp2Emo, stride: int = 4, batch: int = 256) -> None:
+    def __init__(self, model: Sp2Emo | Sp2EmoEnsemble, stride: int = 4, batch: int = 256) -> None:
         self.model = model.eval()
         self.stride = max(1, int(stride))          # video frames between evaluated windows (interpolated between)
         self.batch = batch
-        self.emb_dim = model.config.emb_dim
+        self.emb_dim = model.emb_dim if isinstance(model, Sp2EmoEnsemble) else model.config.emb_dim
         self.classes = EMOTIONS
 
     @classmethod
     def from_weights(cls, folder: Path | None = None, **kw) -> "EmotionRecognizer":
         from ..weights import load_checkpoint
-        ckpt = load_checkpoint("sp2emo", folder)
-        model = Sp2Emo.from_config(ckpt["config"])
-        model.load_state_dict(ckpt["state_dict"])
-        return cls(model, **kw)
+        return cls(load_sp2emo(load_checkpoint("sp2emo", folder)), **kw)
 
     def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         embs, probs = [], []
