@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from ventriloquist.audio import log_mel
@@ -54,6 +53,16 @@ def test_expression_strength_scales_the_emotion_branch_only():
     upper = np.setdiff1d(np.arange(68), lower)
     ratio = (outs[0.5] - ling)[:, :, upper].abs().sum() / (outs[1.0] - ling)[:, :, upper].abs().sum()
     assert 0.4 < float(ratio) < 0.6                           # nearly linear inside the deformation bound
+
+
+def test_generator_reads_only_its_share_of_a_wider_embedding():
+    """G trained on the first net's embedding of an Sp2Emo ensemble ignores the other nets' values."""
+    g = _generator()
+    t = 20
+    mel, q = torch.randn(1, t * MEL_PER_FRAME, N_MELS), torch.randn(1, t, EMB)
+    wide = torch.cat([q, torch.randn(1, t, 2 * EMB)], dim=2)
+    with torch.no_grad():
+        torch.testing.assert_close(g(mel, wide), g(mel, q))
 
 
 def test_windows_stitch_without_seams():

@@ -39,3 +39,33 @@ def test_segment_of_a_short_clip_holds_its_last_frame():
     cfg = GeneratorConfig(speed=0.2, mel_gain=0.0, mel_noise=0.0)
     s = _segment(_ramp_clip(30), 50, np.random.default_rng(1), cfg)
     assert s["dk"][-1, 0, 0] == 29 and s["dk"].shape[0] == 50
+
+
+def test_expression_prototypes_recover_each_emotions_mean_face():
+    """Clips built from known basis coefficients give those coefficients back, per emotion; a missing
+    emotion gets the neutral (zero) expression; the loss is zero when G makes exactly the prototype."""
+    import torch
+
+    from ventriloquist.emotion.vocabulary import INDEX
+    from ventriloquist.motion.losses import prototype_loss
+    from ventriloquist.train.generator import expression_prototypes
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(136, 3)))
+    basis = (q.T * np.array([0.2, 0.1, 0.05])[:, None]).reshape(3, 68, 2).astype(np.float32)
+    truth = {"angry": np.array([0.5, -0.2, 0.0]), "sad": np.array([-0.3, 0.4, 0.1])}
+    defs, labels = [], []
+    for emotion, c in truth.items():
+        for _ in range(3):
+            wobble = rng.normal(0, 0.05, (40, 3))
+            wobble -= wobble.mean(axis=0)          # zero-mean over time: the clip's mean is exact
+            defs.append(np.einsum("tk,kpc->tpc", c + wobble, basis))
+            labels.append(emotion)
+    protos = expression_prototypes(defs, labels, basis)
+    np.testing.assert_allclose(protos[INDEX["angry"]], truth["angry"], atol=1e-5)
+    np.testing.assert_allclose(protos[INDEX["sad"]], truth["sad"], atol=1e-5)
+    assert not protos[INDEX["happy"]].any()
+    heard = torch.zeros(2, 7)
+    heard[0, INDEX["angry"]], heard[1, INDEX["sad"]] = 1.0, 1.0
+    coef = torch.from_numpy(np.stack([protos[INDEX["angry"]], protos[INDEX["sad"]]]))[:, None].repeat(1, 10, 1)
+    assert float(prototype_loss(coef, heard, torch.from_numpy(protos))) < 1e-6
+    assert float(prototype_loss(torch.zeros_like(coef), heard, torch.from_numpy(protos))) > 0.1

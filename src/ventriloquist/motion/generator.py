@@ -86,6 +86,7 @@ class EmotiveGenerator(nn.Module):
     def __init__(self, mean_face: np.ndarray, expr_basis: np.ndarray, emo_dim: int,
                  hidden: int = 128, dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), dropout: float = 0.1) -> None:
         super().__init__()
+        self.emo_dim = emo_dim
         self.register_buffer("mean_face", torch.as_tensor(mean_face, dtype=torch.float32))
         self.register_buffer("expr_basis", torch.as_tensor(expr_basis, dtype=torch.float32))  # (K, 68, 2)
         ling, emo = branch_masks()
@@ -110,20 +111,26 @@ class EmotiveGenerator(nn.Module):
         return ling + max(self.ling_out.padding[0], emo)
 
     def forward(self, mel: torch.Tensor, q_emo: torch.Tensor | None, emotion: bool = True,
-                strength: float = 1.0) -> torch.Tensor:
-        """``emotion=False`` drops the emotion branch (ablation); ``strength`` scales the expression it adds."""
+                strength: float = 1.0, return_coef: bool = False):
+        """``emotion=False`` drops the emotion branch (ablation); ``strength`` scales the expression it adds.
+
+        With ``return_coef`` also the emotion branch's basis coefficients (B, T, K) (None without it).
+        """
         b, rows, _ = mel.shape
         t = rows // MEL_PER_FRAME
         h = self.frame_in(mel.reshape(b, t, MEL_PER_FRAME * N_MELS)).transpose(1, 2)   # (B, H, T)
         q_ling = self.ling(h)
         out = self.ling_out(q_ling).transpose(1, 2).reshape(b, t, N_POINTS, 2) * self.mask_ling
+        coef = None
         if emotion and q_emo is not None:
+            q_emo = q_emo[..., : self.emo_dim]       # an ensemble's embedding: G may read only the first nets'
             e = torch.cat([q_emo.transpose(1, 2), q_ling.detach()], dim=1)
             coef = self.emo_out(self.emo(torch.nn.functional.gelu(self.emo_in(e)))).transpose(1, 2)   # (B, T, K)
             # bounded, so that pleasing the frozen emotion judge can never mean a caricature
             coef = strength * EXPR_LIMIT * torch.tanh(coef / EXPR_LIMIT)
             out = out + torch.einsum("btk,kpc->btpc", coef, self.expr_basis) * self.mask_emo
-        return DEFORM_LIMIT * torch.tanh(out / DEFORM_LIMIT)
+        out = DEFORM_LIMIT * torch.tanh(out / DEFORM_LIMIT)
+        return (out, coef) if return_coef else out
 
 
 class SequenceDiscriminator(nn.Module):

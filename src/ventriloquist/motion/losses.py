@@ -40,6 +40,16 @@ def emotion_agreement(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return (1 - F.cosine_similarity(logits.softmax(-1), target, dim=-1)).mean()
 
 
+def prototype_loss(coef: torch.Tensor, heard: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """L1 between the emotion branch's mean expression over a sequence and the real faces' expression
+    for the emotion heard: coef (B, T, K), heard (B, 7) Sp2Emo distribution, prototypes (7, K).
+
+    Exp2Emo alone accepts many expressions for one emotion, so runs differed in which one they
+    learned (a frown for anger or none); this anchors each emotion to how real actors show it.
+    """
+    return (coef.mean(dim=1) - heard @ prototypes).abs().mean()
+
+
 def d_loss(real_score: torch.Tensor, fake_score: torch.Tensor) -> torch.Tensor:
     """Least-squares GAN loss for D."""
     return 0.5 * ((real_score - 1) ** 2).mean() + 0.5 * (fake_score ** 2).mean()

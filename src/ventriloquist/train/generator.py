@@ -57,9 +57,11 @@ class GeneratorConfig:
     w_mouth: float = 3.0               # L1 on jaw + lips (the paper's L_mouth; 10 there, shared here with ...)
     w_mouth_distance: float = 10.0     # ... the Euclidean lip-point distance that mouth LMD measures
     w_energy: float = 10.0
+    w_prototype: float = 0.1           # the emotion branch's mean expression vs real faces' for the heard emotion (ours)
     adv_start_epoch: int = 10          # D joins once G's lips already follow the speech
     val_fraction: float = 0.1
     emotion_corpora: tuple[str, ...] = ("TESS", "EmoDB")
+    emo_members: int = 0               # G reads the embeddings of this many Sp2Emo nets (0: all of them)
 
 
 # --- data --------------------------------------------------------------------------------------------------------
@@ -105,9 +107,25 @@ def load_emotional_speech(data: Path, cfg: GeneratorConfig, rec, smoke: bool, sp
     return out
 
 
-def emotion_deformations(cache: Path) -> list[np.ndarray]:
-    """Deformations (T, 68, 2) of every emotion-labelled clip from its speaker's rest face."""
-    return rest_deformations([c for c in iter_clips(cache) if c.get("emotion")])
+def emotion_deformations(cache: Path) -> tuple[list[np.ndarray], list[str]]:
+    """Deformations (T, 68, 2) of every emotion-labelled clip from its speaker's rest face, and the labels."""
+    clips = [c for c in iter_clips(cache) if c.get("emotion")]
+    return rest_deformations(clips), [str(c["emotion"]) for c in clips]
+
+
+def expression_prototypes(deformations: list[np.ndarray], labels: list[str], basis: np.ndarray) -> np.ndarray:
+    """(7, K) basis coefficients of each emotion's mean real deformation (zero for an emotion no clip shows),
+    bounded like the emotion branch's own coefficients."""
+    from ..emotion.vocabulary import EMOTIONS, to_index
+    from ..motion.generator import EXPR_LIMIT
+    flat = basis.reshape(len(basis), -1).astype(np.float64)
+    out = np.zeros((len(EMOTIONS), len(basis)), np.float32)
+    for k in range(len(EMOTIONS)):
+        sel = [d for d, lab in zip(deformations, labels) if to_index(lab) == k]
+        if sel:
+            mean = np.concatenate(sel).mean(axis=0).reshape(-1)
+            out[k] = np.clip(flat @ mean / (flat * flat).sum(axis=1), -EXPR_LIMIT, EXPR_LIMIT)
+    return out
 
 
 def expression_basis(deformations: list[np.ndarray], k: int) -> np.ndarray:
@@ -194,10 +212,13 @@ def run(opts: TrainOptions) -> dict:
     train, val, test = load_talking(cache, cfg, rec, opts.smoke)
     emo_speech = load_emotional_speech(opts.data, cfg, rec, opts.smoke)
     mean_face = np.mean(np.concatenate([c["shapes"] for c in train]), axis=0).astype(np.float32)
-    real_pool = emotion_deformations(cache)          # the basis, and real sequences for D
+    real_pool, real_labels = emotion_deformations(cache)          # the basis, and real sequences for D
     basis = expression_basis(real_pool, cfg.expr_components)
+    prototypes = torch.from_numpy(expression_prototypes(real_pool, real_labels, basis))
 
     emb_dim = train[0]["q_emo"].shape[1]
+    if cfg.emo_members:
+        emb_dim = min(emb_dim, cfg.emo_members * rec.model.members[0].config.emb_dim)
     g = EmotiveGenerator(mean_face, basis, emb_dim, cfg.hidden, tuple(cfg.dilations), cfg.dropout)
     d = SequenceDiscriminator()
     ema = torch.optim.swa_utils.AveragedModel(g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema))
@@ -234,13 +255,18 @@ def run(opts: TrainOptions) -> dict:
             b = _stack([_segment(train[i], cfg.segment, rng, cfg) for i in rng.integers(0, len(train), cfg.batch)])
             e = _stack([_segment(emo_speech[i], cfg.segment, rng, cfg)
                         for i in rng.integers(0, len(emo_speech), cfg.emo_batch)])
-            fake = g(b["mel"], b["q"])
-            fake_e = g(e["mel"], e["q"])
+            fake, coef = g(b["mel"], b["q"], return_coef=True)
+            fake_e, coef_e = g(e["mel"], e["q"], return_coef=True)
             parts = {"mouth": losses.mouth_l1(fake, b["dk"]), "mouth_distance": losses.mouth_distance(fake, b["dk"]),
                      "energy": losses.energy_loss(fake, b["dk"]),
                      "emotion": 0.5 * (losses.emotion_agreement(exp2emo(fake), b["l"])
                                        + losses.emotion_agreement(exp2emo(fake_e), e["l"]))}
-            loss = cfg.w_mouth * parts["mouth"] + cfg.w_mouth_distance * parts["mouth_distance"] + cfg.w_energy * parts["energy"] + cfg.w_emotion * parts["emotion"]
+            if cfg.w_prototype > 0:
+                parts["prototype"] = 0.5 * (losses.prototype_loss(coef, b["l"], prototypes)
+                                            + losses.prototype_loss(coef_e, e["l"], prototypes))
+            loss = (cfg.w_mouth * parts["mouth"] + cfg.w_mouth_distance * parts["mouth_distance"]
+                    + cfg.w_energy * parts["energy"] + cfg.w_emotion * parts["emotion"]
+                    + cfg.w_prototype * parts.get("prototype", 0.0))
             if adv_on:
                 parts["adv"] = losses.g_adv_loss(torch.cat([d(fake), d(fake_e)]))
                 loss = loss + cfg.w_adv * parts["adv"]
@@ -281,5 +307,5 @@ def run(opts: TrainOptions) -> dict:
                               "deform_limit": motion_limits([c["dk"] for c in train]),
                               "config": {"emo_dim": emb_dim, "hidden": cfg.hidden, "dilations": list(cfg.dilations)},
                               "metrics": metrics},
-                version="1", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
+                version="2", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
     return metrics
