@@ -55,6 +55,34 @@ def test_expression_strength_scales_the_emotion_branch_only():
     assert 0.4 < float(ratio) < 0.6                           # nearly linear inside the deformation bound
 
 
+def test_per_frame_strength_turns_the_expression_off_frame_by_frame():
+    g = _generator()
+    t = 20
+    mel, q = torch.randn(1, t * MEL_PER_FRAME, N_MELS), torch.randn(1, t, EMB)
+    gate = torch.ones(1, t)
+    gate[:, 12:] = 0.0
+    with torch.no_grad():
+        torch.testing.assert_close(g(mel, q, strength=torch.ones(1, t)), g(mel, q))
+        gated, full, ling = g(mel, q, strength=gate), g(mel, q), g(mel, q, emotion=False)
+    torch.testing.assert_close(gated[:, :12], full[:, :12])
+    torch.testing.assert_close(gated[:, 12:], ling[:, 12:])
+
+
+def test_expression_relaxes_in_long_silence(speech_wav):
+    """Voice -> full expression; more than EXPRESSION_HOLD_S of silence -> the rest face's (gate 0)."""
+    from ventriloquist.audio import load_audio
+    from ventriloquist.config import FPS, SAMPLE_RATE
+    from ventriloquist.motion.speech import EXPRESSION_HOLD_S, expression_gate
+    y = load_audio(speech_wav)
+    tail = 3.0
+    gate = expression_gate(log_mel(np.concatenate([y, np.zeros(int(tail * SAMPLE_RATE), np.float32)])))
+    speech_end = len(y) / SAMPLE_RATE
+    assert gate[: int(speech_end * FPS) - 5].mean() > 0.9
+    assert np.all(gate[int((speech_end + EXPRESSION_HOLD_S + 0.6) * FPS):] < 0.02)
+    assert np.all(np.abs(np.diff(gate)) < 0.2)                 # it eases, it does not snap
+    assert not expression_gate(log_mel(np.zeros(2 * SAMPLE_RATE, np.float32))).any()
+
+
 def test_generator_reads_only_its_share_of_a_wider_embedding():
     """G trained on the first net's embedding of an Sp2Emo ensemble ignores the other nets' values."""
     g = _generator()

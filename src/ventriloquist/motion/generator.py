@@ -111,8 +111,9 @@ class EmotiveGenerator(nn.Module):
         return ling + max(self.ling_out.padding[0], emo)
 
     def forward(self, mel: torch.Tensor, q_emo: torch.Tensor | None, emotion: bool = True,
-                strength: float = 1.0, return_coef: bool = False):
-        """``emotion=False`` drops the emotion branch (ablation); ``strength`` scales the expression it adds.
+                strength: float | torch.Tensor = 1.0, return_coef: bool = False):
+        """``emotion=False`` drops the emotion branch (ablation); ``strength`` (a number, or (B, T) per
+        frame) scales the expression it adds.
 
         With ``return_coef`` also the emotion branch's basis coefficients (B, T, K) (None without it).
         """
@@ -127,7 +128,8 @@ class EmotiveGenerator(nn.Module):
             e = torch.cat([q_emo.transpose(1, 2), q_ling.detach()], dim=1)
             coef = self.emo_out(self.emo(torch.nn.functional.gelu(self.emo_in(e)))).transpose(1, 2)   # (B, T, K)
             # bounded, so that pleasing the frozen emotion judge can never mean a caricature
-            coef = strength * EXPR_LIMIT * torch.tanh(coef / EXPR_LIMIT)
+            gain = strength[..., None] if torch.is_tensor(strength) else strength
+            coef = gain * EXPR_LIMIT * torch.tanh(coef / EXPR_LIMIT)
             out = out + torch.einsum("btk,kpc->btpc", coef, self.expr_basis) * self.mask_emo
         out = DEFORM_LIMIT * torch.tanh(out / DEFORM_LIMIT)
         return (out, coef) if return_coef else out

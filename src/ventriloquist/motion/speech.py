@@ -13,13 +13,14 @@ import numpy as np
 import torch
 
 from ..audio import energy, log_mel, overlap_add, window_starts
-from ..config import FPS, MAX_EXPRESSION, MEL_PER_FRAME, WINDOW_FRAMES, WINDOW_STRIDE
+from ..config import FPS, LOG_EPS, MAX_EXPRESSION, MEL_PER_FRAME, WINDOW_FRAMES, WINDOW_STRIDE
 from ..weights import load_checkpoint
 from .generator import EmotiveGenerator, normalise_mel, soft_limit
 from .life import apply_blinks, blink_track, head_motion
 from .sequence import Motion
 
 EMOTION_SMOOTH_S = 0.4      # expression changes slower than phonemes
+EXPRESSION_HOLD_S = 0.75    # the expression outlasts the voice by this much, then relaxes to the rest face
 
 
 def load_generator(folder: Path | None = None) -> EmotiveGenerator:
@@ -51,9 +52,30 @@ def emotion_features(recognizer, mel: np.ndarray,
             recognizer.clip_features(feats, pad, mask) if clip else None)
 
 
+def expression_gate(mel: np.ndarray) -> np.ndarray:
+    """Per-frame weight (T,) in [0, 1] of the expression: 1 while the voice is heard and for
+    EXPRESSION_HOLD_S around it, easing to 0 in longer silences.
+
+    Sp2Emo has nothing to hear in silence and its distribution there is diffuse, so without this a
+    long pause (or a silent file) kept a faint, arbitrary expression; short pauses keep the face's mood.
+    """
+    from scipy.ndimage import gaussian_filter1d, maximum_filter1d
+
+    from ..emotion.sp2emo import SPEECH_RANGE_DB, speech_frames
+    e = np.logaddexp.reduce(mel, axis=1) if len(mel) else np.zeros(0)
+    loud = e > (np.quantile(e, 0.95) if len(e) else 0.0) - SPEECH_RANGE_DB / (10 / np.log(10))
+    signal = mel.max(axis=1, initial=-np.inf) > np.log(LOG_EPS) + 0.1      # digital silence has none
+    voiced = speech_frames(loud & signal).astype(np.float64)
+    if not len(voiced):
+        return voiced.astype(np.float32)
+    held = maximum_filter1d(voiced, size=2 * int(round(EXPRESSION_HOLD_S * FPS)) + 1, mode="nearest")
+    return np.clip(gaussian_filter1d(held, 0.2 * FPS, mode="nearest"), 0.0, 1.0).astype(np.float32)
+
+
 def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion: bool = True,
-                strength: float = 1.0) -> np.ndarray:
-    """δk (T, 68, 2) for a whole utterance (raw log-Mel) through overlapping 1-s windows with context."""
+                strength: float | np.ndarray = 1.0) -> np.ndarray:
+    """δk (T, 68, 2) for a whole utterance (raw log-Mel) through overlapping 1-s windows with context;
+    ``strength`` scales the expression, as one number or per frame (T,)."""
     mel = normalise_mel(mel)
     t_total = len(q_emo)
     ctx = g.receptive_field
@@ -64,7 +86,9 @@ def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion
             a, b = max(0, s - ctx), min(t_total, s + WINDOW_FRAMES + ctx)
             m = torch.from_numpy(mel[a * MEL_PER_FRAME:b * MEL_PER_FRAME])[None].to(g.mean_face.device)
             q = torch.from_numpy(q_emo[a:b])[None].to(g.mean_face.device)
-            out = g(m, q, emotion=emotion, strength=strength)[0].cpu().numpy()
+            st = (torch.from_numpy(np.ascontiguousarray(strength[a:b], np.float32))[None].to(g.mean_face.device)
+                  if isinstance(strength, np.ndarray) else strength)
+            out = g(m, q, emotion=emotion, strength=st)[0].cpu().numpy()
             chunks.append(out[s - a: s - a + min(WINDOW_FRAMES, t_total)])
     return overlap_add(chunks, starts, t_total)
 
@@ -100,8 +124,10 @@ class SpeechMotion:
         and the per-frame emotion distribution that shaped them."""
         emb, probs, _ = emotion_features(self.recognizer, mel, clip=False)
         n = min(len(emb), len(mel) // MEL_PER_FRAME)
+        voice = expression_gate(mel)[:n]
+        gate = np.concatenate([voice, np.zeros(n - len(voice), np.float32)])
         dk = soft_limit(run_windows(self.generator, mel[: n * MEL_PER_FRAME], emb[:n], self.emotion,
-                                    self.strength),
+                                    self.strength * gate),
                         self.generator.limits)
         return self.generator.mean_face.cpu().numpy().astype(np.float64) + dk, probs[:n]
 
