@@ -27,15 +27,21 @@ FLOOR_LOG = -9.0            # mean log-mel below this is digital silence, never 
 
 
 # --- features --------------------------------------------------------------------------------------------------
+def loud_rows(mel: np.ndarray) -> np.ndarray:
+    """Boolean (rows,) mask of the log-Mel rows within SPEECH_RANGE_DB of the recording's loud rows."""
+    if len(mel) == 0:
+        return np.zeros(0, bool)
+    e = np.logaddexp.reduce(mel, axis=1)
+    return e > np.quantile(e, 0.95) - SPEECH_RANGE_DB / (10 / np.log(10))
+
+
 def speech_rows(mel: np.ndarray) -> np.ndarray:
     """Boolean (rows,) mask of the feature rows that carry speech, from log-Mel energy."""
-    e = np.logaddexp.reduce(mel, axis=1) if len(mel) else np.zeros(0, np.float32)
-    if len(e) == 0:
+    if len(mel) == 0:
         return np.zeros(0, bool)
-    top = np.quantile(e, 0.95)
-    mask = (e > top - SPEECH_RANGE_DB / (10 / np.log(10))) & (mel.mean(axis=1) > FLOOR_LOG)
-    if mask.sum() < max(1, len(e) // 10):          # (nearly) all silent or all loud: use every row
-        mask = np.ones(len(e), bool)
+    mask = loud_rows(mel) & (mel.mean(axis=1) > FLOOR_LOG)
+    if mask.sum() < max(1, len(mel) // 10):          # (nearly) all silent or all loud: use every row
+        mask = np.ones(len(mel), bool)
     return mask
 
 

@@ -61,11 +61,9 @@ def expression_gate(mel: np.ndarray) -> np.ndarray:
     """
     from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
-    from ..emotion.sp2emo import SPEECH_RANGE_DB, speech_frames
-    e = np.logaddexp.reduce(mel, axis=1) if len(mel) else np.zeros(0)
-    loud = e > (np.quantile(e, 0.95) if len(e) else 0.0) - SPEECH_RANGE_DB / (10 / np.log(10))
+    from ..emotion.sp2emo import loud_rows, speech_frames
     signal = mel.max(axis=1, initial=-np.inf) > np.log(LOG_EPS) + 0.1      # digital silence has none
-    voiced = speech_frames(loud & signal).astype(np.float64)
+    voiced = speech_frames(loud_rows(mel) & signal).astype(np.float64)
     if not len(voiced):
         return voiced.astype(np.float32)
     held = maximum_filter1d(voiced, size=2 * int(round(EXPRESSION_HOLD_S * FPS)) + 1, mode="nearest")
