@@ -62,6 +62,8 @@ class GeneratorConfig:
     val_fraction: float = 0.1
     emotion_corpora: tuple[str, ...] = ("TESS", "EmoDB")
     emo_members: int = 0               # G reads the embeddings of this many Sp2Emo nets (0: all of them)
+    threads: int = 1                   # torch threads: the thread count changes the float sums, so the shipped
+                                       # weights are reproduced bit for bit only with the count they were made with
 
 
 # --- data --------------------------------------------------------------------------------------------------------
@@ -199,8 +201,8 @@ def lip_scores(g: EmotiveGenerator, clips: list[dict]) -> dict:
 # --- training ----------------------------------------------------------------------------------------------------
 def run(opts: TrainOptions) -> dict:
     from ..emotion.sp2emo import EmotionRecognizer
-    set_threads()
     cfg = load_config(GeneratorConfig, opts.config, epochs=opts.epochs)
+    set_threads(cfg.threads)
     if opts.smoke:
         cfg.epochs, cfg.steps_per_epoch, cfg.batch, cfg.emo_batch, cfg.adv_start_epoch = 2, 2, 4, 2, 1
     seed_everything(opts.seed)
