@@ -139,6 +139,10 @@ class Sp2Emo(nn.Module):
     def from_config(cls, cfg: dict) -> "Sp2Emo":
         return cls(**cfg)
 
+    @property
+    def emb_dim(self) -> int:
+        return self.config.emb_dim
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.config.deltas:
             x = mfcc_deltas(x, self.config.deltas)
@@ -168,7 +172,7 @@ class Sp2EmoEnsemble(nn.Module):
 
     @property
     def emb_dim(self) -> int:
-        return sum(m.config.emb_dim for m in self.members)
+        return sum(m.emb_dim for m in self.members)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         qs, probs = zip(*[(q, torch.softmax(logits, dim=1)) for q, logits in (m(x) for m in self.members)])
@@ -194,7 +198,7 @@ class EmotionRecognizer:
         self.model = model.eval()
         self.stride = max(1, int(stride))          # video frames between evaluated windows (interpolated between)
         self.batch = batch
-        self.emb_dim = model.emb_dim if isinstance(model, Sp2EmoEnsemble) else model.config.emb_dim
+        self.emb_dim = model.emb_dim
         self.classes = EMOTIONS
 
     @classmethod

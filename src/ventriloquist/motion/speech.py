@@ -122,8 +122,7 @@ class SpeechMotion:
         and the per-frame emotion distribution that shaped them."""
         emb, probs, _ = emotion_features(self.recognizer, mel, clip=False)
         n = min(len(emb), len(mel) // MEL_PER_FRAME)
-        voice = expression_gate(mel)[:n]
-        gate = np.concatenate([voice, np.zeros(n - len(voice), np.float32)])
+        gate = expression_gate(mel)[:n]          # one value per whole video frame of mel, so never short
         dk = soft_limit(run_windows(self.generator, mel[: n * MEL_PER_FRAME], emb[:n], self.emotion,
                                     self.strength * gate),
                         self.generator.limits)

@@ -220,7 +220,7 @@ def run(opts: TrainOptions) -> dict:
 
     emb_dim = train[0]["q_emo"].shape[1]
     if cfg.emo_members:
-        emb_dim = min(emb_dim, cfg.emo_members * rec.model.members[0].config.emb_dim)
+        emb_dim = min(emb_dim, cfg.emo_members * rec.model.members[0].emb_dim)
     g = EmotiveGenerator(mean_face, basis, emb_dim, cfg.hidden, tuple(cfg.dilations), cfg.dropout)
     d = SequenceDiscriminator()
     ema = torch.optim.swa_utils.AveragedModel(g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema))
