@@ -41,7 +41,8 @@ def test_retarget_round_trip_and_motion_transfer(face_landmarks):
     out = rt(kn[None], kn)
     np.testing.assert_allclose(out[0], face_landmarks, atol=1e-3)
     # a driver with another face shape: its rest shape is not transferred, only its motion
-    other = kn * np.array([1.2, 0.9]) + rng.normal(0, 0.01, kn.shape)
+    # (its mouth rests wider open than the photo's; a narrower one would close the photo's, see below)
+    other = kn * np.array([1.2, 0.9]) + rng.normal(0, 0.01, kn.shape) + 0.1 * align.OPENING_PROFILE
     opened = other.copy()
     opened[[56, 57, 58, 65, 66, 67], 1] += 0.2
     out = rt(np.stack([other, opened]), other)
@@ -80,3 +81,38 @@ def test_photo_errors(tmp_path):
         load_image(junk)
     with pytest.raises(FaceNotFoundError, match="no face found in blank"):
         face_landmarks(np.full((200, 200, 3), 127, np.uint8), "blank")
+
+
+def _open_mouth(kn: np.ndarray, by: float) -> np.ndarray:
+    """``kn`` with its mouth opened by ``by`` IOD the way a real jaw drops."""
+    return kn + by * align.OPENING_PROFILE
+
+
+def test_open_mouth_photo_closes_to_the_reference_rest(face_landmarks):
+    kn, m = align.normalise(face_landmarks)
+    ref = kn.copy()
+    photo = align.apply(align.invert(m), _open_mouth(kn, 0.15))     # the same face, photographed mid-word
+    assert topology.mouth_aperture(photo) > topology.mouth_aperture(face_landmarks) + 0.1
+    rt = align.Retargeter(photo)
+    rest, spoken = rt(np.stack([ref, _open_mouth(ref, 0.1)]), ref)
+    # at rest the output's lips are as closed as the reference's, chin raised with them
+    assert abs(topology.mouth_aperture(rest) - topology.mouth_aperture(face_landmarks)) < 0.02
+    assert rest[8, 1] < photo[8, 1] - 0.05 * topology.interocular(photo)
+    # and speech opens it from there, by the driver's amount
+    opened = topology.mouth_aperture(spoken) - topology.mouth_aperture(rest)
+    assert 0.08 < opened < 0.12
+    # a photo whose mouth is not wider open than the reference's is left exactly as it is
+    wider = _open_mouth(ref, 0.05)
+    np.testing.assert_allclose(align.Retargeter(face_landmarks)(wider[None], wider)[0], face_landmarks, atol=1e-3)
+
+
+def test_opening_profile_recovers_a_jaw_drop(face_landmarks):
+    rng = np.random.default_rng(1)
+    base = align.normalise(face_landmarks)[0]
+    seqs = []
+    for _ in range(4):
+        a = np.abs(rng.normal(0, 0.1, 60))
+        seqs.append(base + a[:, None, None] * align.OPENING_PROFILE + rng.normal(0, 0.002, (60, 68, 2)))
+    p = align.opening_profile(seqs)
+    gain = topology.mouth_aperture(base + align.OPENING_PROFILE) - topology.mouth_aperture(base)
+    np.testing.assert_allclose(p, align.OPENING_PROFILE / gain, atol=0.05)
