@@ -79,6 +79,20 @@ def test_fps_and_size_options(tmp_path, face_path, driving):
     assert abs(_duration(out)[0] - seq.duration) <= 1 / 30 + 0.03
 
 
+def test_reenactment_keeps_the_driver_frame_rate(tmp_path, face_path, driving):
+    """Without --fps, output frame i is the driver's frame i: same rate, same count (a 30 fps driver here)."""
+    _, seq = driving
+    npz = tmp_path / "s30.npz"
+    LandmarkSequence(seq.landmarks, 30.0, seq.width, seq.height).save(npz)
+    out = tmp_path / "o30.mp4"
+    assert main(["generate", "--face", str(face_path), "--landmarks", str(npz), "--out", str(out),
+                 "--size", "128", "--quiet"]) == 0
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert abs(float(v.average_rate) - 30.0) < 1e-6
+        assert sum(1 for _ in c.decode(v)) == len(seq)
+
+
 def _fails(capsys, args, out, needle):
     code = main(args)
     err = capsys.readouterr().err.strip()

@@ -36,7 +36,8 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
                    help="longest output side in pixels (default: the photo's, at most 512)")
     p.add_argument("--crop", choices=["full", "face"], default="full",
                    help="'full' keeps the whole photo (face pasted back), 'face' crops a square around the face")
-    p.add_argument("--fps", type=_positive_float, default=float(FPS), help=f"output frame rate (default {FPS})")
+    p.add_argument("--fps", type=_positive_float, default=None,
+                   help=f"output frame rate (default: a driving video's or landmark file's own, else {FPS})")
     p.add_argument("--seed", type=int, default=0, help="random seed for anything stochastic")
     p.add_argument("--device", default="cpu", help="torch device for the models (default cpu)")
     p.add_argument("--expression", type=_strength, default=1.0, metavar="S",

@@ -57,7 +57,7 @@ class RenderConfig:
 
 @dataclass
 class VideoConfig:
-    fps: float = float(FPS)
+    fps: float | None = None       # None: a driving video's or landmark file's own rate, else FPS
     crf: int = 20
     preset: str = "veryfast"
     threads: int = 0               # 0 lets libx264 choose

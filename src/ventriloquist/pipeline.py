@@ -5,7 +5,7 @@ stays flat however long the input is.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +81,9 @@ class Ventriloquist:
             raise InputError("nothing drives the face: pass --audio, --driving-video or --landmarks")
 
         canvas = make_canvas(photo, source_k, self.cfg.render)
-        fps = self.cfg.video.fps
+        # unless asked otherwise, a reenactment keeps its driver's frame rate (output frame i is
+        # driver frame i); speech-driven motion comes at the model's FPS
+        fps = float(self.cfg.video.fps or motion.fps)
         if speech is not None and audio is not None:
             n = num_frames(len(speech), fps)          # the speech sets the length
         else:
@@ -99,7 +101,7 @@ class Ventriloquist:
         renderer = Renderer(canvas.image, face_k, mouth_interior=r.mouth_interior,
                             teeth=r.teeth, feather=r.feather)
         from tqdm.auto import tqdm
-        with VideoWriter(out, *canvas.size, cfg=self.cfg.video, audio=speech) as writer:
+        with VideoWriter(out, *canvas.size, cfg=replace(self.cfg.video, fps=fps), audio=speech) as writer:
             for k in tqdm(target, desc="render", unit="frame", disable=not progress, leave=False):
                 writer.write(renderer.render(k))
         if export_landmarks is not None:

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .config import AUDIO_CODEC, PIX_FMT, SAMPLE_RATE, VIDEO_CODEC, VideoConfig
+from .config import AUDIO_CODEC, FPS, PIX_FMT, SAMPLE_RATE, VIDEO_CODEC, VideoConfig
 from .errors import InputError
 
 
@@ -32,6 +32,7 @@ class VideoWriter:
                  audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE) -> None:
         import av
         self.cfg = cfg or VideoConfig()
+        self.fps = float(self.cfg.fps or FPS)
         self.path = Path(path)
         if self.path.parent and not self.path.parent.exists():
             raise InputError(f"output folder {self.path.parent} does not exist; create it or choose another --out")
@@ -40,7 +41,7 @@ class VideoWriter:
         fd, self._tmp = tempfile.mkstemp(suffix=".mp4", prefix=f".{self.path.stem}.", dir=self.path.parent or ".")
         os.close(fd)
         self.container = av.open(self._tmp, mode="w", format="mp4")
-        self.vstream = self.container.add_stream(VIDEO_CODEC, rate=_fps_fraction(self.cfg.fps))
+        self.vstream = self.container.add_stream(VIDEO_CODEC, rate=_fps_fraction(self.fps))
         self.vstream.width, self.vstream.height = width, height
         self.vstream.pix_fmt = PIX_FMT
         self.vstream.options = {"crf": str(self.cfg.crf), "preset": self.cfg.preset}
@@ -68,7 +69,7 @@ class VideoWriter:
 
     def _write_audio(self) -> None:
         import av
-        n = int(round(self.frames / self.cfg.fps * self.sample_rate))
+        n = int(round(self.frames / self.fps * self.sample_rate))
         y = self.audio[:n]
         if len(y) < n:
             y = np.pad(y, (0, n - len(y)))
