@@ -116,3 +116,17 @@ def test_opening_profile_recovers_a_jaw_drop(face_landmarks):
     p = align.opening_profile(seqs)
     gain = topology.mouth_aperture(base + align.OPENING_PROFILE) - topology.mouth_aperture(base)
     np.testing.assert_allclose(p, align.OPENING_PROFILE / gain, atol=0.05)
+
+
+def test_a_blink_closes_any_eye_fully(face_landmarks):
+    """Lids move by the photo's own eye opening: a reference with narrower eyes still closes wide ones."""
+    from ventriloquist.motion.life import apply_blinks
+    kn, _ = align.normalise(face_landmarks)
+    ref = kn.copy()
+    for up, lo in topology.LID_PAIRS:                     # a reference whose eyes are 40 % less open
+        mid = (ref[up] + ref[lo]) / 2
+        ref[up], ref[lo] = mid + 0.6 * (ref[up] - mid), mid + 0.6 * (ref[lo] - mid)
+    closed = apply_blinks(ref[None], np.ones(1))
+    out = align.Retargeter(face_landmarks)(np.concatenate([ref[None], closed]), ref)
+    assert abs(topology.eye_opening(out[0]) - topology.eye_opening(face_landmarks)) < 1e-3
+    assert topology.eye_opening(out[1]) < 0.05 * topology.eye_opening(face_landmarks)

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .topology import EYES, JAW, MOUTH, eye_centres, mouth_aperture
+from .topology import EYES, JAW, LID_PAIRS, LIDS, MOUTH, eye_centres, eye_opening, mouth_aperture
 
 # (upper, lower) landmark pairs that must never cross: inner lips and eyelids.
 _LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
-_LID_PAIRS = ((37, 41), (38, 40), (43, 47), (44, 46))
 
 # How far each jaw and lip point moves down (canonical units) per unit of mouth opening: the
 # least-squares slope of every point's vertical motion on the inner-lip opening, measured with
@@ -162,8 +161,8 @@ class Retargeter:
         """Landmarks in image pixels (T, 68, 2) for normalised frames ``kn`` relative to ``ref``.
 
         Offsets are scaled per region by the ratio of the source's feature sizes to the
-        reference's (mouth width for the lower face, eye width for the eyes), which keeps
-        the person's own proportions; a photo's mouth open wider than the reference's is
+        reference's (mouth width for the lower face, eye width for the eyes, eye opening for
+        the lids), which keeps the person's own proportions; a photo's mouth open wider than the reference's is
         closed to it first (:meth:`closed_source`), so the reference's rest is the output's rest.
         """
         kn, ref = np.asarray(kn, dtype=np.float64), np.asarray(ref, dtype=np.float64)
@@ -174,9 +173,11 @@ class Retargeter:
         scale = np.ones((68, 1))
         scale[np.concatenate([JAW, MOUTH])] = mouth_s
         scale[EYES] = np.clip(eye_s, 0.6, 1.6)
+        # lids move by the eye's opening, not its width: a blink or a squint closes any eye by its own share
+        scale[LIDS] = np.clip(eye_opening(src) / max(float(eye_opening(ref)), 1e-6), 0.5, 2.0)
         out = self.closed_source(ref, mouth_s) + delta * scale
         _uncross(out, _LIP_PAIRS)
-        _uncross(out, _LID_PAIRS)
+        _uncross(out, LID_PAIRS)
         if pose is not None and self.head_motion > 0:
             out = apply(pose_matrix(np.asarray(pose) * self.head_motion), out)
         return apply(self.to_image, out)

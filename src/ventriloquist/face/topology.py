@@ -17,6 +17,8 @@ INNER_LIPS = np.arange(60, 68)
 MOUTH = np.arange(48, 68)
 LOWER_FACE = np.concatenate([JAW, MOUTH])          # what speech drives (linguistic branch)
 UPPER_FACE = np.concatenate([BROWS, NOSE, EYES])    # what emotion drives the most
+LID_PAIRS = ((37, 41), (38, 40), (43, 47), (44, 46))  # (upper, lower) eyelid points facing each other
+LIDS = np.array([p for pair in LID_PAIRS for p in pair])
 
 # Landmarks that barely move with expression: used to estimate head pose robustly.
 STABLE = np.concatenate([NOSE_BRIDGE, [0, 16, 36, 39, 42, 45]])

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import FPS
+from ..face.topology import LID_PAIRS
 
 BLINKS_PER_MIN = 14.0
 BLINK_SHAPE = np.array([0.35, 0.8, 1.0, 0.85, 0.55, 0.25, 0.08])   # closure per frame at 25 fps
 MIN_BLINK_GAP_S = 1.2
-UPPER_LIDS = ((37, 41), (38, 40), (43, 47), (44, 46))                # (upper, lower) lid pairs
 HEAD_ANGLE = 0.035      # radians, sway amplitude at full speech energy
 HEAD_SHIFT = 0.04       # inter-ocular units
 HEAD_SCALE = 0.01       # log-scale
@@ -40,7 +40,7 @@ def apply_blinks(shapes: np.ndarray, closure: np.ndarray) -> np.ndarray:
     """Close the lids of canonical shapes (T, 68, 2) by ``closure`` (T,): both lids meet near the middle."""
     out = shapes.copy()
     c = closure[:, None]
-    for up, lo in UPPER_LIDS:
+    for up, lo in LID_PAIRS:
         mid = 0.6 * out[:, lo] + 0.4 * out[:, up]       # upper lid travels further, as in a real blink
         out[:, up] += c * (mid - out[:, up])
         out[:, lo] += c * (mid - out[:, lo])
