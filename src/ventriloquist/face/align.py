@@ -14,7 +14,7 @@ import numpy as np
 
 from .topology import EYES, JAW, LID_PAIRS, LIDS, MOUTH, eye_centres, eye_opening, mouth_aperture
 
-# (upper, lower) landmark pairs that must never cross: inner lips and eyelids.
+# (upper, lower) inner-lip pairs that must never cross (the eyelids' are topology.LID_PAIRS).
 _LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
 
 # How far each jaw and lip point moves down (canonical units) per unit of mouth opening: the
@@ -162,8 +162,9 @@ class Retargeter:
 
         Offsets are scaled per region by the ratio of the source's feature sizes to the
         reference's (mouth width for the lower face, eye width for the eyes, eye opening for
-        the lids), which keeps the person's own proportions; a photo's mouth open wider than the reference's is
-        closed to it first (:meth:`closed_source`), so the reference's rest is the output's rest.
+        the lids), which keeps the person's own proportions. A photo's mouth open wider than
+        the reference's is closed to it first (:meth:`closed_source`): the reference's rest is
+        the output's rest.
         """
         kn, ref = np.asarray(kn, dtype=np.float64), np.asarray(ref, dtype=np.float64)
         delta = kn - ref
