@@ -1,9 +1,10 @@
+import cv2
 import numpy as np
 import pytest
 
 from ventriloquist.errors import FaceNotFoundError, InputError
 from ventriloquist.face import align, topology
-from ventriloquist.face.detect import face_landmarks, load_image
+from ventriloquist.face.detect import detect_box, face_landmarks, load_image
 
 
 def test_landmarks_on_a_real_photo(face_image, face_landmarks):
@@ -16,6 +17,20 @@ def test_landmarks_on_a_real_photo(face_image, face_landmarks):
     assert y(topology.BROWS) < y(topology.EYES) < k[33, 1] < y(topology.MOUTH) < k[8, 1]
     # the subject's right eye is on the image left
     assert k[topology.RIGHT_EYE, 0].mean() < k[topology.LEFT_EYE, 0].mean()
+
+
+def test_the_main_face_is_the_largest_clear_one(face_image, face_landmarks):
+    # the shipped photo holds a face-like badge whose box is bigger than the face's: never chosen
+    l, t, r, b = detect_box(face_image)
+    assert l < face_landmarks[30, 0] < r and t < face_landmarks[30, 1] < b
+    # two people, one nearer the camera: the nearer (larger) face is the one that talks
+    crop = face_image[:300, 100:350]
+    big = cv2.resize(crop, None, fx=1.5, fy=1.5)
+    group = np.zeros((big.shape[0], crop.shape[1] + big.shape[1], 3), np.uint8)
+    group[:300, :crop.shape[1]] = crop
+    group[:, crop.shape[1]:] = big
+    l, t, r, b = detect_box(group)
+    assert l > crop.shape[1] and (r - l) > 1.3 * 88
 
 
 def test_groups_partition_the_68_points():

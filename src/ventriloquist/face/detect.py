@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import FaceNotFoundError, InputError, MissingWeightsError
 
 DETECT_MAX_SIDE = 640     # detection runs on a copy no larger than this (HOG cost grows with area)
+FACE_SCORE = 0.5          # HOG detector score above which a box is taken for a real face (a face-like badge: 0.0)
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 
@@ -44,10 +45,12 @@ def _gray(image: np.ndarray) -> np.ndarray:
 
 
 def detect_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
-    """The most confident face box ``(left, top, right, bottom)`` in an RGB or gray image, or None.
+    """The main face box ``(left, top, right, bottom)`` in an RGB or gray image, or None.
 
-    Confidence, not size: on a photo with a face-like badge or print, the biggest box can be
-    the wrong one while the real face scores far higher.
+    The largest of the boxes that are clearly faces (score >= FACE_SCORE), so in a photo of
+    several people the most prominent one talks; size alone is not enough, as on a photo with a
+    face-like badge or print the biggest box can be the badge. With no clear face, the most
+    confident box.
     """
     import cv2
     detector, _ = _models()
@@ -59,7 +62,8 @@ def detect_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
         dets, scores, _ = detector.run(small, 1, 0.0)   # upsampling finds smaller faces, at 4x the cost
     if len(dets) == 0:
         return None
-    d = dets[int(np.argmax(scores))]
+    clear = [i for i, sc in enumerate(scores) if sc >= FACE_SCORE]
+    d = dets[max(clear, key=lambda i: dets[i].area())] if clear else dets[int(np.argmax(scores))]
     return (int(d.left() / scale), int(d.top() / scale), int(d.right() / scale), int(d.bottom() / scale))
 
 
@@ -72,7 +76,7 @@ def landmarks_in_box(image: np.ndarray, box: tuple[int, int, int, int]) -> np.nd
 
 
 def detect_landmarks(image: np.ndarray) -> np.ndarray | None:
-    """68x2 landmarks of the largest face, or None when there is no face."""
+    """68x2 landmarks of the main face (see ``detect_box``), or None when there is no face."""
     box = detect_box(image)
     return None if box is None else landmarks_in_box(image, box)
 
