@@ -78,14 +78,16 @@ def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion
     t_total = len(q_emo)
     ctx = g.receptive_field
     starts = window_starts(t_total, WINDOW_FRAMES, WINDOW_STRIDE)
+    per_frame = isinstance(strength, np.ndarray)
+    if per_frame:
+        strength = torch.from_numpy(np.ascontiguousarray(strength, np.float32))[None].to(g.mean_face.device)
     chunks = []
     with torch.inference_mode():
         for s in starts:
             a, b = max(0, s - ctx), min(t_total, s + WINDOW_FRAMES + ctx)
             m = torch.from_numpy(mel[a * MEL_PER_FRAME:b * MEL_PER_FRAME])[None].to(g.mean_face.device)
             q = torch.from_numpy(q_emo[a:b])[None].to(g.mean_face.device)
-            st = (torch.from_numpy(np.ascontiguousarray(strength[a:b], np.float32))[None].to(g.mean_face.device)
-                  if isinstance(strength, np.ndarray) else strength)
+            st = strength[:, a:b] if per_frame else strength
             out = g(m, q, emotion=emotion, strength=st)[0].cpu().numpy()
             chunks.append(out[s - a: s - a + min(WINDOW_FRAMES, t_total)])
     return overlap_add(chunks, starts, t_total)
