@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from ventriloquist.audio import log_mel
@@ -140,6 +141,14 @@ def test_head_motion_is_small_smooth_and_seeded():
     np.testing.assert_array_equal(a, b)
     assert a.shape == (500, 4) and np.abs(a[:, 0]).max() < 0.1
     assert np.abs(np.diff(a, axis=0)).max() < 0.01
+
+
+@pytest.mark.parametrize("n", [1, 3, 25, 50])
+def test_short_clips_sway_no_more_than_long_ones(n):
+    """A one-word clip is a slice of the usual sway, not one blown up to unit variance."""
+    long = np.max([np.abs(head_motion(np.ones(500), np.random.default_rng(s))).max(0) for s in range(10)], 0)
+    short = np.max([np.abs(head_motion(np.ones(n), np.random.default_rng(s))).max(0) for s in range(10)], 0)
+    assert np.isfinite(short).all() and (short <= 1.5 * long).all()
 
 
 def test_speech_features_feed_the_generator(speech_wav):

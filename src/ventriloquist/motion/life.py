@@ -48,10 +48,19 @@ def apply_blinks(shapes: np.ndarray, closure: np.ndarray) -> np.ndarray:
 
 
 def _smooth_noise(n: int, rng: np.random.Generator, seconds: float, fps: float) -> np.ndarray:
-    """Unit-variance noise with a time scale of ``seconds`` (Gaussian-filtered white noise)."""
+    """Noise of unit variance (in expectation) with a time scale of ``seconds``: filtered white noise.
+
+    Scaled by the filter's own gain, not by the clip's spread: a short clip is a slice of the
+    usual sway, where rescaling each clip to unit variance swung a 1-s clip 0.4 IOD.
+    """
     from scipy.ndimage import gaussian_filter1d
-    x = gaussian_filter1d(rng.normal(size=n + 64), sigma=seconds * fps, mode="reflect")[32:32 + n]
-    return x / (x.std() + 1e-9)
+    sigma = seconds * fps
+    pad = int(np.ceil(4 * sigma))
+    impulse = np.zeros(2 * pad + 1)
+    impulse[pad] = 1.0
+    gain = np.sqrt(np.sum(gaussian_filter1d(impulse, sigma=sigma, mode="constant") ** 2))
+    x = gaussian_filter1d(rng.normal(size=n + 2 * pad), sigma=sigma, mode="constant")[pad:pad + n]
+    return x / gain
 
 
 def head_motion(energy: np.ndarray, rng: np.random.Generator, fps: float = FPS) -> np.ndarray:
