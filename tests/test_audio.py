@@ -90,3 +90,23 @@ def test_bad_audio_is_a_clear_error(tmp_path):
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 10)
     with pytest.raises(InputError, match="corrupt.wav"):
         audio.load_audio(bad)
+
+
+def test_damaged_audio_track_keeps_its_length_with_a_warning(tmp_path):
+    """Damaged AAC packets become silence, so the speech after them stays in time with the video."""
+    from ventriloquist.errors import InputWarning
+    from ventriloquist.video import VideoWriter
+    rng = np.random.default_rng(0)
+    y = (0.3 * rng.standard_normal(SAMPLE_RATE * 4)).astype(np.float32)
+    good = tmp_path / "good.mp4"
+    with VideoWriter(good, 64, 48, audio=y) as w:
+        for _ in range(100):
+            w.write(np.zeros((48, 64, 3), np.uint8))
+    data = bytearray(good.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 2000] = rng.integers(0, 255, 2000, dtype=np.uint8).tobytes()
+    bad = tmp_path / "damaged.mp4"
+    bad.write_bytes(bytes(data))
+    with pytest.warns(InputWarning, match="damaged.mp4.*silence"):
+        z = audio.load_audio(bad)
+    assert len(z) == len(audio.load_audio(good))

@@ -6,6 +6,7 @@ Video frame ``t`` (at the model rate ``FPS``) owns feature rows
 """
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from .config import (FMAX, FMIN, FPS, HOP_LENGTH, LOG_EPS, MEL_PER_FRAME, N_FFT, N_MELS, N_MFCC,
                      SAMPLE_RATE, SAMPLES_PER_FRAME, WIN_LENGTH, WINDOW_FRAMES, WINDOW_STRIDE)
-from .errors import InputError
+from .errors import InputError, InputWarning
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".mp4", ".mov",
                     ".mkv", ".webm", ".avi", ".flv", ".mpg")
@@ -27,11 +28,22 @@ def _load_pyav(path: str, sr: int) -> np.ndarray:
             raise InputError(f"{path} has no audio track; pass a file that contains speech")
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
-        for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
+        bad = 0
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:          # damaged data: silence in its place keeps later speech in time
+                bad += 1
+                if packet.duration and packet.time_base:
+                    chunks.append(np.zeros(int(round(float(packet.duration * packet.time_base) * sr)), np.float32))
+                continue
+            for frame in frames:
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
         for out in resampler.resample(None):
             chunks.append(out.to_ndarray().reshape(-1))
+    if bad and chunks:
+        warnings.warn(f"{path}: {bad} damaged audio packet(s) replaced by silence", InputWarning, stacklevel=3)
     return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
 

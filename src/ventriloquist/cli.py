@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__
 from .config import FPS, MAX_EXPRESSION, GenerateConfig, RenderConfig, VideoConfig
-from .errors import VentriloquistError
+from .errors import InputWarning, VentriloquistError
 
 
 def _positive_int(text: str) -> int:
@@ -147,8 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our input warnings as one plain line; anything else as Python shows it."""
+    if issubclass(category, InputWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         args.func(args)
     except VentriloquistError as exc:

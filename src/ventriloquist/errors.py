@@ -15,3 +15,7 @@ class FaceNotFoundError(InputError):
 
 class MissingWeightsError(VentriloquistError):
     """Model weights needed for a step are not available."""
+
+
+class InputWarning(UserWarning):
+    """An input was usable only in part (e.g. a truncated video); the CLI prints it as one line."""

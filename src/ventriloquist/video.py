@@ -6,6 +6,7 @@ the video. The output appears under its final name only once it is complete.
 from __future__ import annotations
 
 import os
+import warnings
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from .config import AUDIO_CODEC, FPS, PIX_FMT, SAMPLE_RATE, VIDEO_CODEC, VideoConfig
-from .errors import InputError
+from .errors import InputError, InputWarning
 
 
 def _fps_fraction(fps: float) -> Fraction:
@@ -133,12 +134,29 @@ def video_info(path: str | Path) -> dict:
 
 
 def read_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """Yield the RGB frames of a video one at a time (no whole-video buffering)."""
+    """Yield the RGB frames of a video one at a time (no whole-video buffering).
+
+    Damaged packets are skipped, as players do, so a truncated download still gives its
+    readable frames (with a warning); a file with no decodable frame is an error.
+    """
     import av
     video_info(path)
+    n = bad = 0
     with av.open(str(path)) as c:
-        for frame in c.decode(video=0):
-            yield frame.to_ndarray(format="rgb24")
+        for packet in c.demux(video=0):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                bad += 1
+                continue
+            for frame in frames:
+                n += 1
+                yield frame.to_ndarray(format="rgb24")
+    if n == 0:
+        raise InputError(f"no frame of {path} could be decoded; the file is damaged, re-export or re-download it")
+    if bad:
+        warnings.warn(f"{path}: {bad} damaged packet(s) skipped; used the {n} readable frames", InputWarning,
+                      stacklevel=2)
 
 
 def frame_strip(path: str | Path, out_png: str | Path, count: int = 6, height: int = 192) -> Path:
