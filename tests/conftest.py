@@ -51,3 +51,17 @@ def shared_data() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED
+
+
+@pytest.fixture
+def damage():
+    """``damage(path, nbytes)``: a copy of a file, ``damaged<suffix>`` beside it, with random bytes
+    over ``nbytes`` in its middle (a bad download or disk error)."""
+    def make(path: Path, nbytes: int) -> Path:
+        data = bytearray(path.read_bytes())
+        mid = len(data) // 2
+        data[mid:mid + nbytes] = np.random.default_rng(0).integers(0, 255, nbytes, dtype=np.uint8).tobytes()
+        out = path.with_name("damaged" + path.suffix)
+        out.write_bytes(bytes(data))
+        return out
+    return make

@@ -92,7 +92,7 @@ def test_bad_audio_is_a_clear_error(tmp_path):
         audio.load_audio(bad)
 
 
-def test_damaged_audio_track_keeps_its_length_with_a_warning(tmp_path):
+def test_damaged_audio_track_keeps_its_length_with_a_warning(tmp_path, damage):
     """Damaged AAC packets become silence, so the speech after them stays in time with the video."""
     from ventriloquist.errors import InputWarning
     from ventriloquist.video import VideoWriter
@@ -102,11 +102,7 @@ def test_damaged_audio_track_keeps_its_length_with_a_warning(tmp_path):
     with VideoWriter(good, 64, 48, audio=y) as w:
         for _ in range(100):
             w.write(np.zeros((48, 64, 3), np.uint8))
-    data = bytearray(good.read_bytes())
-    mid = len(data) // 2
-    data[mid:mid + 2000] = rng.integers(0, 255, 2000, dtype=np.uint8).tobytes()
-    bad = tmp_path / "damaged.mp4"
-    bad.write_bytes(bytes(data))
+    bad = damage(good, 2000)
     with pytest.warns(InputWarning, match="damaged.mp4.*silence"):
         z = audio.load_audio(bad)
     assert len(z) == len(audio.load_audio(good))
