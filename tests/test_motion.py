@@ -151,6 +151,27 @@ def test_short_clips_sway_no_more_than_long_ones(n):
     assert np.isfinite(short).all() and (short <= 1.5 * long).all()
 
 
+def test_shipped_generator_moves_the_lips_for_speech_only(speech_wav):
+    """Silence, a melody or noise with no voice leave the mouth nearly closed (a silent file once
+    opened it wider than any syllable); speech opens it."""
+    from ventriloquist.audio import load_audio
+    from ventriloquist.config import SAMPLE_RATE
+    from ventriloquist.motion.speech import SpeechMotion
+    sm = SpeechMotion.from_weights()
+    speech = topology.mouth_aperture(sm.shapes(log_mel(load_audio(speech_wav)))[0])
+    rng = np.random.default_rng(5)
+    t = np.arange(4 * SAMPLE_RATE) / SAMPLE_RATE
+    melody = np.zeros_like(t)
+    for i in range(16):                                   # square-wave notes: not the training synthesiser
+        on = (t >= i * 0.25) & (t < i * 0.25 + 0.5)
+        f = rng.choice([262.0, 294.0, 330.0, 392.0, 440.0])
+        melody[on] += 0.1 * np.sign(np.sin(2 * np.pi * f * t[on])) * np.exp(-(t[on] - i * 0.25) * 3)
+    for y in (np.zeros(2 * SAMPLE_RATE), melody, 0.01 * rng.standard_normal(2 * SAMPLE_RATE)):
+        other = topology.mouth_aperture(sm.shapes(log_mel(y.astype(np.float32)))[0])
+        assert other.mean() < np.percentile(speech, 25)
+    assert speech.std() > 0.02
+
+
 def test_speech_features_feed_the_generator(speech_wav):
     import soundfile as sf
     y, sr = sf.read(str(speech_wav), dtype="float32")

@@ -69,3 +69,46 @@ def test_expression_prototypes_recover_each_emotions_mean_face():
     coef = torch.from_numpy(np.stack([protos[INDEX["angry"]], protos[INDEX["sad"]]]))[:, None].repeat(1, 10, 1)
     assert float(prototype_loss(coef, heard, torch.from_numpy(protos))) < 1e-6
     assert float(prototype_loss(torch.zeros_like(coef), heard, torch.from_numpy(protos))) > 0.1
+
+
+def test_background_mix_sets_the_power_ratio():
+    """Mixing on the log-Mel adds powers so the background sits exactly snr dB under the speech."""
+    from ventriloquist.config import LOG_EPS
+    from ventriloquist.train.backgrounds import mix
+    rng = np.random.default_rng(0)
+    speech = np.log(rng.uniform(0.1, 2.0, (200, N_MELS))).astype(np.float32)
+    bg = np.log(rng.uniform(0.1, 2.0, (90, N_MELS))).astype(np.float32)      # shorter: it loops
+    for snr in (0.0, 10.0):
+        out = mix(speech, bg, snr, rng)
+        added = (np.exp(out) - np.exp(speech)).sum(axis=1).mean()
+        ps = (np.exp(speech) - LOG_EPS).sum(axis=1).mean()
+        assert out.shape == speech.shape
+        np.testing.assert_allclose(10 * np.log10(ps / added), snr, atol=0.05)
+
+
+def test_synthetic_backgrounds_are_varied_and_audible():
+    from ventriloquist.train.backgrounds import BACKGROUND_SECONDS, background_pool
+    pool = background_pool(6, np.random.default_rng(0))
+    assert len(pool) == 6 and all(m.shape == (BACKGROUND_SECONDS * 25 * MEL_PER_FRAME, N_MELS) for m in pool)
+    assert all(np.isfinite(m).all() and m.max() > np.log(1e-3) for m in pool)
+    spectra = np.array([m.mean(axis=0) for m in pool])
+    assert np.min([np.abs(a - b).mean() for i, a in enumerate(spectra) for b in spectra[i + 1:]]) > 0.1
+
+
+def test_background_only_segments_ask_for_the_closed_mouth():
+    """Heard without speech (music, noise, silence), a segment's target is the clip's mouth at rest."""
+    from ventriloquist.train.backgrounds import background_pool, closed_rest
+    t = 120
+    rng = np.random.default_rng(0)
+    opening = np.abs(np.sin(np.arange(t) / 4.0))                 # the mouth opens and closes
+    shapes = np.zeros((t, 68, 2), np.float32)
+    shapes[:, 65:68, 1] = opening[:, None] * 0.1                 # inner lower lip moves down
+    shapes[:, 57, 1] = opening * 0.1
+    clip = _ramp_clip(t)
+    clip.update(shapes=shapes, dk=shapes - shapes.mean(axis=0), mel=clip["mel_n"])
+    cfg = GeneratorConfig(speed=0.0, mel_gain=0.0, mel_noise=0.0, background_only=1.0)
+    s = _segment(clip, 50, rng, cfg, background_pool(3, rng))
+    rest = closed_rest(clip)
+    np.testing.assert_allclose(s["dk"], np.repeat(rest[None], 50, axis=0), atol=1e-6)
+    assert (rest[[57, 65, 66, 67], 1] < -0.02).all()            # more closed than the clip's mean
+    assert np.abs(s["mel"] - clip["mel_n"][: len(s["mel"])]).mean() > 0.1   # it hears the background, not the clip

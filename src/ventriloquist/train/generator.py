@@ -27,6 +27,7 @@ from ..motion.generator import motion_limits, normalise_mel
 from ..motion.speech import emotion_features, run_windows
 from ..weights import load_checkpoint
 from . import TrainOptions
+from .backgrounds import SNR_DB, background_pool, closed_rest, mix, silent_mel
 from .common import (Checkpointer, JsonlLog, interp_rows, load_config, progress, seed_everything, set_threads,
                      write_json)
 from .expression import ensure_cache
@@ -51,6 +52,9 @@ class GeneratorConfig:
     mel_noise: float = 0.1
     speed: float = 0.15                # augmentation: speech and landmarks played at 1 ± speed, together
     ema: float = 0.998                 # validate and ship an exponential moving average of G's weights
+    background: float = 0.0            # share of talking-face segments mixed with synthetic music or noise
+    background_only: float = 0.0       # share heard as background alone (or digital silence): the lips must rest
+    background_pool: int = 96          # synthetic backgrounds made (seeded) at the start of training
     expr_components: int = 8           # size of the expression basis of the emotion branch
     w_adv: float = 0.05                # the paper: 0.5; here D then dominated and val mouth LMD rose (docs/MODEL_CARD.md)
     w_emotion: float = 0.5             # the paper's loss weights from here on
@@ -148,24 +152,34 @@ def load_exp2emo() -> Exp2Emo:
     return m.eval()
 
 
-def _segment(c: dict, seg: int, rng: np.random.Generator, cfg: GeneratorConfig | None = None):
+def _segment(c: dict, seg: int, rng: np.random.Generator, cfg: GeneratorConfig | None = None,
+             backgrounds: list[np.ndarray] | None = None):
     """A ``seg``-frame training sequence; with ``cfg`` (training) sped up or slowed down and augmented.
 
     The speed change resamples speech and landmarks together, so the pairing stays exact: the
-    model hears faster and slower talkers than the one speaker it learns lips from. Short clips
-    hold their last frame.
+    model hears faster and slower talkers than the one speaker it learns lips from. With
+    ``backgrounds``, a share ``cfg.background`` of the clips is heard over music or noise.
+    Short clips hold their last frame.
     """
     t = len(c["q_emo"])
+    mel_n, dk = c["mel_n"], c.get("dk")
+    if backgrounds and rng.random() < cfg.background_only:
+        bg = backgrounds[rng.integers(len(backgrounds))] if rng.random() < 0.8 else silent_mel(len(c["mel"]))
+        mel_n = normalise_mel(np.tile(bg, (int(np.ceil(len(c["mel"]) / len(bg))), 1))[: len(c["mel"])])
+        dk = np.repeat(closed_rest(c)[None], t, axis=0)
+    elif backgrounds and rng.random() < cfg.background:
+        bg = backgrounds[rng.integers(len(backgrounds))]
+        mel_n = normalise_mel(mix(c["mel"], bg, rng.uniform(*SNR_DB), rng))
     speed = rng.uniform(1 - cfg.speed, 1 + cfg.speed) if cfg is not None and cfg.speed > 0 else 1.0
     span = (seg - 1) * speed
     s = float(rng.integers(0, int(t - 1 - span) + 1)) if t - 1 > span else 0.0
     frames = s + np.arange(seg) * speed
     rows = s * MEL_PER_FRAME + np.arange(seg * MEL_PER_FRAME) * speed
-    mel = interp_rows(c["mel_n"], np.minimum(rows, t * MEL_PER_FRAME - 1)).astype(np.float32)
+    mel = interp_rows(mel_n, np.minimum(rows, t * MEL_PER_FRAME - 1)).astype(np.float32)
     out = {"mel": _augment_mel(mel, cfg, rng) if cfg is not None else mel,
            "q": interp_rows(c["q_emo"], frames).astype(np.float32), "l": c["l_emo"]}
-    if "dk" in c:
-        out["dk"] = interp_rows(c["dk"], frames).astype(np.float32)
+    if dk is not None:
+        out["dk"] = interp_rows(dk, frames).astype(np.float32)
     return out
 
 
@@ -218,6 +232,8 @@ def run(opts: TrainOptions) -> dict:
     basis = expression_basis(real_pool, cfg.expr_components)
     prototypes = torch.from_numpy(expression_prototypes(real_pool, real_labels, basis))
 
+    backgrounds = (background_pool(cfg.background_pool, np.random.default_rng(opts.seed + 1))
+                   if cfg.background > 0 or cfg.background_only > 0 else [])
     emb_dim = train[0]["q_emo"].shape[1]
     if cfg.emo_members:
         emb_dim = min(emb_dim, cfg.emo_members * rec.model.members[0].emb_dim)
@@ -254,7 +270,8 @@ def run(opts: TrainOptions) -> dict:
         sums: dict[str, float] = {}
         adv_on = epoch >= cfg.adv_start_epoch
         for _ in progress(range(cfg.steps_per_epoch), f"epoch {epoch}"):
-            b = _stack([_segment(train[i], cfg.segment, rng, cfg) for i in rng.integers(0, len(train), cfg.batch)])
+            b = _stack([_segment(train[i], cfg.segment, rng, cfg, backgrounds)
+                        for i in rng.integers(0, len(train), cfg.batch)])
             e = _stack([_segment(emo_speech[i], cfg.segment, rng, cfg)
                         for i in rng.integers(0, len(emo_speech), cfg.emo_batch)])
             fake, coef = g(b["mel"], b["q"], return_coef=True)
@@ -309,5 +326,5 @@ def run(opts: TrainOptions) -> dict:
                               "deform_limit": motion_limits([c["dk"] for c in train]),
                               "config": {"emo_dim": emb_dim, "hidden": cfg.hidden, "dilations": list(cfg.dilations)},
                               "metrics": metrics},
-                version="2", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
+                version="3", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
     return metrics
