@@ -6,8 +6,8 @@ the video. The output appears under its final name only once it is complete.
 from __future__ import annotations
 
 import os
-import warnings
 import tempfile
+import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator

@@ -158,8 +158,9 @@ def _segment(c: dict, seg: int, rng: np.random.Generator, cfg: GeneratorConfig |
 
     The speed change resamples speech and landmarks together, so the pairing stays exact: the
     model hears faster and slower talkers than the one speaker it learns lips from. With
-    ``backgrounds``, a share ``cfg.background`` of the clips is heard over music or noise.
-    Short clips hold their last frame.
+    ``backgrounds``, a share ``cfg.background_only`` is heard as background (or digital silence)
+    alone with the clip's closed mouth as target, and a share ``cfg.background`` of the rest over
+    music or noise. Short clips hold their last frame.
     """
     t = len(c["q_emo"])
     mel_n, dk = c["mel_n"], c.get("dk")
