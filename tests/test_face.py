@@ -145,3 +145,16 @@ def test_a_blink_closes_any_eye_fully(face_landmarks):
     out = align.Retargeter(face_landmarks)(np.concatenate([ref[None], closed]), ref)
     assert abs(topology.eye_opening(out[0]) - topology.eye_opening(face_landmarks)) < 1e-3
     assert topology.eye_opening(out[1]) < 0.05 * topology.eye_opening(face_landmarks)
+
+
+def test_a_small_face_in_a_big_photo_is_found(face_image):
+    """A 512-px portrait inside a 6000x4000 frame (its face ~180 px): too small for the quick
+    640-px pass, found by the thorough one; video tracking keeps to the quick passes."""
+    from ventriloquist.face.detect import detect_box
+    canvas = np.full((4000, 6000, 3), 180, np.uint8)
+    canvas[1500:1500 + face_image.shape[0], 2500:2500 + face_image.shape[1]] = face_image
+    assert detect_box(canvas, thorough=False) is None
+    box = detect_box(canvas)
+    assert box is not None
+    ref = detect_box(face_image)
+    np.testing.assert_allclose(np.subtract(box, (2500, 1500, 2500, 1500)), ref, atol=0.15 * (ref[2] - ref[0]))

@@ -30,7 +30,7 @@ def track_video(path: str | Path, progress: bool = True) -> tuple[np.ndarray, fl
         for i, frame in enumerate(read_frames(path)):
             box = None
             if prev is None or i % REDETECT_EVERY == 0:
-                box = detect_box(frame)
+                box = detect_box(frame, thorough=False)
             if box is None and prev is not None:
                 box = box_from_landmarks(prev)
             k = landmarks_in_box(frame, box) if box is not None else None
