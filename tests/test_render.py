@@ -137,3 +137,20 @@ def test_mesh_is_sound(renderer):
     edges = {frozenset(map(int, e)) for t in tris for e in ((t[0], t[1]), (t[1], t[2]), (t[0], t[2]))}
     inner = INNER_LIPS.tolist()
     assert all(frozenset((inner[i], inner[(i + 1) % 8])) in edges for i in range(8))
+
+
+def test_a_face_too_small_to_see_in_the_full_frame_is_reported(photo):
+    """A far-away face in a big photo would have invisible lips at full frame: a warning says to crop."""
+    import warnings
+
+    from ventriloquist.config import RenderConfig
+    from ventriloquist.errors import InputWarning
+    from ventriloquist.render.framing import make_canvas
+    image, k = photo
+    big = np.zeros((4000, 6000, 3), np.uint8)
+    with pytest.warns(InputWarning, match="--crop face"):
+        make_canvas(big, k, RenderConfig(crop="full"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_canvas(image, k, RenderConfig(crop="full"))
+        make_canvas(big, k, RenderConfig(crop="face"))

@@ -1,11 +1,15 @@
 """Choosing the output canvas from the photo: full frame (resized) or a square crop around the face."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..config import RenderConfig
+from ..errors import InputWarning
+
+MIN_FACE_PX = 48             # a face narrower than this in a full-frame output hides its lips: say so
 
 
 def _even(x: float) -> int:
@@ -48,4 +52,8 @@ def make_canvas(photo: np.ndarray, landmarks: np.ndarray, cfg: RenderConfig) -> 
     ow, oh = _even(w * s), _even(h * s)
     m = np.array([[ow / w, 0, 0], [0, oh / h, 0]])
     img = cv2.resize(photo, (ow, oh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    face_px = float(np.ptp(landmarks[:, 0])) * ow / w
+    if face_px < MIN_FACE_PX:
+        warnings.warn(f"the face is only {face_px:.0f} px wide in the {ow}x{oh} video, too small to see the lips; "
+                      "use --crop face for a close-up", InputWarning, stacklevel=2)
     return Canvas(img, m)
