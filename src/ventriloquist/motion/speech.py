@@ -21,6 +21,8 @@ from .sequence import Motion
 
 EMOTION_SMOOTH_S = 0.4      # expression changes slower than phonemes
 EXPRESSION_HOLD_S = 0.75    # the expression outlasts the voice by this much, then relaxes to the rest face
+SILENCE_LEVEL = -34.0       # dB of summed Mel power in a row: white noise at -60 dBFS; below it nothing is heard
+LIP_HOLD_FRAMES = 2         # the lips leave their rest this many frames before a sound and return as long after
 
 
 def load_generator(folder: Path | None = None) -> EmotiveGenerator:
@@ -31,6 +33,8 @@ def load_generator(folder: Path | None = None) -> EmotiveGenerator:
                          hidden=cfg["hidden"], dilations=tuple(cfg["dilations"]), dropout=0.0)
     g.load_state_dict(ckpt["state_dict"])
     g.limits = np.asarray(ckpt["deform_limit"], np.float32)
+    rest = ckpt.get("rest_deformation")          # absent in weights published before version 2.1: no lip gate
+    g.rest = None if rest is None else np.asarray(rest, np.float32)
     return g.eval()
 
 
@@ -68,6 +72,23 @@ def expression_gate(mel: np.ndarray) -> np.ndarray:
         return voiced.astype(np.float32)
     held = maximum_filter1d(voiced, size=2 * int(round(EXPRESSION_HOLD_S * FPS)) + 1, mode="nearest")
     return np.clip(gaussian_filter1d(held, 0.2 * FPS, mode="nearest"), 0.0, 1.0).astype(np.float32)
+
+
+def lip_gate(mel: np.ndarray) -> np.ndarray:
+    """Per-frame weight (T,) in [0, 1] of G's jaw and lips: 0 where nothing at all is heard.
+
+    G reads Mel normalised per utterance, so a file of digital silence or faint hiss became the
+    same input as an average speech frame and opened the mouth wide; where no row reaches
+    SILENCE_LEVEL the lips rest instead. Any audible recording is left to G.
+    """
+    from scipy.ndimage import gaussian_filter1d, maximum_filter1d
+    t = len(mel) // MEL_PER_FRAME
+    level = 10 * np.log10(np.maximum(np.exp(mel[: t * MEL_PER_FRAME]) - LOG_EPS, 0.0).sum(axis=1) + 1e-30)
+    heard = (level.reshape(t, MEL_PER_FRAME) >= SILENCE_LEVEL).any(axis=1).astype(np.float64)
+    if not len(heard):
+        return heard.astype(np.float32)
+    held = maximum_filter1d(heard, size=2 * LIP_HOLD_FRAMES + 1, mode="nearest")
+    return np.clip(gaussian_filter1d(held, 1.0, mode="nearest"), 0.0, 1.0).astype(np.float32)
 
 
 def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion: bool = True,
@@ -125,9 +146,12 @@ class SpeechMotion:
         emb, probs, _ = emotion_features(self.recognizer, mel, clip=False)
         n = min(len(emb), len(mel) // MEL_PER_FRAME)
         gate = expression_gate(mel)[:n]          # one value per whole video frame of mel, so never short
-        dk = soft_limit(run_windows(self.generator, mel[: n * MEL_PER_FRAME], emb[:n], self.emotion,
-                                    self.strength * gate),
-                        self.generator.limits)
+        dk = run_windows(self.generator, mel[: n * MEL_PER_FRAME], emb[:n], self.emotion, self.strength * gate)
+        if self.generator.rest is not None:
+            lips = lip_gate(mel)[:n, None, None]
+            lower = self.generator.mask_ling.cpu().numpy() > 0            # jaw and lips: the linguistic branch's
+            dk = np.where(lower, lips * dk + (1 - lips) * self.generator.rest, dk)
+        dk = soft_limit(dk, self.generator.limits)
         return self.generator.mean_face.cpu().numpy().astype(np.float64) + dk, probs[:n]
 
     def __call__(self, y: np.ndarray) -> tuple[Motion, np.ndarray]:

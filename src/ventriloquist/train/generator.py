@@ -325,7 +325,9 @@ def run(opts: TrainOptions) -> dict:
         from ..weights import publish
         publish("generator", {"state_dict": g.state_dict(), "mean_face": mean_face, "expr_basis": basis,
                               "deform_limit": motion_limits([c["dk"] for c in train]),
+                              "rest_deformation": np.mean([c["shapes"].mean(axis=0) + closed_rest(c) - mean_face
+                                                           for c in train], axis=0).astype(np.float32),
                               "config": {"emo_dim": emb_dim, "hidden": cfg.hidden, "dilations": list(cfg.dilations)},
                               "metrics": metrics},
-                version="3", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
+                version="2.1", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
     return metrics
