@@ -9,7 +9,7 @@ import numpy as np
 from ..config import RenderConfig
 from ..errors import InputWarning
 
-MIN_FACE_PX = 48             # a face narrower than this in a full-frame output hides its lips: say so
+MIN_FACE_PX = 32             # a face narrower than this in a full-frame output hides its lips: say so
 
 
 def _even(x: float) -> int:
