@@ -97,7 +97,8 @@ def test_synthetic_backgrounds_are_varied_and_audible():
 
 def test_background_only_segments_ask_for_the_closed_mouth():
     """Heard without speech (music, noise, silence), a segment's target is the clip's mouth at rest."""
-    from ventriloquist.train.backgrounds import background_pool, closed_rest
+    from ventriloquist.train.backgrounds import background_pool
+    from ventriloquist.train.generator import closed_rest
     t = 120
     rng = np.random.default_rng(0)
     opening = np.abs(np.sin(np.arange(t) / 4.0))                 # the mouth opens and closes

@@ -22,6 +22,8 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".
 
 def _load_pyav(path: str, sr: int) -> np.ndarray:
     import av
+
+    from .video import decoded_packets
     chunks = []
     with av.open(path) as container:
         if not container.streams.audio:
@@ -29,10 +31,8 @@ def _load_pyav(path: str, sr: int) -> np.ndarray:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
         bad = 0
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:          # damaged data: silence in its place keeps later speech in time
+        for packet, frames in decoded_packets(container, stream):
+            if frames is None:                    # damaged data: silence in its place keeps later speech in time
                 bad += 1
                 if packet.duration and packet.time_base:
                     chunks.append(np.zeros(int(round(float(packet.duration * packet.time_base) * sr)), np.float32))

@@ -133,6 +133,18 @@ def video_info(path: str | Path) -> dict:
         raise InputError(f"could not open video {path} ({type(exc).__name__}); pass an MP4, MOV, MKV or AVI file") from None
 
 
+def decoded_packets(container, stream) -> Iterator[tuple]:
+    """(packet, its decoded frames) for one stream; frames are None for a damaged packet, which the
+    caller skips or fills, as players do."""
+    import av
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            frames = None
+        yield packet, frames
+
+
 def read_frames(path: str | Path) -> Iterator[np.ndarray]:
     """Yield the RGB frames of a video one at a time (no whole-video buffering).
 
@@ -143,10 +155,8 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
     video_info(path)
     n = bad = 0
     with av.open(str(path)) as c:
-        for packet in c.demux(video=0):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:
+        for _, frames in decoded_packets(c, c.streams.video[0]):
+            if frames is None:
                 bad += 1
                 continue
             for frame in frames:

@@ -108,6 +108,15 @@ def opening_profile(sequences: list[np.ndarray]) -> np.ndarray:
     return (d * a[:, None, None]).sum(axis=0) / max(float((a * a).sum()), 1e-12)
 
 
+CLOSED_SHARE = 0.1       # the frames whose mouth is among this most closed share stand for the mouth at rest
+
+
+def closed_frames(k: np.ndarray) -> np.ndarray:
+    """Boolean (T,) mask of a sequence's frames with the mouth at its most closed (CLOSED_SHARE)."""
+    ap = mouth_aperture(k)
+    return ap <= np.quantile(ap, CLOSED_SHARE)
+
+
 def reference_shape(kn: np.ndarray) -> np.ndarray:
     """A rest shape for a normalised sequence (T, 68, 2): median face, mouth at its most closed.
 
@@ -115,9 +124,7 @@ def reference_shape(kn: np.ndarray) -> np.ndarray:
     own mouth at rest, whatever the driver's first frame looks like.
     """
     ref = np.median(kn, axis=0)
-    ap = mouth_aperture(kn)
-    closed = ap <= np.quantile(ap, 0.1)
-    ref[MOUTH] = kn[closed][:, MOUTH].mean(axis=0)
+    ref[MOUTH] = kn[closed_frames(kn)][:, MOUTH].mean(axis=0)
     return ref
 
 

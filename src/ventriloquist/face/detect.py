@@ -59,13 +59,14 @@ def detect_box(image: np.ndarray, thorough: bool = True) -> tuple[int, int, int,
     import cv2
     detector, _ = _models()
     gray = _gray(image)
+    passes = [(DETECT_MAX_SIDE, 0), (DETECT_MAX_SIDE, 1)]     # upsampling finds smaller faces, at 4x the cost
+    if thorough and max(gray.shape) > 2 * DETECT_MAX_SIDE:    # (the upsampled pass saw smaller images in full)
+        passes.append((DETECT_RETRY_SIDE, 0))
     dets, scale = [], 1.0
-    for max_side, upsample in ((DETECT_MAX_SIDE, 0), (DETECT_MAX_SIDE, 1), (DETECT_RETRY_SIDE, 0)):
-        if max_side > DETECT_MAX_SIDE and (not thorough or max(gray.shape) <= 2 * DETECT_MAX_SIDE):
-            break                                      # (the upsampled pass already saw a small image in full detail)
+    for max_side, upsample in passes:
         scale = min(1.0, max_side / max(gray.shape))
         small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
-        dets, scores, _ = detector.run(small, upsample, 0.0)   # upsampling finds smaller faces, at 4x the cost
+        dets, scores, _ = detector.run(small, upsample, 0.0)
         if len(dets):
             break
     if len(dets) == 0:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..config import MEL_PER_FRAME, N_MELS
-from ..face.topology import JAW, MOUTH
+from ..face.topology import LOWER_FACE
 
 N_POINTS = 68
 EMO_MOUTH_WEIGHT = 0.25      # share of the mouth the emotion branch may move (smiles, frowns)
@@ -26,10 +26,9 @@ DEFORM_LIMIT = 0.8           # no landmark moves further than this (inter-ocular
 def branch_masks() -> tuple[torch.Tensor, torch.Tensor]:
     """(linguistic, emotion) masks over the 68x2 outputs, fixed (not learned)."""
     ling = torch.zeros(N_POINTS, 2)
-    lower = np.concatenate([JAW, MOUTH])
-    ling[lower] = 1.0
+    ling[LOWER_FACE] = 1.0
     emo = torch.ones(N_POINTS, 2)
-    emo[lower] = EMO_MOUTH_WEIGHT
+    emo[LOWER_FACE] = EMO_MOUTH_WEIGHT
     return ling, emo
 
 

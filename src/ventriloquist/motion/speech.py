@@ -14,6 +14,7 @@ import torch
 
 from ..audio import energy, log_mel, overlap_add, window_starts
 from ..config import FPS, LOG_EPS, MAX_EXPRESSION, MEL_PER_FRAME, WINDOW_FRAMES, WINDOW_STRIDE
+from ..face.topology import LOWER_FACE
 from ..weights import load_checkpoint
 from .generator import EmotiveGenerator, normalise_mel, soft_limit
 from .life import apply_blinks, blink_track, head_motion
@@ -56,6 +57,15 @@ def emotion_features(recognizer, mel: np.ndarray,
             recognizer.clip_features(feats, pad, mask) if clip else None)
 
 
+def _eased(on: np.ndarray, hold: int, sigma: float) -> np.ndarray:
+    """A per-frame 0/1 mask held ``hold`` frames either side, then eased (Gaussian, ``sigma`` frames) into [0, 1]."""
+    from scipy.ndimage import gaussian_filter1d, maximum_filter1d
+    if not len(on):
+        return on.astype(np.float32)
+    held = maximum_filter1d(on.astype(np.float64), size=2 * hold + 1, mode="nearest")
+    return np.clip(gaussian_filter1d(held, sigma, mode="nearest"), 0.0, 1.0).astype(np.float32)
+
+
 def expression_gate(mel: np.ndarray) -> np.ndarray:
     """Per-frame weight (T,) in [0, 1] of the expression: 1 while the voice is heard and for
     EXPRESSION_HOLD_S around it, easing to 0 in longer silences.
@@ -63,15 +73,9 @@ def expression_gate(mel: np.ndarray) -> np.ndarray:
     Sp2Emo has nothing to hear in silence and its distribution there is diffuse, so without this a
     long pause (or a silent file) kept a faint, arbitrary expression; short pauses keep the face's mood.
     """
-    from scipy.ndimage import gaussian_filter1d, maximum_filter1d
-
     from ..emotion.sp2emo import loud_rows, speech_frames
     signal = mel.max(axis=1, initial=-np.inf) > np.log(LOG_EPS) + 0.1      # digital silence has none
-    voiced = speech_frames(loud_rows(mel) & signal).astype(np.float64)
-    if not len(voiced):
-        return voiced.astype(np.float32)
-    held = maximum_filter1d(voiced, size=2 * int(round(EXPRESSION_HOLD_S * FPS)) + 1, mode="nearest")
-    return np.clip(gaussian_filter1d(held, 0.2 * FPS, mode="nearest"), 0.0, 1.0).astype(np.float32)
+    return _eased(speech_frames(loud_rows(mel) & signal), int(round(EXPRESSION_HOLD_S * FPS)), 0.2 * FPS)
 
 
 def lip_gate(mel: np.ndarray) -> np.ndarray:
@@ -81,14 +85,9 @@ def lip_gate(mel: np.ndarray) -> np.ndarray:
     same input as an average speech frame and opened the mouth wide; where no row reaches
     SILENCE_LEVEL the lips rest instead. Any audible recording is left to G.
     """
-    from scipy.ndimage import gaussian_filter1d, maximum_filter1d
     t = len(mel) // MEL_PER_FRAME
     level = 10 * np.log10(np.maximum(np.exp(mel[: t * MEL_PER_FRAME]) - LOG_EPS, 0.0).sum(axis=1) + 1e-30)
-    heard = (level.reshape(t, MEL_PER_FRAME) >= SILENCE_LEVEL).any(axis=1).astype(np.float64)
-    if not len(heard):
-        return heard.astype(np.float32)
-    held = maximum_filter1d(heard, size=2 * LIP_HOLD_FRAMES + 1, mode="nearest")
-    return np.clip(gaussian_filter1d(held, 1.0, mode="nearest"), 0.0, 1.0).astype(np.float32)
+    return _eased((level.reshape(t, MEL_PER_FRAME) >= SILENCE_LEVEL).any(axis=1), LIP_HOLD_FRAMES, 1.0)
 
 
 def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion: bool = True,
@@ -149,8 +148,7 @@ class SpeechMotion:
         dk = run_windows(self.generator, mel[: n * MEL_PER_FRAME], emb[:n], self.emotion, self.strength * gate)
         if self.generator.rest is not None:
             lips = lip_gate(mel)[:n, None, None]
-            lower = self.generator.mask_ling.cpu().numpy() > 0            # jaw and lips: the linguistic branch's
-            dk = np.where(lower, lips * dk + (1 - lips) * self.generator.rest, dk)
+            dk[:, LOWER_FACE] = lips * dk[:, LOWER_FACE] + (1 - lips) * self.generator.rest[LOWER_FACE]
         dk = soft_limit(dk, self.generator.limits)
         return self.generator.mean_face.cpu().numpy().astype(np.float64) + dk, probs[:n]
 

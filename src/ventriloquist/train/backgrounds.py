@@ -12,7 +12,6 @@ import numpy as np
 
 from ..audio import log_mel
 from ..config import LOG_EPS, N_MELS, SAMPLE_RATE
-from ..face.topology import mouth_aperture
 
 BACKGROUND_SECONDS = 4.0
 SNR_DB = (0.0, 25.0)             # speech-to-background power ratio of a mix, uniform in this range (music beds sit 10-20 dB under a voice)
@@ -90,10 +89,3 @@ def silent_mel(rows: int) -> np.ndarray:
     """Log-Mel of digital silence."""
     return np.full((rows, N_MELS), np.log(LOG_EPS), np.float32)
 
-
-def closed_rest(clip: dict) -> np.ndarray:
-    """A clip's mouth at rest as a deformation (68, 2): mean of ``dk`` over its most closed tenth of frames."""
-    if "dk_rest" not in clip:
-        ap = mouth_aperture(clip["shapes"])
-        clip["dk_rest"] = clip["dk"][ap <= np.quantile(ap, 0.1)].mean(axis=0).astype(np.float32)
-    return clip["dk_rest"]

@@ -20,6 +20,7 @@ from ..data.cache import iter_clips, load_clip, load_index
 from ..emotion.exp2emo import Exp2Emo
 from ..errors import InputError
 from ..evaluate.metrics import aperture_corr, lmd_relative
+from ..face.align import closed_frames
 from ..motion import losses
 from ..motion.generator import EmotiveGenerator, SequenceDiscriminator
 from ..motion.sequence import rest_deformations
@@ -27,7 +28,7 @@ from ..motion.generator import motion_limits, normalise_mel
 from ..motion.speech import emotion_features, run_windows
 from ..weights import load_checkpoint
 from . import TrainOptions
-from .backgrounds import SNR_DB, background_pool, closed_rest, mix, silent_mel
+from .backgrounds import SNR_DB, background_pool, mix, silent_mel
 from .common import (Checkpointer, JsonlLog, interp_rows, load_config, progress, seed_everything, set_threads,
                      write_json)
 from .expression import ensure_cache
@@ -150,6 +151,11 @@ def load_exp2emo() -> Exp2Emo:
     for p in m.parameters():
         p.requires_grad_(False)
     return m.eval()
+
+
+def closed_rest(clip: dict) -> np.ndarray:
+    """A clip's mouth at rest as a deformation (68, 2): mean of ``dk`` over its most closed frames."""
+    return clip["dk"][closed_frames(clip["shapes"])].mean(axis=0).astype(np.float32)
 
 
 def _segment(c: dict, seg: int, rng: np.random.Generator, cfg: GeneratorConfig | None = None,
