@@ -25,7 +25,8 @@ import numpy as np
 
 from ..errors import InputError
 
-FORMAT = 1                       # bump when fields change meaning; old caches are then refused
+FORMAT = 2                       # bump when fields change meaning; old caches are then refused
+                                 # (2: sub-pixel landmarks from averaged box shifts, face.detect)
 CLIPS_DIR = "clips"
 INDEX_FILE = "index.csv"
 META_FILE = "cache.json"

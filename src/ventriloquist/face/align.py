@@ -19,13 +19,14 @@ _LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
 
 # How far each jaw and lip point moves down (canonical units) per unit of mouth opening: the
 # least-squares slope of every point's vertical motion on the inner-lip opening, measured with
-# ``opening_profile`` on the 280 GRID s1 training clips (a jaw drop: chin +0.78, lower inner lip
-# +0.73, upper inner lip -0.28). Used to close a photo's open mouth the way a real mouth closes.
+# ``opening_profile`` on the 280 GRID s1 training clips (cache format 2: sub-pixel landmarks; a jaw
+# drop: chin +0.82, lower inner lip +0.74, upper inner lip -0.27). Used to close a photo's open
+# mouth the way a real mouth closes.
 _OPENING_DY = {
-    **dict(zip(range(0, 17), (-0.11, 0.0, 0.12, 0.23, 0.35, 0.48, 0.61, 0.74, 0.78, 0.70, 0.53, 0.40, 0.27,
-                              0.15, 0.04, -0.04, -0.13))),
-    **dict(zip(range(48, 60), (0.26, -0.05, -0.15, -0.17, -0.12, -0.03, 0.23, 0.64, 0.82, 0.83, 0.81, 0.64))),
-    **dict(zip(range(60, 68), (0.25, -0.28, -0.31, -0.25, 0.23, 0.73, 0.73, 0.74))),
+    **dict(zip(range(0, 17), (-0.13, -0.01, 0.12, 0.25, 0.38, 0.52, 0.65, 0.78, 0.82, 0.73, 0.55, 0.41, 0.28,
+                              0.14, 0.03, -0.07, -0.16))),
+    **dict(zip(range(48, 60), (0.29, -0.04, -0.14, -0.16, -0.11, -0.01, 0.25, 0.67, 0.85, 0.87, 0.84, 0.68))),
+    **dict(zip(range(60, 68), (0.28, -0.27, -0.28, -0.23, 0.26, 0.74, 0.74, 0.75))),
 }
 OPENING_PROFILE = np.zeros((68, 2))
 OPENING_PROFILE[list(_OPENING_DY), 1] = list(_OPENING_DY.values())
