@@ -113,3 +113,14 @@ def test_background_only_segments_ask_for_the_closed_mouth():
     np.testing.assert_allclose(s["dk"], np.repeat(rest[None], 50, axis=0), atol=1e-6)
     assert (rest[[57, 65, 66, 67], 1] < -0.02).all()            # more closed than the clip's mean
     assert np.abs(s["mel"] - clip["mel_n"][: len(s["mel"])]).mean() > 0.1   # it hears the background, not the clip
+
+
+def test_training_on_the_validation_clips_keeps_the_last_epoch(tmp_path, capsys):
+    # with the validation clips in training, "best on validation" would be a score on training data
+    from ventriloquist.cli import main
+    cfg = tmp_path / "generator.toml"
+    cfg.write_text('train_on_val = true\nselect = "best"\n')
+    assert main(["train", "generator", "--config", str(cfg), "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "train_on_val needs select = 'last'" in err and str(cfg) in err
+    assert not (tmp_path / "generator").exists()

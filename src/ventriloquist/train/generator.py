@@ -8,6 +8,7 @@ whether G's face shows the emotion Sp2Emo hears — the semi-supervised part.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,6 +66,9 @@ class GeneratorConfig:
     w_prototype: float = 0.1           # the emotion branch's mean expression vs real faces' for the heard emotion (ours)
     adv_start_epoch: int = 10          # D joins once G's lips already follow the speech
     val_fraction: float = 0.1
+    select: str = "best"               # "best": the epoch with the lowest validation mouth LMD; "last": the last epoch
+    train_on_val: bool = False         # also learn lips from the validation clips (needs select = "last": nothing
+                                       # is left to select on); the schedule is fixed on runs without them
     emotion_corpora: tuple[str, ...] = ("TESS", "EmoDB")
     emo_members: int = 0               # G reads the embeddings of this many Sp2Emo nets (0: all of them)
     threads: int = 1                   # torch threads: the thread count changes the float sums, so the shipped
@@ -223,6 +227,10 @@ def lip_scores(g: EmotiveGenerator, clips: list[dict]) -> dict:
 def run(opts: TrainOptions) -> dict:
     from ..emotion.sp2emo import EmotionRecognizer
     cfg = load_config(GeneratorConfig, opts.config, epochs=opts.epochs)
+    if cfg.select not in ("best", "last"):
+        raise InputError(f"select must be 'best' or 'last', not {cfg.select!r} ({opts.config})")
+    if cfg.train_on_val and cfg.select != "last":
+        raise InputError(f"train_on_val needs select = 'last': the validation clips are training data then ({opts.config})")
     set_threads(cfg.threads)
     if opts.smoke:
         cfg.epochs, cfg.steps_per_epoch, cfg.batch, cfg.emo_batch, cfg.adv_start_epoch = 2, 2, 4, 2, 1
@@ -233,6 +241,8 @@ def run(opts: TrainOptions) -> dict:
     rec = EmotionRecognizer.from_weights()
     exp2emo = load_exp2emo()
     train, val, test = load_talking(cache, cfg, rec, opts.smoke)
+    if cfg.train_on_val:
+        train = train + val        # val is then scored for the log only, not held out
     emo_speech = load_emotional_speech(opts.data, cfg, rec, opts.smoke)
     mean_face = np.mean(np.concatenate([c["shapes"] for c in train]), axis=0).astype(np.float32)
     real_pool, real_labels = emotion_deformations(cache)          # the basis, and real sequences for D
@@ -312,7 +322,7 @@ def run(opts: TrainOptions) -> dict:
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v.item() / cfg.steps_per_epoch
         val_scores = lip_scores(ema.module, val)
-        ckpt.save(epoch, g, opt_g, sched, metric=val_scores["mouth_lmd"],
+        ckpt.save(epoch, g, opt_g, sched, metric=val_scores["mouth_lmd"] if cfg.select == "best" else None,
                   extra={"d": d.state_dict(), "opt_d": opt_d.state_dict(), "ema": ema.state_dict()},
                   rng=rng.bit_generator.state)
         log.write(epoch=epoch, **{f"loss_{k}": v for k, v in sums.items()}, **{f"val_{k}": v for k, v in val_scores.items()},
@@ -320,10 +330,14 @@ def run(opts: TrainOptions) -> dict:
         print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4f}" for k, v in sums.items())
               + f" | val mouth LMD {val_scores['mouth_lmd']:.4f} corr {val_scores['aperture_corr']:.3f}")
 
-    ema.load_state_dict(ckpt.load_best(g)["extra"]["ema"])
+    if cfg.select == "last" and ckpt.last_path.is_file():      # the fixed schedule's model is the chosen one
+        shutil.copyfile(ckpt.last_path, ckpt.best_path)
+    chosen = ckpt.load_best(g)
+    ema.load_state_dict(chosen["extra"]["ema"])
     g = ema.module.eval()
     test_scores = lip_scores(g, test) if test else {}
-    metrics = {"best_epoch": ckpt.best_epoch, "val": lip_scores(g, val), "test": test_scores,
+    metrics = {"best_epoch": chosen["epoch"], "selection": cfg.select, "trained_on_val": cfg.train_on_val,
+               "val": lip_scores(g, val), "test": test_scores,
                "train_clips": len(train), "val_clips": len(val), "test_clips": len(test),
                "emotional_speech_clips": len(emo_speech), "config": asdict(cfg)}
     write_json(out / "metrics.json", metrics)
@@ -335,5 +349,5 @@ def run(opts: TrainOptions) -> dict:
                                                            for c in train], axis=0).astype(np.float32),
                               "config": {"emo_dim": emb_dim, "hidden": cfg.hidden, "dilations": list(cfg.dilations)},
                               "metrics": metrics},
-                version="2.1", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
+                version="3", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
     return metrics
