@@ -7,11 +7,11 @@ file, unreadable audio) is listed in ``skipped.csv`` with its reason; it never s
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,6 @@ from . import cache
 from .video_corpora import VideoItem, discover, read_alignment
 
 MAX_AV_EXCESS_S = 1.0          # audio this much longer than the video is trimmed: held landmarks would be fake
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 MP_START = "spawn"             # fork would copy a parent's threads and open decoders
 
 
@@ -77,24 +76,38 @@ def _work(item: VideoItem, out: Path) -> str | None:
         return _reason(exc)
 
 
-def _init_worker() -> None:
+def _one_thread():
+    """Math libraries on one thread; returns what undoes it (cv2's old count, threadpoolctl's limiter).
+
+    A multi-threaded BLAS sums the Mel filterbank in another order (results 1e-6 apart), so without
+    this the cache, and the weights trained on it, depended on ``--workers`` and on which worker got
+    which clip: the pool starts workers on demand, and a later one did not see a spawn-time
+    environment. SciPy's own BLAS is loaded first, since a library loaded later escapes the limit.
+    """
+    import importlib
+
     import cv2
+    from threadpoolctl import threadpool_limits
+    importlib.import_module("scipy.linalg")
+    n = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    return n, threadpool_limits(1)
 
 
-class _ThreadEnv:
-    """Children inherit the environment at spawn time, so their math libraries start single-threaded."""
+def _init_worker() -> None:
+    _one_thread()
 
-    def __enter__(self):
-        self.saved = {k: os.environ.get(k) for k in THREAD_ENV}
-        os.environ.update({k: "1" for k in THREAD_ENV})
 
-    def __exit__(self, *exc):
-        for k, v in self.saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+@contextmanager
+def _single_threaded():
+    """Extraction in this process computes exactly as a worker does."""
+    import cv2
+    n, limits = _one_thread()
+    try:
+        yield
+    finally:
+        limits.restore_original_limits()
+        cv2.setNumThreads(n)
 
 
 class PoolUnavailable(RuntimeError):
@@ -103,13 +116,12 @@ class PoolUnavailable(RuntimeError):
 
 def _pool(workers: int) -> ProcessPoolExecutor:
     import multiprocessing as mp
-    with _ThreadEnv():
-        ex = ProcessPoolExecutor(workers, mp_context=mp.get_context(MP_START), initializer=_init_worker)
-        try:
-            ex.submit(int).result()     # start the workers now, inside the single-thread environment
-        except (BrokenProcessPool, OSError) as exc:
-            ex.shutdown(cancel_futures=True)
-            raise PoolUnavailable(str(exc)) from None
+    ex = ProcessPoolExecutor(workers, mp_context=mp.get_context(MP_START), initializer=_init_worker)
+    try:
+        ex.submit(int).result()         # a pool that cannot start fails here, before any clip is lost
+    except (BrokenProcessPool, OSError) as exc:
+        ex.shutdown(cancel_futures=True)
+        raise PoolUnavailable(str(exc)) from None
     return ex
 
 
@@ -179,16 +191,18 @@ def prepare(inputs: list[Path], out: Path, workers: int = 2, progress: bool = Tr
 
     try:
         if workers <= 1 or len(todo) <= 1:
-            for it in todo:
-                done(it, _work(it, out))
+            with _single_threaded():
+                for it in todo:
+                    done(it, _work(it, out))
         else:
             try:
                 _run_parallel(todo, out, min(workers, len(todo)), done)
             except PoolUnavailable as exc:
                 print(f"worker processes could not start ({exc}); preparing in this process", file=sys.stderr)
-                for it in todo:
-                    if it.key not in finished:
-                        done(it, _work(it, out))
+                with _single_threaded():
+                    for it in todo:
+                        if it.key not in finished:
+                            done(it, _work(it, out))
     finally:
         bar.close()
     skipped_csv = cache.write_skipped(out, skipped)
