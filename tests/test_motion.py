@@ -195,3 +195,33 @@ def test_no_input_can_turn_the_face_into_a_caricature():
     with torch.no_grad():
         g(torch.randn(1, t * MEL_PER_FRAME, N_MELS), torch.full((1, t, EMB), 1e3))
     assert coef[0].abs().max() > EXPR_LIMIT        # the raw branch output was extreme, the face above was not
+
+
+def test_jaw_and_lips_stay_in_the_range_real_faces_span():
+    """Within the real range nothing changes; beyond it a coordinate eases to at most the margin past it."""
+    from ventriloquist.motion.generator import RANGE_MARGIN, motion_range, soft_range
+    rng = np.random.default_rng(0)
+    real = [rng.normal(0, 0.05, (200, 68, 2)).astype(np.float32) for _ in range(5)]
+    box = motion_range(real)
+    assert box.shape == (2, 68, 2) and np.all(box[0] < 0) and np.all(box[1] > 0)
+    inside = np.clip(real[0], box[0], box[1])
+    lower = topology.LOWER_FACE
+    np.testing.assert_allclose(soft_range(inside, box, lower), inside)
+    wild = rng.normal(0, 1.0, (50, 68, 2)).astype(np.float32)       # 20x the real spread
+    out = soft_range(wild, box, lower)
+    margin = RANGE_MARGIN * (box[1] - box[0])
+    assert np.all(out[:, lower] <= (box[1] + margin)[lower]) and np.all(out[:, lower] >= (box[0] - margin)[lower])
+    upper = np.setdiff1d(np.arange(68), lower)
+    np.testing.assert_array_equal(out[:, upper], wild[:, upper])        # brows and eyes are the emotion branch's
+    ramp = np.linspace(-0.2, 0.2, 101, dtype=np.float32)[:, None, None] * np.ones((1, 68, 2), np.float32)
+    assert np.all(np.diff(soft_range(ramp, box, lower)[:, 8, 1]) > 0)      # a smooth ease, not a hard clip
+
+
+def test_the_shipped_generator_keeps_the_chin_below_its_real_range():
+    """The weights carry the jaw's real range, so a voice G has never heard cannot lift the chin into the nose."""
+    from ventriloquist.motion.speech import load_generator
+    g = load_generator()
+    assert g.range is not None and g.range.shape == (2, 68, 2)
+    chin_lo, chin_hi = g.range[:, 8, 1]
+    assert chin_lo < g.rest[8, 1] < chin_hi             # the closed mouth lies inside the range
+    assert chin_hi - chin_lo < 0.5                       # inter-ocular units: a real jaw's travel, not a box around anything

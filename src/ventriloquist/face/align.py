@@ -20,12 +20,12 @@ _LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
 # How far each jaw and lip point moves down (canonical units) per unit of mouth opening: the
 # least-squares slope of every point's vertical motion on the inner-lip opening, measured with
 # ``opening_profile`` on the 280 GRID s1 training clips (cache format 2: sub-pixel landmarks; a jaw
-# drop: chin +0.82, lower inner lip +0.74, upper inner lip -0.27). Used to close a photo's open
+# drop: chin +0.81, lower inner lip +0.74, upper inner lip -0.27). Used to close a photo's open
 # mouth the way a real mouth closes.
 _OPENING_DY = {
-    **dict(zip(range(0, 17), (-0.13, -0.01, 0.12, 0.25, 0.38, 0.52, 0.65, 0.78, 0.82, 0.73, 0.55, 0.41, 0.28,
+    **dict(zip(range(0, 17), (-0.13, -0.01, 0.12, 0.25, 0.38, 0.51, 0.65, 0.77, 0.81, 0.73, 0.55, 0.41, 0.27,
                               0.14, 0.03, -0.07, -0.16))),
-    **dict(zip(range(48, 60), (0.29, -0.04, -0.14, -0.16, -0.11, -0.01, 0.25, 0.67, 0.85, 0.87, 0.84, 0.68))),
+    **dict(zip(range(48, 60), (0.29, -0.04, -0.14, -0.16, -0.11, -0.01, 0.25, 0.67, 0.84, 0.87, 0.84, 0.67))),
     **dict(zip(range(60, 68), (0.28, -0.27, -0.28, -0.23, 0.26, 0.74, 0.74, 0.75))),
 }
 OPENING_PROFILE = np.zeros((68, 2))

@@ -20,6 +20,7 @@ FACE_SCORE = 0.5          # HOG detector score above which a box is taken for a 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 SUBPIXEL = 4              # landmarks are predicted on a crop enlarged this much (dlib answers in whole pixels) ...
+MAX_CROP = 2048           # ... less where the crop would pass this many pixels a side (a big face needs no help) ...
 BOX_SHIFTS = ((0.0, 0.0), (0.03, 0.0), (-0.03, 0.0), (0.0, 0.03), (0.0, -0.03))   # ... from these box shifts
                           # (fractions of the box width), averaged: a still face's jitter 0.0105 -> 0.005 IOD
 
@@ -84,9 +85,9 @@ def landmarks_in_box(image: np.ndarray, box: tuple[int, int, int, int]) -> np.nd
 
     dlib returns whole pixels and its answer shifts with the box, so a still face jitters by
     about a pixel from frame to frame (on a 100-px face, a fifth of a lip's movement). The
-    predictor therefore runs on a SUBPIXEL-times enlarged crop, from the box and a few slightly
-    shifted copies of it (BOX_SHIFTS), and the answers are averaged: per frame, so real motion
-    is kept while the detector's noise roughly halves.
+    predictor therefore runs on a crop enlarged up to SUBPIXEL times, from the box and a few
+    slightly shifted copies of it (BOX_SHIFTS), and the answers are averaged: per frame, so real
+    motion is kept while the detector's noise roughly halves.
     """
     import cv2
     import dlib
@@ -98,15 +99,19 @@ def landmarks_in_box(image: np.ndarray, box: tuple[int, int, int, int]) -> np.nd
     x1, y1 = min(gray.shape[1], int(np.ceil(r + pad))), min(gray.shape[0], int(np.ceil(b + pad)))
     if x1 - x0 < 2 or y1 - y0 < 2:            # a box off the image: the predictor extrapolates from the frame
         x0, y0, x1, y1 = 0, 0, gray.shape[1], gray.shape[0]
-    s = SUBPIXEL
-    crop = cv2.resize(gray[y0:y1, x0:x1], None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
+    s = max(1.0, min(SUBPIXEL, MAX_CROP / max(x1 - x0, y1 - y0)))
+    crop = gray[y0:y1, x0:x1]
+    if s > 1:
+        crop = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
+    # resize maps pixel centres: image point v lands on crop point (v - origin + 0.5) * s - 0.5
+    origin = np.array([x0, y0, x0, y0], np.float64)
     w = r - l
     out = np.zeros((68, 2), np.float64)
     for dx, dy in BOX_SHIFTS:
-        rect = dlib.rectangle(*[int(round(v)) for v in ((l + dx * w - x0) * s, (t + dy * w - y0) * s,
-                                                          (r + dx * w - x0) * s, (b + dy * w - y0) * s)])
-        out += [(p.x, p.y) for p in predictor(crop, rect).parts()]
-    return (out / (len(BOX_SHIFTS) * s) + (x0, y0)).astype(np.float32)
+        shifted = np.array([l, t, r, b]) + w * np.array([dx, dy, dx, dy])
+        rect = dlib.rectangle(*[int(round(v)) for v in (shifted - origin + 0.5) * s - 0.5])
+        out += [(p.x, p.y) for p in predictor(np.ascontiguousarray(crop), rect).parts()]
+    return ((out / len(BOX_SHIFTS) + 0.5) / s - 0.5 + (x0, y0)).astype(np.float32)
 
 
 def detect_landmarks(image: np.ndarray) -> np.ndarray | None:

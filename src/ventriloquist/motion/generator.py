@@ -44,6 +44,8 @@ def normalise_mel(mel: np.ndarray) -> np.ndarray:
 
 
 LIMIT_FACTOR = 2.0           # inference: a landmark may move twice as far as real talking faces do (99.5th pct.)
+RANGE_PERCENTILE = 0.5       # a jaw or lip coordinate's real range: its 0.5th to 99.5th percentile in talking faces
+RANGE_MARGIN = 0.1           # ... which G may overshoot by at most this share of the range
 
 
 def motion_limits(deformations: list[np.ndarray]) -> np.ndarray:
@@ -58,6 +60,30 @@ def soft_limit(dk: np.ndarray, limits: np.ndarray) -> np.ndarray:
     mag = np.linalg.norm(dk, axis=-1, keepdims=True)
     lim = limits[:, None]
     return dk * (lim * np.tanh(mag / lim) / np.maximum(mag, 1e-9))
+
+
+def motion_range(deformations: list[np.ndarray]) -> np.ndarray:
+    """Per-coordinate (lo, hi) of real motion, (2, 68, 2): the RANGE_PERCENTILE tails of δk."""
+    d = np.concatenate(deformations)
+    return np.stack([np.percentile(d, RANGE_PERCENTILE, axis=0),
+                     np.percentile(d, 100 - RANGE_PERCENTILE, axis=0)]).astype(np.float32)
+
+
+def soft_range(dk: np.ndarray, span: np.ndarray, points: np.ndarray | list[int]) -> np.ndarray:
+    """Keep the ``points``' coordinates inside their real range: unchanged within it, eased beyond
+    it to at most RANGE_MARGIN of the range further.
+
+    The magnitude limit alone let the chin rise far above its closed rest while the jaw
+    narrowed (on a noisy pause before speech), a shape no face makes, in which dlib no longer
+    found a face; each coordinate on its own stays where real jaws and lips go.
+    """
+    out = dk.copy()
+    x = dk[:, points]
+    lo, hi = span[0][points], span[1][points]
+    m = np.maximum(RANGE_MARGIN * (hi - lo), 1e-4)
+    y = np.where(x > hi, hi + m * np.tanh((x - hi) / m), x)
+    out[:, points] = np.where(x < lo, lo - m * np.tanh((lo - x) / m), y)
+    return out
 
 
 class TemporalBlock(nn.Module):

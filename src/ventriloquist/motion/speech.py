@@ -16,7 +16,7 @@ from ..audio import energy, log_mel, overlap_add, window_starts
 from ..config import FPS, LOG_EPS, MAX_EXPRESSION, MEL_PER_FRAME, WINDOW_FRAMES, WINDOW_STRIDE
 from ..face.topology import LOWER_FACE
 from ..weights import load_checkpoint
-from .generator import EmotiveGenerator, normalise_mel, soft_limit
+from .generator import EmotiveGenerator, normalise_mel, soft_limit, soft_range
 from .life import apply_blinks, blink_track, head_motion
 from .sequence import Motion
 
@@ -36,6 +36,8 @@ def load_generator(folder: Path | None = None) -> EmotiveGenerator:
     g.limits = np.asarray(ckpt["deform_limit"], np.float32)
     rest = ckpt.get("rest_deformation")          # absent in weights published before version 2.1: no lip gate
     g.rest = None if rest is None else np.asarray(rest, np.float32)
+    span = ckpt.get("deform_range")              # absent before version 3.1: the magnitude limit alone
+    g.range = None if span is None else np.asarray(span, np.float32)
     return g.eval()
 
 
@@ -150,6 +152,8 @@ class SpeechMotion:
             lips = lip_gate(mel)[:n, None, None]
             dk[:, LOWER_FACE] = lips * dk[:, LOWER_FACE] + (1 - lips) * self.generator.rest[LOWER_FACE]
         dk = soft_limit(dk, self.generator.limits)
+        if self.generator.range is not None:
+            dk = soft_range(dk, self.generator.range, LOWER_FACE)
         return self.generator.mean_face.cpu().numpy().astype(np.float64) + dk, probs[:n]
 
     def __call__(self, y: np.ndarray) -> tuple[Motion, np.ndarray]:

@@ -23,9 +23,9 @@ from ..errors import InputError
 from ..evaluate.metrics import aperture_corr, lmd_relative
 from ..face.align import closed_frames
 from ..motion import losses
-from ..motion.generator import EmotiveGenerator, SequenceDiscriminator
+from ..motion.generator import (EmotiveGenerator, SequenceDiscriminator, motion_limits, motion_range,
+                                normalise_mel)
 from ..motion.sequence import rest_deformations
-from ..motion.generator import motion_limits, normalise_mel
 from ..motion.speech import emotion_features, run_windows
 from ..weights import load_checkpoint
 from . import TrainOptions
@@ -345,9 +345,10 @@ def run(opts: TrainOptions) -> dict:
         from ..weights import publish
         publish("generator", {"state_dict": g.state_dict(), "mean_face": mean_face, "expr_basis": basis,
                               "deform_limit": motion_limits([c["dk"] for c in train]),
+                              "deform_range": motion_range([c["dk"] for c in train]),
                               "rest_deformation": np.mean([c["shapes"].mean(axis=0) + closed_rest(c) - mean_face
                                                            for c in train], axis=0).astype(np.float32),
                               "config": {"emo_dim": emb_dim, "hidden": cfg.hidden, "dilations": list(cfg.dilations)},
                               "metrics": metrics},
-                version="3", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
+                version="3.1", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
     return metrics
