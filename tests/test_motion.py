@@ -217,7 +217,7 @@ def test_jaw_and_lips_stay_in_the_range_real_faces_span():
     assert np.all(np.diff(soft_range(ramp, box, lower)[:, 8, 1]) > 0)      # a smooth ease, not a hard clip
 
 
-def test_the_shipped_generator_keeps_the_chin_below_its_real_range():
+def test_the_shipped_generator_carries_the_real_range_of_jaw_and_lips():
     """The weights carry the jaw's real range, so a voice G has never heard cannot lift the chin into the nose."""
     from ventriloquist.motion.speech import load_generator
     g = load_generator()
