@@ -190,19 +190,16 @@ def prepare(inputs: list[Path], out: Path, workers: int = 2, progress: bool = Tr
         bar.set_postfix(skipped=len(skipped), refresh=False)
 
     try:
-        if workers <= 1 or len(todo) <= 1:
-            with _single_threaded():
-                for it in todo:
-                    done(it, _work(it, out))
-        else:
+        if workers > 1 and len(todo) > 1:
             try:
                 _run_parallel(todo, out, min(workers, len(todo)), done)
             except PoolUnavailable as exc:
                 print(f"worker processes could not start ({exc}); preparing in this process", file=sys.stderr)
-                with _single_threaded():
-                    for it in todo:
-                        if it.key not in finished:
-                            done(it, _work(it, out))
+        left = [it for it in todo if it.key not in finished]     # all of them, or what no pool could take
+        if left:
+            with _single_threaded():
+                for it in left:
+                    done(it, _work(it, out))
     finally:
         bar.close()
     skipped_csv = cache.write_skipped(out, skipped)

@@ -103,6 +103,7 @@ def landmarks_in_box(image: np.ndarray, box: tuple[int, int, int, int]) -> np.nd
     crop = gray[y0:y1, x0:x1]
     if s > 1:
         crop = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
+    crop = np.ascontiguousarray(crop)          # dlib reads contiguous rows: copied once, not per box shift
     # resize maps pixel centres: image point v lands on crop point (v - origin + 0.5) * s - 0.5
     origin = np.array([x0, y0, x0, y0], np.float64)
     w = r - l
@@ -110,7 +111,7 @@ def landmarks_in_box(image: np.ndarray, box: tuple[int, int, int, int]) -> np.nd
     for dx, dy in BOX_SHIFTS:
         shifted = np.array([l, t, r, b]) + w * np.array([dx, dy, dx, dy])
         rect = dlib.rectangle(*[int(round(v)) for v in (shifted - origin + 0.5) * s - 0.5])
-        out += [(p.x, p.y) for p in predictor(np.ascontiguousarray(crop), rect).parts()]
+        out += [(p.x, p.y) for p in predictor(crop, rect).parts()]
     return ((out / len(BOX_SHIFTS) + 0.5) / s - 0.5 + (x0, y0)).astype(np.float32)
 
 
