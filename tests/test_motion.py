@@ -122,6 +122,15 @@ def test_losses():
     assert losses.d_loss(torch.ones(4), torch.zeros(4)) == 0
 
 
+def test_relative_energy_loss_reads_the_same_in_any_unit():
+    x = torch.randn(2, 20, 68, 2) * 0.01                          # inter-ocular units, as G's output
+    slow = 0.5 * x
+    rel = losses.energy_loss(slow, x, relative=True)
+    assert rel > 0.05                                              # half the real motion is a clear gap ...
+    assert losses.energy_loss(100 * slow, 100 * x, relative=True) == pytest.approx(rel.item(), rel=1e-5)
+    assert losses.energy_loss(slow, x) < 1e-3                      # ... that the absolute form barely sees
+
+
 def test_blinks_are_human_paced_and_close_the_eyes(face_landmarks):
     rng = np.random.default_rng(0)
     closure = blink_track(25 * 60, rng)

@@ -1,6 +1,7 @@
 """Training-time sequence sampling for G: speed augmentation keeps speech and landmarks paired."""
 import numpy as np
 import pytest
+import torch
 
 from ventriloquist.config import MEL_PER_FRAME, N_MELS
 from ventriloquist.train.generator import GeneratorConfig, _segment
@@ -124,3 +125,25 @@ def test_training_on_the_validation_clips_keeps_the_last_epoch(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "train_on_val needs select = 'last'" in err and str(cfg) in err
     assert not (tmp_path / "generator").exists()
+
+
+def test_clean_pass_is_what_inference_makes_and_trains_on():
+    from ventriloquist.motion.generator import EmotiveGenerator
+    from ventriloquist.train.generator import clean_pass
+    torch.manual_seed(0)
+    g = EmotiveGenerator(np.zeros((68, 2)), np.random.default_rng(0).normal(size=(4, 68, 2)) * 0.05, 6, hidden=16,
+                         dropout=0.5)
+    for out in (g.ling_out, g.emo_out):          # a trained-looking output layer, so dropout shows
+        torch.nn.init.normal_(out.weight, std=0.1)
+    b = {"mel": torch.randn(2, 40 * MEL_PER_FRAME, N_MELS), "q": torch.randn(2, 40, 6)}
+    g.train()
+    noisy = g(b["mel"], b["q"])
+    clean = clean_pass(g, b)
+    assert g.training                                            # back in training mode after the pass
+    assert clean.requires_grad
+    with torch.no_grad():
+        g.eval()
+        ref = g(b["mel"], b["q"])
+        g.train()
+    assert torch.equal(clean.detach(), ref)
+    assert not torch.allclose(noisy, ref)                        # dropout does change the motion

@@ -9,6 +9,7 @@ from ..face.topology import JAW, MOUTH
 
 LOWER = torch.as_tensor(np.concatenate([JAW, MOUTH]))
 MOUTH_IDX = torch.as_tensor(MOUTH)
+NOT_LIPS = torch.as_tensor(np.setdiff1d(np.arange(68), MOUTH))
 
 
 def mouth_l1(gen: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -28,10 +29,21 @@ def motion_energy(dk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mag, vel
 
 
-def energy_loss(gen: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """L2 between real and generated motion energies: keeps output neither static nor jittery."""
+def energy_loss(gen: torch.Tensor, real: torch.Tensor, relative: bool = False,
+                points: torch.Tensor | None = None) -> torch.Tensor:
+    """L2 between real and generated motion energies: keeps output neither static nor jittery.
+
+    ``relative`` divides each energy by the real one's mean over landmarks, so the loss reads
+    the same in any unit: in inter-ocular units the squared gaps are about 1e-5, and the
+    paper's weight of 10 then moved nothing. ``points`` restricts it to those landmarks.
+    """
+    if points is not None:
+        gen, real = gen[:, :, points], real[:, :, points]
     gm, gv = motion_energy(gen)
     rm, rv = motion_energy(real)
+    if relative:
+        sm, sv = rm.mean().clamp_min(1e-6), rv.mean().clamp_min(1e-6)
+        gm, rm, gv, rv = gm / sm, rm / sm, gv / sv, rv / sv
     return F.mse_loss(gm, rm) + F.mse_loss(gv, rv)
 
 

@@ -63,6 +63,10 @@ class GeneratorConfig:
     w_mouth: float = 3.0               # L1 on jaw + lips (the paper's L_mouth; 10 there, shared here with ...)
     w_mouth_distance: float = 10.0     # ... the Euclidean lip-point distance that mouth LMD measures
     w_energy: float = 10.0
+    energy_relative: bool = False      # energies relative to the real ones (unit-free), see losses.energy_loss
+    energy_lips: bool = True           # false: the lip points answer to the L1 terms alone, not to the energy loss
+    energy_clean: bool = False         # measure G's motion energy on a pass without dropout: dropout's own
+                                       # jitter otherwise pays the velocity term (brows 0.0088 vs 0.0043 IOD/frame)
     w_prototype: float = 0.1           # the emotion branch's mean expression vs real faces' for the heard emotion (ours)
     adv_start_epoch: int = 10          # D joins once G's lips already follow the speech
     val_fraction: float = 0.1
@@ -206,6 +210,15 @@ def _stack(segs: list[dict]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.stack([s[k] for s in segs]).astype(np.float32)) for k in segs[0]}
 
 
+def clean_pass(g: EmotiveGenerator, b: dict[str, torch.Tensor]) -> torch.Tensor:
+    """G's output for a batch without dropout (what inference makes), with gradients."""
+    g.eval()
+    try:
+        return g(b["mel"], b["q"])
+    finally:
+        g.train()
+
+
 # --- evaluation --------------------------------------------------------------------------------------------------
 def predict_shapes(g: EmotiveGenerator, c: dict, emotion: bool = True) -> np.ndarray:
     """Canonical landmarks (T, 68, 2) that G makes for a clip's speech."""
@@ -294,7 +307,9 @@ def run(opts: TrainOptions) -> dict:
             fake, coef = g(b["mel"], b["q"], return_coef=True)
             fake_e, coef_e = g(e["mel"], e["q"], return_coef=True)
             parts = {"mouth": losses.mouth_l1(fake, b["dk"]), "mouth_distance": losses.mouth_distance(fake, b["dk"]),
-                     "energy": losses.energy_loss(fake, b["dk"]),
+                     "energy": losses.energy_loss(clean_pass(g, b) if cfg.energy_clean else fake,
+                                                  b["dk"],
+                                                  cfg.energy_relative, None if cfg.energy_lips else losses.NOT_LIPS),
                      "emotion": 0.5 * (losses.emotion_agreement(exp2emo(fake), b["l"])
                                        + losses.emotion_agreement(exp2emo(fake_e), e["l"]))}
             if cfg.w_prototype > 0:
