@@ -307,8 +307,7 @@ def run(opts: TrainOptions) -> dict:
             fake, coef = g(b["mel"], b["q"], return_coef=True)
             fake_e, coef_e = g(e["mel"], e["q"], return_coef=True)
             parts = {"mouth": losses.mouth_l1(fake, b["dk"]), "mouth_distance": losses.mouth_distance(fake, b["dk"]),
-                     "energy": losses.energy_loss(clean_pass(g, b) if cfg.energy_clean else fake,
-                                                  b["dk"],
+                     "energy": losses.energy_loss(clean_pass(g, b) if cfg.energy_clean else fake, b["dk"],
                                                   cfg.energy_relative, None if cfg.energy_lips else losses.NOT_LIPS),
                      "emotion": 0.5 * (losses.emotion_agreement(exp2emo(fake), b["l"])
                                        + losses.emotion_agreement(exp2emo(fake_e), e["l"]))}
