@@ -131,6 +131,19 @@ def test_relative_energy_loss_reads_the_same_in_any_unit():
     assert losses.energy_loss(slow, x) < 1e-3                      # ... that the absolute form barely sees
 
 
+def test_upper_face_energy_loss_leaves_the_lip_branch_alone():
+    g = _generator()
+    mel, q = torch.randn(2, 30 * MEL_PER_FRAME, N_MELS), torch.randn(2, 30, EMB)
+    real = torch.randn(2, 30, 68, 2) * 0.05
+    grads = {}
+    for name, points in losses.ENERGY_POINTS.items():
+        g.zero_grad()
+        losses.energy_loss(g(mel, q), real, relative=True, points=points).backward()
+        grads[name] = (g.ling_out.weight.grad.abs().sum().item(), g.emo_out.weight.grad.abs().sum().item())
+    assert grads["upper"][0] == 0 and grads["upper"][1] > 0       # only the emotion branch answers
+    assert grads["not_lips"][0] > 0                                # the jaw outline is the lip branch's
+
+
 def test_blinks_are_human_paced_and_close_the_eyes(face_landmarks):
     rng = np.random.default_rng(0)
     closure = blink_track(25 * 60, rng)

@@ -127,6 +127,16 @@ def test_training_on_the_validation_clips_keeps_the_last_epoch(tmp_path, capsys)
     assert not (tmp_path / "generator").exists()
 
 
+def test_an_unknown_energy_point_set_is_refused_before_training(tmp_path, capsys):
+    from ventriloquist.cli import main
+    cfg = tmp_path / "generator.toml"
+    cfg.write_text('energy_points = "lips"\n')
+    assert main(["train", "generator", "--config", str(cfg), "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "energy_points must be one of all, not_lips, upper" in err and str(cfg) in err
+    assert not (tmp_path / "generator").exists()
+
+
 def test_clean_pass_is_what_inference_makes_and_trains_on():
     from ventriloquist.motion.generator import EmotiveGenerator
     from ventriloquist.train.generator import clean_pass

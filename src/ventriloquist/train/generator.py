@@ -64,7 +64,8 @@ class GeneratorConfig:
     w_mouth_distance: float = 10.0     # ... the Euclidean lip-point distance that mouth LMD measures
     w_energy: float = 10.0
     energy_relative: bool = False      # energies relative to the real ones (unit-free), see losses.energy_loss
-    energy_lips: bool = True           # false: the lip points answer to the L1 terms alone, not to the energy loss
+    energy_points: str = "all"         # landmarks the energy loss sees: "all", "not_lips" (lips answer to the L1
+                                       # terms alone) or "upper" (brows, nose, eyes: the emotion branch alone)
     energy_clean: bool = False         # measure G's motion energy on a pass without dropout: dropout's own
                                        # jitter otherwise pays the velocity term (brows 0.0088 vs 0.0043 IOD/frame)
     w_prototype: float = 0.1           # the emotion branch's mean expression vs real faces' for the heard emotion (ours)
@@ -244,6 +245,9 @@ def run(opts: TrainOptions) -> dict:
         raise InputError(f"select must be 'best' or 'last', not {cfg.select!r} ({opts.config})")
     if cfg.train_on_val and cfg.select != "last":
         raise InputError(f"train_on_val needs select = 'last': the validation clips are training data then ({opts.config})")
+    if cfg.energy_points not in losses.ENERGY_POINTS:
+        raise InputError(f"energy_points must be one of {', '.join(losses.ENERGY_POINTS)}, "
+                         f"not {cfg.energy_points!r} ({opts.config})")
     set_threads(cfg.threads)
     if opts.smoke:
         cfg.epochs, cfg.steps_per_epoch, cfg.batch, cfg.emo_batch, cfg.adv_start_epoch = 2, 2, 4, 2, 1
@@ -308,7 +312,7 @@ def run(opts: TrainOptions) -> dict:
             fake_e, coef_e = g(e["mel"], e["q"], return_coef=True)
             parts = {"mouth": losses.mouth_l1(fake, b["dk"]), "mouth_distance": losses.mouth_distance(fake, b["dk"]),
                      "energy": losses.energy_loss(clean_pass(g, b) if cfg.energy_clean else fake, b["dk"],
-                                                  cfg.energy_relative, None if cfg.energy_lips else losses.NOT_LIPS),
+                                                  cfg.energy_relative, losses.ENERGY_POINTS[cfg.energy_points]),
                      "emotion": 0.5 * (losses.emotion_agreement(exp2emo(fake), b["l"])
                                        + losses.emotion_agreement(exp2emo(fake_e), e["l"]))}
             if cfg.w_prototype > 0:
