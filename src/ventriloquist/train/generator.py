@@ -368,5 +368,5 @@ def run(opts: TrainOptions) -> dict:
                                                            for c in train], axis=0).astype(np.float32),
                               "config": {"emo_dim": emb_dim, "hidden": cfg.hidden, "dilations": list(cfg.dilations)},
                               "metrics": metrics},
-                version="3.1", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
+                version="3.2", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
     return metrics
