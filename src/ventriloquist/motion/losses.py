@@ -5,14 +5,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..face.topology import JAW, MOUTH, UPPER_FACE
+from ..face.topology import LOWER_FACE, MOUTH, UPPER_FACE
 
-LOWER = torch.as_tensor(np.concatenate([JAW, MOUTH]))
+LOWER = torch.as_tensor(LOWER_FACE)
 MOUTH_IDX = torch.as_tensor(MOUTH)
-NOT_LIPS = torch.as_tensor(np.setdiff1d(np.arange(68), MOUTH))
 # point sets the motion-energy loss may be restricted to: "upper" is what the emotion branch
 # alone moves, so its gradient never reaches the linguistic branch that drives the lips
-ENERGY_POINTS = {"all": None, "not_lips": NOT_LIPS, "upper": torch.as_tensor(np.sort(UPPER_FACE))}
+ENERGY_POINTS = {"all": None, "not_lips": torch.as_tensor(np.setdiff1d(np.arange(68), MOUTH)),
+                 "upper": torch.as_tensor(UPPER_FACE)}
 
 
 def mouth_l1(gen: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
