@@ -181,17 +181,39 @@ def test_lips_rest_where_nothing_is_heard(speech_wav):
     from ventriloquist.config import SAMPLE_RATE
     from ventriloquist.motion.speech import SpeechMotion, lip_gate
     sm = SpeechMotion.from_weights()
-    mel = log_mel(load_audio(speech_wav))
-    speech = topology.mouth_aperture(sm.shapes(mel)[0])
+    speech = topology.mouth_aperture(sm.shapes(*sm.features(load_audio(speech_wav)))[0])
     rng = np.random.default_rng(5)
     for y in (np.zeros(2 * SAMPLE_RATE), 1e-4 * rng.standard_normal(2 * SAMPLE_RATE)):     # silence, -80 dBFS hiss
-        quiet = topology.mouth_aperture(sm.shapes(log_mel(y.astype(np.float32)))[0])
+        quiet = topology.mouth_aperture(sm.shapes(*sm.features(y.astype(np.float32)))[0])
         assert quiet.mean() < np.percentile(speech, 10) and quiet.std() < 0.005
     assert speech.std() > 0.02
     loud = np.concatenate([np.zeros(SAMPLE_RATE), 0.1 * rng.standard_normal(SAMPLE_RATE), np.zeros(SAMPLE_RATE)])
     gate = lip_gate(log_mel(loud.astype(np.float32)))
     assert gate[:20].max() < 0.01 and gate[30:45].min() > 0.99 and gate[-20:].max() < 0.01
     assert np.all(np.abs(np.diff(gate)) < 0.5)                 # eased, not snapped
+
+
+def test_articulation_widens_the_mouth_around_its_closed_rest(speech_wav):
+    """--articulation scales how far jaw and lips move from the closed mouth: wider or more restrained
+    speakers, the same timing, the same closures, the same upper face."""
+    from ventriloquist.audio import load_audio
+    from ventriloquist.errors import InputError
+    from ventriloquist.motion.speech import SpeechMotion
+    sm = SpeechMotion.from_weights()
+    feats = sm.features(load_audio(speech_wav))
+    shapes = {}
+    for a in (0.5, 1.0, 1.5):
+        sm.articulation = a
+        shapes[a] = sm.shapes(*feats)[0]
+    ap = {a: topology.mouth_aperture(k) for a, k in shapes.items()}
+    assert ap[0.5].std() < 0.7 * ap[1.0].std() and ap[1.5].std() > 1.3 * ap[1.0].std()
+    assert np.corrcoef(ap[0.5], ap[1.5])[0, 1] > 0.95
+    rest = topology.mouth_aperture(sm.generator.mean_face.numpy() + sm.generator.rest)
+    closed = ap[1.0] < rest + 0.01                                  # frames at (or near) the closed rest ...
+    assert closed.any() and np.abs(ap[1.5][closed] - ap[1.0][closed]).max() < 0.02   # ... stay closed
+    np.testing.assert_allclose(shapes[1.5][:, topology.UPPER_FACE], shapes[1.0][:, topology.UPPER_FACE], atol=1e-6)
+    with pytest.raises(InputError, match="articulation"):
+        SpeechMotion.from_weights(articulation=3.0)
 
 
 def test_speech_features_feed_the_generator(speech_wav):

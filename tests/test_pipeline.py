@@ -123,9 +123,10 @@ def test_bad_inputs_give_one_clear_line_and_no_output(tmp_path, capsys, face_pat
            out, "speech.wav")
 
 
-def test_expression_strength_outside_its_range_is_refused(tmp_path, capsys, face_path, speech_wav):
+@pytest.mark.parametrize("option, value", [("--expression", "3"), ("--articulation", "3"), ("--articulation", "0")])
+def test_strengths_outside_their_range_are_refused(tmp_path, capsys, face_path, speech_wav, option, value):
     out = tmp_path / "out.mp4"
     with pytest.raises(SystemExit) as exc:
-        main(["generate", "--face", str(face_path), "--audio", str(speech_wav), "--out", str(out), "--expression", "3"])
-    assert exc.value.code == 2 and "--expression" in capsys.readouterr().err
+        main(["generate", "--face", str(face_path), "--audio", str(speech_wav), "--out", str(out), option, value])
+    assert exc.value.code == 2 and option in capsys.readouterr().err
     assert not out.exists()

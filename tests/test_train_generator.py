@@ -4,13 +4,16 @@ import pytest
 import torch
 
 from ventriloquist.config import MEL_PER_FRAME, N_MELS
+from ventriloquist.phonetics import N_ARTIC
 from ventriloquist.train.generator import GeneratorConfig, _segment
 
 
-def _ramp_clip(t: int = 120) -> dict:
-    """A clip whose every Mel row and landmark carry their own time stamp (in frames)."""
+def _ramp_clip(t: int = 120, artic: bool = False) -> dict:
+    """A clip whose every Mel row, phonetic row (``artic``) and landmark carry their own time stamp (in frames)."""
     rows = np.arange(t * MEL_PER_FRAME, dtype=np.float32) / MEL_PER_FRAME
-    return {"mel_n": np.repeat(rows[:, None], N_MELS, axis=1),
+    mel = np.repeat(rows[:, None], N_MELS, axis=1)
+    ph = np.repeat(rows[:, None], N_ARTIC, axis=1) if artic else None
+    return {"x": mel if ph is None else np.concatenate([mel, ph], axis=1), "mel": mel, "artic": ph,
             "dk": np.repeat(np.arange(t, dtype=np.float32)[:, None, None], 68, axis=1).repeat(2, axis=2),
             "q_emo": np.arange(t, dtype=np.float32)[:, None].repeat(4, axis=1), "l_emo": np.ones(7, np.float32) / 7}
 
@@ -40,6 +43,67 @@ def test_segment_of_a_short_clip_holds_its_last_frame():
     cfg = GeneratorConfig(speed=0.2, mel_gain=0.0, mel_noise=0.0)
     s = _segment(_ramp_clip(30), 50, np.random.default_rng(1), cfg)
     assert s["dk"][-1, 0, 0] == 29 and s["dk"].shape[0] == 50
+
+
+def test_phonetic_rows_ride_with_the_speech_and_escape_its_augmentation():
+    """Gain, noise, band masks and Mel dropout touch the Mel columns only; the phones stay as heard."""
+    cfg = GeneratorConfig(speed=0.2, mel_gain=0.2, mel_noise=0.1, phonetic=True, mel_dropout=1.0)
+    rng = np.random.default_rng(0)
+    clip = _ramp_clip(artic=True)
+    for _ in range(5):
+        s = _segment(clip, 50, rng, cfg)
+        assert s["mel"].shape == (50 * MEL_PER_FRAME, N_MELS + N_ARTIC)
+        assert not s["mel"][:, :N_MELS].any()                      # dropout 1: the Mel rows are blank ...
+        frame_time = s["dk"][:, 0, 0]
+        np.testing.assert_allclose(s["mel"][::MEL_PER_FRAME, N_MELS], frame_time, atol=1e-4)   # ... the phones not
+    cfg.mel_dropout = 0.0
+    assert _segment(clip, 50, rng, cfg)["mel"][:, :N_MELS].any()
+
+
+def test_voice_segments_hear_one_of_the_clips_voices():
+    """With voice_share 1 every segment's speech comes from an augmented voice, landmarks unchanged."""
+    from ventriloquist.motion.generator import speech_input
+    cfg = GeneratorConfig(speed=0.0, mel_gain=0.0, mel_noise=0.0, phonetic=True, voice_share=1.0)
+    clip = _ramp_clip(artic=True)
+    voice = {"mel": clip["mel"] * 3.0 + 7.0, "artic": np.ones_like(clip["artic"])}
+    s = _segment(clip, 50, np.random.default_rng(0), cfg, voices=[voice])
+    start = int(s["dk"][0, 0, 0])
+    want = speech_input(voice["mel"], voice["artic"])[start * MEL_PER_FRAME:(start + 50) * MEL_PER_FRAME]
+    np.testing.assert_allclose(s["mel"][:, N_MELS:], 1.0)
+    # the band mask may blank a few Mel columns; the rest is the voice's own (normalised) speech
+    kept = np.abs(s["mel"][:, :N_MELS]).sum(axis=0) > 0
+    np.testing.assert_allclose(s["mel"][:, :N_MELS][:, kept], want[:, :N_MELS][:, kept], atol=1e-5)
+    np.testing.assert_allclose(s["dk"][:, 0, 0], start + np.arange(50), atol=1e-5)
+
+
+def test_a_new_voice_keeps_the_words_and_their_timing(speech_wav):
+    """Pitch moves by the drawn number of semitones; the loudness envelope (the timing) stays."""
+    import librosa
+
+    from ventriloquist.audio import energy, load_audio
+    from ventriloquist.train.voices import variant
+    y = load_audio(speech_wav)
+    out, info = variant(y, np.random.default_rng(3))
+    again, info2 = variant(y, np.random.default_rng(3))
+    assert info == info2 and np.array_equal(out, again)           # seeded
+    assert out.shape == y.shape and out.dtype == np.float32 and np.abs(out).max() <= 1.0
+
+    def f0(z):
+        f, voiced, _ = librosa.pyin(z, fmin=60, fmax=600, sr=16000, frame_length=1024)
+        return np.nanmedian(f[voiced])
+    np.testing.assert_allclose(np.log2(f0(out) / f0(y)) * 12, info["semitones"], atol=1.5)
+    assert np.corrcoef(energy(out), energy(y))[0, 1] > 0.6
+
+
+def test_voice_variants_are_made_once_and_read_back(speech_wav, tmp_path, monkeypatch):
+    from ventriloquist.train import voices
+    clip = {"key": "clip0", "source": str(speech_wav)}
+    first = voices.voice_variants([clip], 2, tmp_path, seed=0, progress=False)["clip0"]
+    assert len(first) == 2 and first[0]["mel"].shape[0] == first[0]["artic"].shape[0]
+    assert not np.array_equal(first[0]["mel"], first[1]["mel"])
+    monkeypatch.setattr(voices, "variant", lambda *a: pytest.fail("made again instead of read back"))
+    again = voices.voice_variants([clip], 2, tmp_path, seed=0, progress=False)["clip0"]
+    assert all(np.array_equal(a["mel"], b["mel"]) for a, b in zip(first, again))
 
 
 def test_expression_prototypes_recover_each_emotions_mean_face():
@@ -107,13 +171,13 @@ def test_background_only_segments_ask_for_the_closed_mouth():
     shapes[:, 65:68, 1] = opening[:, None] * 0.1                 # inner lower lip moves down
     shapes[:, 57, 1] = opening * 0.1
     clip = _ramp_clip(t)
-    clip.update(shapes=shapes, dk=shapes - shapes.mean(axis=0), mel=clip["mel_n"])
+    clip.update(shapes=shapes, dk=shapes - shapes.mean(axis=0))
     cfg = GeneratorConfig(speed=0.0, mel_gain=0.0, mel_noise=0.0, background_only=1.0)
     s = _segment(clip, 50, rng, cfg, background_pool(3, rng))
     rest = closed_rest(clip)
     np.testing.assert_allclose(s["dk"], np.repeat(rest[None], 50, axis=0), atol=1e-6)
     assert (rest[[57, 65, 66, 67], 1] < -0.02).all()            # more closed than the clip's mean
-    assert np.abs(s["mel"] - clip["mel_n"][: len(s["mel"])]).mean() > 0.1   # it hears the background, not the clip
+    assert np.abs(s["mel"] - clip["x"][: len(s["mel"])]).mean() > 0.1   # it hears the background, not the clip
 
 
 def _refused(tmp_path, capsys, toml: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ventriloquist.audio import load_audio, log_mel
+from ventriloquist.audio import load_audio
 from ventriloquist.config import SAMPLE_RATE as SR
 from ventriloquist.data.cache import load_clip, load_index
 from ventriloquist.evaluate.metrics import aperture_corr, lmd_relative
@@ -67,7 +67,7 @@ def main() -> None:
     rng = np.random.default_rng(1234)
 
     def opening(y: np.ndarray) -> np.ndarray:
-        return topology.mouth_aperture(sm.shapes(log_mel(y.astype(np.float32)))[0])
+        return topology.mouth_aperture(sm.shapes(*sm.features(y.astype(np.float32)))[0])
 
     rows = [r for r in load_index(args.cache) if r["corpus"] == "GRID" and r["split"] == "test"]
     if not rows:
@@ -88,7 +88,7 @@ def main() -> None:
             if kind is not None:
                 b = kinds[kind](len(y) / SR + 0.1, rng)[: len(y)]
                 z = y + b * np.sqrt(np.mean(y ** 2) / np.mean(b ** 2) / 10 ** (snr / 10))
-            pred = sm.shapes(log_mel(z.astype(np.float32)))[0]
+            pred = sm.shapes(*sm.features(z.astype(np.float32)))[0]
             n = min(len(pred), len(clip["shapes"]))
             scores[name].append((lmd_relative(pred[:n], clip["shapes"][:n]), aperture_corr(pred[:n], clip["shapes"][:n])))
     print(f"GRID s1 test ({len(rows)} clips), mouth LMD per frame / aperture r:")

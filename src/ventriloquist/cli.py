@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import FPS, MAX_EXPRESSION, GenerateConfig, RenderConfig, VideoConfig
+from .config import ARTICULATION_RANGE, FPS, MAX_EXPRESSION, GenerateConfig, RenderConfig, VideoConfig
 from .errors import InputWarning, VentriloquistError
 
 
@@ -32,6 +32,13 @@ def _strength(text: str) -> float:
     return v
 
 
+def _articulation(text: str) -> float:
+    v = float(text)
+    if not ARTICULATION_RANGE[0] <= v <= ARTICULATION_RANGE[1]:
+        raise argparse.ArgumentTypeError(f"must be between {ARTICULATION_RANGE[0]:g} and {ARTICULATION_RANGE[1]:g}")
+    return v
+
+
 def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=_positive_int, default=None,
                    help="longest output side in pixels (default: the photo's, at most 512)")
@@ -45,12 +52,16 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
                    help=f"strength of the expression heard in the voice, 0-{MAX_EXPRESSION:g} (default 1; "
                         f"0 = lips only, 0.5 = subtler, {MAX_EXPRESSION:g} = the strongest)")
     p.add_argument("--neutral", action="store_true", help="same as --expression 0: the speech drives the lips only")
+    p.add_argument("--articulation", type=_articulation, default=1.0, metavar="A",
+                   help=f"how wide the mouth moves, {ARTICULATION_RANGE[0]:g}-{ARTICULATION_RANGE[1]:g} (default 1: a "
+                        "typical speaker; 0.7 restrained, 1.3 wide)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _config(a: argparse.Namespace) -> GenerateConfig:
     return GenerateConfig(render=RenderConfig(size=a.size, crop=a.crop), video=VideoConfig(fps=a.fps),
-                          seed=a.seed, device=a.device, expression=0.0 if a.neutral else a.expression)
+                          seed=a.seed, device=a.device, expression=0.0 if a.neutral else a.expression,
+                          articulation=a.articulation)
 
 
 def _cmd_generate(a: argparse.Namespace) -> None:

@@ -35,6 +35,7 @@ AUDIO_BITRATE = 128_000
 # --- face ----------------------------------------------------------------------------------------
 N_LANDMARKS = 68
 MAX_EXPRESSION = 1.25                          # users may scale the voice's expression up to this (--expression)
+ARTICULATION_RANGE = (0.25, 2.0)               # --articulation: how wide the mouth moves, 1 = a typical speaker
 
 
 @dataclass
@@ -71,3 +72,4 @@ class GenerateConfig:
     seed: int = 0
     device: str = "cpu"
     expression: float = 1.0        # strength of the expression heard in the voice: 0 = lips only, 1 = as trained
+    articulation: float = 1.0      # how wide the mouth moves: 1 = a typical speaker, 0.7 restrained, 1.3 wide

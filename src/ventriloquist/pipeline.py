@@ -48,7 +48,8 @@ class Ventriloquist:
             from .motion.speech import SpeechMotion
             torch.manual_seed(self.cfg.seed)
             self._speech = SpeechMotion.from_weights(seed=self.cfg.seed, emotion=self.cfg.expression > 0,
-                                                     device=self.cfg.device, strength=self.cfg.expression)
+                                                     device=self.cfg.device, strength=self.cfg.expression,
+                                                     articulation=self.cfg.articulation)
         motion, _ = self._speech(audio)
         return motion
 

@@ -10,7 +10,7 @@ Extraction (face tracking, audio features) is the slow part of training, so it r
       clips/<key>.npz     the arrays of one clip (see ``write_clip``)
 
 All time series share the model time base ``FPS``: ``landmarks``/``shapes``/``pose``/``energy``
-have T rows, ``mel``/``mfcc`` have ``T * MEL_PER_FRAME`` rows (audio clips only).
+have T rows, ``mel``/``mfcc``/``artic`` have ``T * MEL_PER_FRAME`` rows (audio clips only).
 """
 from __future__ import annotations
 
@@ -25,15 +25,16 @@ import numpy as np
 
 from ..errors import InputError
 
-FORMAT = 2                       # bump when fields change meaning; old caches are then refused
-                                 # (2: sub-pixel landmarks from averaged box shifts, face.detect)
+FORMAT = 3                       # bump when fields change meaning; old caches are then refused
+                                 # (2: sub-pixel landmarks from averaged box shifts, face.detect;
+                                 #  3: phonetic rows ``artic`` beside the Mel rows, ventriloquist.phonetics)
 CLIPS_DIR = "clips"
 INDEX_FILE = "index.csv"
 META_FILE = "cache.json"
 SKIPPED_FILE = "skipped.csv"
 INDEX_COLUMNS = ("key", "file", "source", "corpus", "speaker", "emotion", "split", "frames", "has_audio")
 SKIPPED_COLUMNS = ("source", "corpus", "key", "reason")
-ARRAY_FIELDS = ("landmarks", "shapes", "pose", "mel", "mfcc", "energy")   # float32 time series
+ARRAY_FIELDS = ("landmarks", "shapes", "pose", "mel", "mfcc", "energy", "artic")   # float32 time series
 STRING_FIELDS = ("source", "corpus", "speaker", "emotion", "split", "label", "transcript")
 
 

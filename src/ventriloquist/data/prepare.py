@@ -21,6 +21,7 @@ from ..config import FPS, SAMPLE_RATE
 from ..errors import InputError
 from ..face.align import normalise, relative_pose
 from ..face.track import track_video
+from ..phonetics import articulation
 from ..motion.sequence import resample
 from ..video import video_info
 from . import cache
@@ -53,7 +54,7 @@ def extract(item: VideoItem) -> dict:
     }
     if y is not None:
         mel = log_mel(y)
-        fields.update(mel=mel, mfcc=mfcc(mel=mel), energy=energy(y))
+        fields.update(mel=mel, mfcc=mfcc(mel=mel), energy=energy(y), artic=articulation(y, t))
     if item.alignment is not None and Path(item.alignment).is_file():
         words, times = read_alignment(item.alignment)
         fields.update(words=np.array(words, dtype=str),

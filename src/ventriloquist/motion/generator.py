@@ -32,6 +32,15 @@ def branch_masks() -> tuple[torch.Tensor, torch.Tensor]:
     return ling, emo
 
 
+def speech_input(mel: np.ndarray, artic: np.ndarray | None = None) -> np.ndarray:
+    """G's input rows: the per-utterance normalised log-Mel, then the phonetic rows (``phonetics``) if any."""
+    x = normalise_mel(mel)
+    if artic is None:
+        return x
+    n = min(len(x), len(artic))
+    return np.concatenate([x[:n], np.asarray(artic[:n], np.float32)], axis=1)
+
+
 def normalise_mel(mel: np.ndarray) -> np.ndarray:
     """Per-utterance mean/variance normalisation of log-Mel rows.
 
@@ -106,18 +115,22 @@ class TemporalBlock(nn.Module):
 
 
 class EmotiveGenerator(nn.Module):
-    """G(s(t), q_emo(t)) -> δk(t). Inputs: mel (B, T*MEL_PER_FRAME, N_MELS), q_emo (B, T, E)."""
+    """G(s(t), q_emo(t)) -> δk(t). Inputs: speech rows (B, T*MEL_PER_FRAME, N_MELS + n_artic) from
+    :func:`speech_input` (normalised log-Mel, then ``n_artic`` phonetic values), q_emo (B, T, E)."""
 
     def __init__(self, mean_face: np.ndarray, expr_basis: np.ndarray, emo_dim: int,
-                 hidden: int = 128, dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), dropout: float = 0.1) -> None:
+                 hidden: int = 128, dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), dropout: float = 0.1,
+                 n_artic: int = 0) -> None:
         super().__init__()
         self.emo_dim = emo_dim
+        self.n_artic = n_artic
         self.register_buffer("mean_face", torch.as_tensor(mean_face, dtype=torch.float32))
         self.register_buffer("expr_basis", torch.as_tensor(expr_basis, dtype=torch.float32))  # (K, 68, 2)
         ling, emo = branch_masks()
         self.register_buffer("mask_ling", ling)
         self.register_buffer("mask_emo", emo)
-        self.frame_in = nn.Sequential(nn.Linear(MEL_PER_FRAME * N_MELS, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.frame_in = nn.Sequential(nn.Linear(MEL_PER_FRAME * (N_MELS + n_artic), hidden), nn.GELU(),
+                                      nn.Linear(hidden, hidden))
         self.ling = nn.Sequential(*[TemporalBlock(hidden, d, dropout) for d in dilations])
         self.ling_out = nn.Conv1d(hidden, N_POINTS * 2, 3, padding=1)
         k = self.expr_basis.shape[0]
@@ -144,7 +157,7 @@ class EmotiveGenerator(nn.Module):
         """
         b, rows, _ = mel.shape
         t = rows // MEL_PER_FRAME
-        h = self.frame_in(mel.reshape(b, t, MEL_PER_FRAME * N_MELS)).transpose(1, 2)   # (B, H, T)
+        h = self.frame_in(mel.reshape(b, t, MEL_PER_FRAME * (N_MELS + self.n_artic))).transpose(1, 2)   # (B, H, T)
         q_ling = self.ling(h)
         out = self.ling_out(q_ling).transpose(1, 2).reshape(b, t, N_POINTS, 2) * self.mask_ling
         coef = None

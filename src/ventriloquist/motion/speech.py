@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from ..audio import energy, log_mel, overlap_add, window_starts
-from ..config import FPS, LOG_EPS, MAX_EXPRESSION, MEL_PER_FRAME, WINDOW_FRAMES, WINDOW_STRIDE
+from ..config import ARTICULATION_RANGE, FPS, LOG_EPS, MAX_EXPRESSION, MEL_PER_FRAME, WINDOW_FRAMES, WINDOW_STRIDE
 from ..face.topology import LOWER_FACE
+from .. import phonetics
 from ..weights import load_checkpoint
-from .generator import EmotiveGenerator, normalise_mel, soft_limit, soft_range
+from .generator import EmotiveGenerator, soft_limit, soft_range, speech_input
 from .life import apply_blinks, blink_track, head_motion
 from .sequence import Motion
 
@@ -31,13 +32,15 @@ def load_generator(folder: Path | None = None) -> EmotiveGenerator:
     ckpt = load_checkpoint("generator", folder)
     cfg = ckpt["config"]
     g = EmotiveGenerator(np.asarray(ckpt["mean_face"]), np.asarray(ckpt["expr_basis"]), emo_dim=cfg["emo_dim"],
-                         hidden=cfg["hidden"], dilations=tuple(cfg["dilations"]), dropout=0.0)
+                         hidden=cfg["hidden"], dilations=tuple(cfg["dilations"]), dropout=0.0,
+                         n_artic=cfg.get("n_artic", 0))
     g.load_state_dict(ckpt["state_dict"])
     g.limits = np.asarray(ckpt["deform_limit"], np.float32)
     rest = ckpt.get("rest_deformation")          # absent in weights published before version 2.1: no lip gate
     g.rest = None if rest is None else np.asarray(rest, np.float32)
     span = ckpt.get("deform_range")              # absent before version 3.1: the magnitude limit alone
     g.range = None if span is None else np.asarray(span, np.float32)
+    g.articulation = float(ckpt.get("articulation_gain", 1.0))   # the training speaker -> a typical speaker (4.0)
     return g.eval()
 
 
@@ -93,10 +96,12 @@ def lip_gate(mel: np.ndarray) -> np.ndarray:
 
 
 def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion: bool = True,
-                strength: float | np.ndarray = 1.0) -> np.ndarray:
-    """δk (T, 68, 2) for a whole utterance (raw log-Mel) through overlapping 1-s windows with context;
-    ``strength`` scales the expression, as one number or per frame (T,)."""
-    mel = normalise_mel(mel)
+                strength: float | np.ndarray = 1.0, artic: np.ndarray | None = None) -> np.ndarray:
+    """δk (T, 68, 2) for a whole utterance (raw log-Mel, and its phonetic rows when G reads them) through
+    overlapping 1-s windows with context; ``strength`` scales the expression, as one number or per frame (T,)."""
+    if g.n_artic and artic is None:
+        raise ValueError("this generator reads phonetic rows: pass artic (ventriloquist.phonetics.articulation)")
+    mel = speech_input(mel, artic if g.n_artic else None)
     t_total = len(q_emo)
     ctx = g.receptive_field
     starts = window_starts(t_total, WINDOW_FRAMES, WINDOW_STRIDE)
@@ -124,10 +129,11 @@ class SpeechMotion:
     seed: int = 0
     emotion: bool = True                # False disables the emotion branch (ablation)
     strength: float = 1.0               # expression strength: 0 = lips only, 1 = as trained, up to MAX_EXPRESSION
+    articulation: float = 1.0           # how wide the mouth moves: 1 = a typical speaker, <1 restrained, >1 wider
 
     @classmethod
     def from_weights(cls, seed: int = 0, emotion: bool = True, folder: Path | None = None,
-                     device: str = "cpu", strength: float = 1.0) -> "SpeechMotion":
+                     device: str = "cpu", strength: float = 1.0, articulation: float = 1.0) -> "SpeechMotion":
         """Load the shipped (or ``folder``'s) weights; G runs on ``device``, the small Sp2Emo on the CPU."""
         from ..emotion.sp2emo import EmotionRecognizer
         from ..errors import InputError
@@ -139,26 +145,48 @@ class SpeechMotion:
         if not 0.0 <= strength <= MAX_EXPRESSION:
             raise InputError(f"expression strength {strength:g} is outside 0-{MAX_EXPRESSION:g}; "
                              "0 moves the lips only, 1 is the trained expression")
-        return cls(load_generator(folder).to(dev), EmotionRecognizer.from_weights(folder), seed, emotion, strength)
+        if not ARTICULATION_RANGE[0] <= articulation <= ARTICULATION_RANGE[1]:
+            raise InputError(f"articulation {articulation:g} is outside {ARTICULATION_RANGE[0]:g}-"
+                             f"{ARTICULATION_RANGE[1]:g}; 1 is a typical speaker")
+        return cls(load_generator(folder).to(dev), EmotionRecognizer.from_weights(folder), seed, emotion, strength,
+                   articulation)
 
-    def shapes(self, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Canonical landmarks (T, 68, 2) for an utterance's log-Mel (no blinks, no head motion),
-        and the per-frame emotion distribution that shaped them."""
+    def features(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """What G hears in speech samples: the log-Mel and, when G reads them, the phonetic rows."""
+        mel = log_mel(y)
+        return mel, phonetics.articulation(y, len(mel) // MEL_PER_FRAME) if self.generator.n_artic else None
+
+    def shapes(self, mel: np.ndarray, artic: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Canonical landmarks (T, 68, 2) for an utterance's log-Mel and phonetic rows (:meth:`features`;
+        no blinks, no head motion), and the per-frame emotion distribution that shaped them."""
+        g = self.generator
         emb, probs, _ = emotion_features(self.recognizer, mel, clip=False)
         n = min(len(emb), len(mel) // MEL_PER_FRAME)
         gate = expression_gate(mel)[:n]          # one value per whole video frame of mel, so never short
-        dk = run_windows(self.generator, mel[: n * MEL_PER_FRAME], emb[:n], self.emotion, self.strength * gate)
-        if self.generator.rest is not None:
+        dk = run_windows(g, mel[: n * MEL_PER_FRAME], emb[:n], self.emotion, self.strength * gate, artic)
+        limits, span = g.limits, g.range
+        if g.rest is not None:
+            rest = g.rest[LOWER_FACE]
             lips = lip_gate(mel)[:n, None, None]
-            dk[:, LOWER_FACE] = lips * dk[:, LOWER_FACE] + (1 - lips) * self.generator.rest[LOWER_FACE]
-        dk = soft_limit(dk, self.generator.limits)
-        if self.generator.range is not None:
-            dk = soft_range(dk, self.generator.range, LOWER_FACE)
-        return self.generator.mean_face.cpu().numpy().astype(np.float64) + dk, probs[:n]
+            dk[:, LOWER_FACE] = lips * dk[:, LOWER_FACE] + (1 - lips) * rest
+            # a wider (or narrower) articulation moves jaw and lips further from their closed rest, and
+            # their reach and range grow with it, so the closure stays exact
+            gain = g.articulation * self.articulation
+            if gain != 1.0:
+                dk[:, LOWER_FACE] = rest + gain * (dk[:, LOWER_FACE] - rest)
+                limits = limits.copy()
+                limits[LOWER_FACE] *= max(gain, 1.0)
+                if span is not None:
+                    span = span.copy()
+                    span[:, LOWER_FACE] = rest + gain * (span[:, LOWER_FACE] - rest)
+        dk = soft_limit(dk, limits)
+        if span is not None:
+            dk = soft_range(dk, span, LOWER_FACE)
+        return g.mean_face.cpu().numpy().astype(np.float64) + dk, probs[:n]
 
     def __call__(self, y: np.ndarray) -> tuple[Motion, np.ndarray]:
         """Motion at the model rate and the per-frame emotion distribution that shaped it."""
-        shapes, probs = self.shapes(log_mel(y))
+        shapes, probs = self.shapes(*self.features(y))
         n = len(shapes)
         rest = self.generator.mean_face.cpu().numpy().astype(np.float64)
         rng = np.random.default_rng(self.seed)

@@ -16,15 +16,15 @@ import numpy as np
 import torch
 
 from ..audio import load_audio, log_mel
-from ..config import MEL_PER_FRAME
+from ..config import MEL_PER_FRAME, N_MELS
 from ..data.cache import iter_clips, load_clip, load_index
 from ..emotion.exp2emo import Exp2Emo
 from ..errors import InputError
 from ..evaluate.metrics import aperture_corr, lmd_relative
 from ..face.align import closed_frames
 from ..motion import losses
-from ..motion.generator import (EmotiveGenerator, SequenceDiscriminator, motion_limits, motion_range,
-                                normalise_mel)
+from ..motion.generator import EmotiveGenerator, SequenceDiscriminator, motion_limits, motion_range, speech_input
+from ..phonetics import N_ARTIC, articulation, articulation_of
 from ..motion.sequence import rest_deformations
 from ..motion.speech import emotion_features, run_windows
 from ..weights import load_checkpoint
@@ -33,6 +33,7 @@ from .backgrounds import SNR_DB, background_pool, mix, silent_mel
 from .common import (Checkpointer, JsonlLog, interp_rows, load_config, progress, seed_everything, set_threads,
                      write_json)
 from .expression import ensure_cache
+from .voices import voice_variants
 
 
 @dataclass
@@ -78,6 +79,11 @@ class GeneratorConfig:
     emo_members: int = 0               # G reads the embeddings of this many Sp2Emo nets (0: all of them)
     threads: int = 1                   # torch threads: the thread count changes the float sums, so the shipped
                                        # weights are reproduced bit for bit only with the count they were made with
+    phonetic: bool = False             # G also reads the phonetic rows (ventriloquist.phonetics) beside the Mel rows
+    voices: int = 0                    # augmented voices made per talking-face clip (train/voices.py; 0: none) ...
+    voice_share: float = 0.5           # ... and the share of training segments heard in one of them
+    mel_dropout: float = 0.0           # share of talking-face segments whose Mel rows are blanked: the lips must
+                                       # then follow the phones alone, which carry over to other voices
 
 
 # --- data --------------------------------------------------------------------------------------------------------
@@ -99,7 +105,8 @@ def load_talking(cache: Path, cfg: GeneratorConfig, rec, smoke: bool) -> tuple[l
         t = min(len(c["shapes"]), len(c["mel"]) // MEL_PER_FRAME)
         c["shapes"], c["mel"], c["energy"] = c["shapes"][:t], c["mel"][: t * MEL_PER_FRAME], c["energy"][:t]
         c["q_emo"], c["l_emo"] = _emotion_track(rec, c["mel"])
-        c["q_emo"], c["mel_n"] = c["q_emo"][:t], normalise_mel(c["mel"])
+        c["q_emo"], c["artic"] = c["q_emo"][:t], _artic(c, cfg, t)      # artic: None unless G reads phones
+        c["x"] = speech_input(c["mel"], c["artic"])
         # motion around the clip's own mean face: the clip's pose and identity offsets are not
         # predictable from speech and would only add noise to the mouth loss
         c["dk"] = (c["shapes"] - c["shapes"].mean(axis=0)).astype(np.float32)
@@ -116,10 +123,12 @@ def load_emotional_speech(data: Path, cfg: GeneratorConfig, rec, smoke: bool, sp
         items = items[:8]
     out = []
     for it in progress(items, f"emotional speech ({split})"):
-        mel = log_mel(load_audio(it.path))
+        y = load_audio(it.path)
+        mel = log_mel(y)
         q, l = _emotion_track(rec, mel)
-        out.append({"mel": mel, "mel_n": normalise_mel(mel), "q_emo": q, "l_emo": l, "emotion": it.emotion,
-                    "corpus": it.corpus})
+        artic = articulation(y, len(mel) // MEL_PER_FRAME) if cfg.phonetic else None
+        out.append({"mel": mel, "artic": artic, "x": speech_input(mel, artic), "q_emo": q, "l_emo": l,
+                    "emotion": it.emotion, "corpus": it.corpus})
     return out
 
 
@@ -167,44 +176,66 @@ def closed_rest(clip: dict) -> np.ndarray:
     return clip["dk"][closed_frames(clip["shapes"])].mean(axis=0).astype(np.float32)
 
 
+def _artic(c: dict, cfg: GeneratorConfig, t: int) -> np.ndarray | None:
+    """A clip's phonetic rows (its first ``t`` frames) when G reads them; a cache without them is refused."""
+    if not cfg.phonetic:
+        return None
+    if "artic" not in c:
+        raise InputError(f"cached clip {c['key']} has no phonetic rows; prepare the cache again with this version "
+                         "(ventriloquist prepare ../shared/data --out cache)")
+    return c["artic"][: t * MEL_PER_FRAME]
+
+
 def _segment(c: dict, seg: int, rng: np.random.Generator, cfg: GeneratorConfig | None = None,
-             backgrounds: list[np.ndarray] | None = None):
+             backgrounds: list[np.ndarray] | None = None, voices: list[dict] | None = None):
     """A ``seg``-frame training sequence; with ``cfg`` (training) sped up or slowed down and augmented.
 
     The speed change resamples speech and landmarks together, so the pairing stays exact: the
     model hears faster and slower talkers than the one speaker it learns lips from. With
-    ``backgrounds``, a share ``cfg.background_only`` is heard as background (or digital silence)
-    alone with the clip's closed mouth as target, and a share ``cfg.background`` of the rest over
-    music or noise. Short clips hold their last frame.
+    ``voices`` (the clip's augmented voices, train/voices.py), a share ``cfg.voice_share`` is heard
+    in one of them. With ``backgrounds``, a share ``cfg.background_only`` is heard as background (or
+    digital silence) alone with the clip's closed mouth as target, and a share ``cfg.background`` of
+    the rest over music or noise. Short clips hold their last frame.
     """
     t = len(c["q_emo"])
-    mel_n, dk = c["mel_n"], c.get("dk")
+    x, dk = c["x"], c.get("dk")
+    mel, artic = c["mel"], c.get("artic")
+    if voices and rng.random() < cfg.voice_share:
+        v = voices[rng.integers(len(voices))]
+        mel, artic, x = v["mel"][: len(c["mel"])], v["artic"][: len(c["mel"])] if cfg.phonetic else None, None
     if backgrounds and rng.random() < cfg.background_only:
-        bg = backgrounds[rng.integers(len(backgrounds))] if rng.random() < 0.8 else silent_mel(len(c["mel"]))
-        mel_n = normalise_mel(np.tile(bg, (int(np.ceil(len(c["mel"]) / len(bg))), 1))[: len(c["mel"])])
-        dk = np.repeat(closed_rest(c)[None], t, axis=0)
+        bg = backgrounds[rng.integers(len(backgrounds))] if rng.random() < 0.8 else silent_mel(len(mel))
+        mel = np.tile(bg, (int(np.ceil(len(mel) / len(bg))), 1))[: len(mel)]
+        artic = None if artic is None else np.tile(articulation_of("SIL"), (len(mel), 1))
+        x, dk = None, np.repeat(closed_rest(c)[None], t, axis=0)
     elif backgrounds and rng.random() < cfg.background:
         bg = backgrounds[rng.integers(len(backgrounds))]
-        mel_n = normalise_mel(mix(c["mel"], bg, rng.uniform(*SNR_DB), rng))
+        mel, x = mix(mel, bg, rng.uniform(*SNR_DB), rng), None
+    if x is None:
+        x = speech_input(mel, artic)
     speed = rng.uniform(1 - cfg.speed, 1 + cfg.speed) if cfg is not None and cfg.speed > 0 else 1.0
     span = (seg - 1) * speed
     s = float(rng.integers(0, int(t - 1 - span) + 1)) if t - 1 > span else 0.0
     frames = s + np.arange(seg) * speed
     rows = s * MEL_PER_FRAME + np.arange(seg * MEL_PER_FRAME) * speed
-    mel = interp_rows(mel_n, np.minimum(rows, t * MEL_PER_FRAME - 1)).astype(np.float32)
-    out = {"mel": _augment_mel(mel, cfg, rng) if cfg is not None else mel,
+    x = interp_rows(x, np.minimum(rows, t * MEL_PER_FRAME - 1)).astype(np.float32)
+    out = {"mel": _augment_mel(x, cfg, rng) if cfg is not None else x,
            "q": interp_rows(c["q_emo"], frames).astype(np.float32), "l": c["l_emo"]}
     if dk is not None:
         out["dk"] = interp_rows(dk, frames).astype(np.float32)
     return out
 
 
-def _augment_mel(mel: np.ndarray, cfg: GeneratorConfig, rng: np.random.Generator) -> np.ndarray:
-    """Gain, noise and a masked Mel band: the model must not rely on one recording's exact spectrum."""
+def _augment_mel(x: np.ndarray, cfg: GeneratorConfig, rng: np.random.Generator) -> np.ndarray:
+    """Gain, noise and a masked Mel band on the Mel columns of G's input rows (the phonetic ones are left
+    as heard): the model must not rely on one recording's exact spectrum. ``mel_dropout`` blanks them all."""
+    mel = x[:, :N_MELS]
     m = mel * rng.uniform(1 - cfg.mel_gain, 1 + cfg.mel_gain) + rng.normal(0, cfg.mel_noise, mel.shape)
-    f0 = int(rng.integers(0, mel.shape[1] - 10))
+    f0 = int(rng.integers(0, N_MELS - 10))
     m[:, f0:f0 + int(rng.integers(0, 10))] = 0.0
-    return m.astype(np.float32)
+    if cfg.mel_dropout > 0 and rng.random() < cfg.mel_dropout:
+        m[:] = 0.0
+    return np.concatenate([m, x[:, N_MELS:]], axis=1).astype(np.float32)
 
 
 def _stack(segs: list[dict]) -> dict[str, torch.Tensor]:
@@ -224,7 +255,7 @@ def clean_pass(g: EmotiveGenerator, b: dict[str, torch.Tensor]) -> torch.Tensor:
 def predict_shapes(g: EmotiveGenerator, c: dict, emotion: bool = True) -> np.ndarray:
     """Canonical landmarks (T, 68, 2) that G makes for a clip's speech."""
     g.eval()
-    return g.mean_face.numpy() + run_windows(g, c["mel"], c["q_emo"].astype(np.float32), emotion)
+    return g.mean_face.numpy() + run_windows(g, c["mel"], c["q_emo"].astype(np.float32), emotion, artic=c.get("artic"))
 
 
 def lip_scores(g: EmotiveGenerator, clips: list[dict]) -> dict:
@@ -271,7 +302,9 @@ def run(opts: TrainOptions) -> dict:
     emb_dim = train[0]["q_emo"].shape[1]
     if cfg.emo_members:
         emb_dim = min(emb_dim, cfg.emo_members * rec.model.members[0].emb_dim)
-    g = EmotiveGenerator(mean_face, basis, emb_dim, cfg.hidden, tuple(cfg.dilations), cfg.dropout)
+    g = EmotiveGenerator(mean_face, basis, emb_dim, cfg.hidden, tuple(cfg.dilations), cfg.dropout,
+                         n_artic=N_ARTIC if cfg.phonetic else 0)
+    voices = voice_variants(train, cfg.voices, cache, opts.seed, progress=True) if cfg.voices else {}
     d = SequenceDiscriminator()
     ema = torch.optim.swa_utils.AveragedModel(g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema))
     opt_g = torch.optim.AdamW(g.parameters(), lr=cfg.lr_g, weight_decay=cfg.weight_decay)
@@ -304,7 +337,7 @@ def run(opts: TrainOptions) -> dict:
         sums: dict[str, float] = {}
         adv_on = epoch >= cfg.adv_start_epoch
         for _ in progress(range(cfg.steps_per_epoch), f"epoch {epoch}"):
-            b = _stack([_segment(train[i], cfg.segment, rng, cfg, backgrounds)
+            b = _stack([_segment(train[i], cfg.segment, rng, cfg, backgrounds, voices.get(train[i]["key"]))
                         for i in rng.integers(0, len(train), cfg.batch)])
             e = _stack([_segment(emo_speech[i], cfg.segment, rng, cfg)
                         for i in rng.integers(0, len(emo_speech), cfg.emo_batch)])
@@ -366,7 +399,8 @@ def run(opts: TrainOptions) -> dict:
                               "deform_range": motion_range([c["dk"] for c in train]),
                               "rest_deformation": np.mean([c["shapes"].mean(axis=0) + closed_rest(c) - mean_face
                                                            for c in train], axis=0).astype(np.float32),
-                              "config": {"emo_dim": emb_dim, "hidden": cfg.hidden, "dilations": list(cfg.dilations)},
+                              "config": {"emo_dim": emb_dim, "hidden": cfg.hidden, "dilations": list(cfg.dilations),
+                                         "n_artic": g.n_artic},
                               "metrics": metrics},
                 version="3.2", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
     return metrics

@@ -1,0 +1,66 @@
+"""Phonetic rows: phones heard by pocketsphinx, as articulatory values aligned with the Mel rows."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ventriloquist import phonetics
+from ventriloquist.audio import load_audio, log_mel
+from ventriloquist.config import MEL_PER_FRAME, SAMPLE_RATE
+
+OPEN, ROUND, SPREAD, BILABIAL, LABIODENTAL, DENTAL, SILENCE = range(phonetics.N_ARTIC)
+
+
+@pytest.fixture(scope="module")
+def speech(speech_wav) -> np.ndarray:
+    return load_audio(speech_wav)
+
+
+def test_rows_line_up_with_the_mel_rows(speech):
+    n = len(log_mel(speech)) // MEL_PER_FRAME
+    rows = phonetics.articulation(speech, n)
+    assert rows.shape == (n * MEL_PER_FRAME, phonetics.N_ARTIC) and rows.dtype == np.float32
+    assert np.all((rows >= 0) & (rows <= 1))
+    # espeak's WAV starts and ends in silence; the sentence in between is mostly speech
+    assert rows[:3, SILENCE].all() and rows[-3:, SILENCE].all()
+    assert rows[:, SILENCE].mean() < 0.5
+
+
+def test_speech_opens_and_closes_the_lips(speech):
+    """'Put the blue box on the table, please': open vowels, bilabial closures (p, b) and rounding (u, o)."""
+    rows = phonetics.articulation(speech, len(log_mel(speech)) // MEL_PER_FRAME)
+    heard = [p for p, _, _ in phonetics.phones(speech)]
+    assert len(heard) > 10
+    assert rows[:, OPEN].max() >= 0.8
+    assert rows[:, BILABIAL].sum() >= 3
+    assert rows[:, ROUND].max() >= 0.9
+
+
+def test_silence_and_noise_are_silence():
+    quiet = np.zeros(2 * SAMPLE_RATE, np.float32)
+    rows = phonetics.articulation(quiet, 50)
+    assert rows.shape == (200, phonetics.N_ARTIC)
+    assert rows[:, SILENCE].all() and not rows[:, OPEN].any()
+
+
+def test_long_speech_is_decoded_in_pieces_that_keep_their_time(speech, monkeypatch):
+    """A long recording is decoded in CHUNK_S pieces; each piece's phones land at its own offset."""
+    gap = np.zeros(SAMPLE_RATE, np.float32)
+    y = np.concatenate([speech, gap, speech])
+    whole = phonetics.phones(y)
+    monkeypatch.setattr(phonetics, "CHUNK_S", (len(speech) + len(gap)) / SAMPLE_RATE)
+    pieces = phonetics.phones(y)
+    second = (len(speech) + len(gap)) // (SAMPLE_RATE // 100)
+    later = [p for p in pieces if p[1] >= second]
+    assert later and later[-1][2] <= len(y) // (SAMPLE_RATE // 100) + 2
+    assert abs(len(pieces) - len(whole)) <= 4          # the same sentence twice, either way
+
+
+def test_every_phone_has_values_and_diphthongs_glide():
+    for p in phonetics.PHONES:
+        v = phonetics.articulation_of(p)
+        assert v.shape == (phonetics.N_ARTIC,) and v[SILENCE] == 0
+    assert phonetics.articulation_of("M")[BILABIAL] == 1 and phonetics.articulation_of("F")[LABIODENTAL] == 1
+    assert phonetics.articulation_of("+NSN+")[SILENCE] == 1          # fillers and noise read as silence
+    first, second = phonetics.DIPHTHONGS["AY"]
+    assert phonetics.articulation_of(first)[OPEN] > phonetics.articulation_of(second)[OPEN]
