@@ -23,3 +23,11 @@ def test_evaluate_a_folder_of_videos(tmp_path, face_path, speech_wav, monkeypatc
     report = (out / "report.md").read_text()
     assert "| ours |" in report and "static face" in report
     assert list(out.glob("*_aperture_vs_energy.png"))
+    # re-synthesis: our own video re-made from its first frame and its audio gives its mouth back
+    res = m["resynthesis"]["my_clips"]
+    (row,) = res["clips"]
+    assert row["clip"] == "talk.mp4" and row["face_lost_share"] == 0 and row["identity_max"] < 0.6
+    assert row["ours"]["follow_r"] > 0.7 and row["upper_bound"]["follow_r"] > 0.7
+    assert 0.6 < row["ours"]["amplitude_ratio"] < 1.6
+    assert {"energy_jaw", "ours_landmarks"} <= set(row) and res["median"]["ours"]["follow_r"] == row["ours"]["follow_r"]
+    assert "## Re-synthesis: my_clips (1 clips" in report and (out / "resynthesis_talk.png").is_file()

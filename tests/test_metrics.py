@@ -80,6 +80,17 @@ def test_sync_reports_lag_of_a_delayed_mouth():
     assert M.sync(np.ones(50), e[:50])["corr0"] == 0.0      # constant mouth: no correlation, no crash
 
 
+def test_follow_finds_the_lag_and_the_amplitude_of_a_generated_mouth():
+    """measure.py's reading: r(lag) = Pearson(real(t + lag), ours(t)); positive lag = the real mouth moves later."""
+    rng = np.random.default_rng(0)
+    real = np.convolve(rng.random(300), np.ones(5) / 5, mode="same")
+    ours = 0.5 * np.roll(real, -2)                  # half as wide, two frames early
+    f = M.follow(ours, real)
+    assert f["best_lag"] == 2 and f["best_corr"] > 0.99 and f["corr0"] < f["best_corr"]
+    np.testing.assert_allclose(f["amplitude_ratio"], 0.5, rtol=0.02)
+    assert M.follow(ours, np.roll(real, 8))["best_corr"] < 0.5     # beyond the ±3-frame search: no credit
+
+
 def test_aperture_corr(grid_pixels):
     kn = M.align_clip(grid_pixels)
     assert M.aperture_corr(kn, kn) == pytest.approx(1.0)

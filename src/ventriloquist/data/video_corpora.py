@@ -236,7 +236,9 @@ def read_clips_csv(csv_path: Path) -> list[VideoItem]:
     items = []
     for row in _read_csv(csv_path, CLIPS_COLUMNS):
         align = root / row["alignment"] if row.get("alignment") else None
-        items.append(VideoItem(root / row["path"], row.get("corpus") or "GRID", row["speaker"], "",
+        # GRID's clips.csv carries word alignments; another folder's clips are its own corpus
+        corpus = row.get("corpus") or ("GRID" if align is not None else CUSTOM_CORPUS)
+        items.append(VideoItem(root / row["path"], corpus, row["speaker"], "",
                                row["split"] or "train", row["path"], transcript=row.get("transcript", ""),
                                alignment=align))
     return items

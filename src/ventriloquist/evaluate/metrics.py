@@ -20,6 +20,7 @@ from ..face.align import apply, normalise, to_canonical
 # --- constants -------------------------------------------------------------------------------
 EPS = 1e-9
 SYNC_MAX_LAG = 6                 # frames searched either side of lag 0 (240 ms at 25 fps)
+FOLLOW_MAX_LAG = 3               # generated vs real mouth: lags searched (120 ms), as measure.py follow does
 BLINK_CLOSE = 0.6                # eye counts as closing below this fraction of the clip's median opening
 BLINK_REOPEN = 0.8               # ... and as open again above this fraction (hysteresis against jitter)
 BLINK_MIN_S = 0.04               # shortest closure counted as a blink (one frame at 25 fps)
@@ -136,6 +137,22 @@ def sync(aperture: np.ndarray, energy: np.ndarray, max_lag: int = SYNC_MAX_LAG) 
     cs = {lag: lagged_corr(a, e, lag) for lag in range(-max_lag, max_lag + 1)}
     best = max(cs, key=lambda k: (cs[k], -abs(k)))
     return {"corr0": cs[0], "best_lag": int(best), "best_corr": cs[best]}
+
+
+def follow(gen_aperture: np.ndarray, real_aperture: np.ndarray, max_lag: int = FOLLOW_MAX_LAG) -> dict:
+    """How a generated mouth opening follows the real one (same definitions as ``measure.py follow``).
+
+    ``best_corr`` = max over ℓ ∈ [−max_lag, max_lag] of Pearson( a_real(t + ℓ), a_gen(t) ), ``best_lag``
+    its ℓ (positive: the real mouth moves later than ours); ``amplitude_ratio`` = std(a_gen) / std(a_real):
+    1 = as wide a range as the real person's, < 1 = under-articulated.
+    """
+    g, r = np.asarray(gen_aperture, np.float64), np.asarray(real_aperture, np.float64)
+    n = min(len(g), len(r))
+    g, r = g[:n], r[:n]
+    cs = {lag: lagged_corr(r, g, lag) for lag in range(-max_lag, max_lag + 1)}
+    best = max(cs, key=lambda k: (cs[k], -abs(k)))
+    return {"corr0": cs[0], "best_corr": cs[best], "best_lag": int(best),
+            "amplitude_ratio": float(g.std() / max(r.std(), EPS))}
 
 
 def aperture_corr(gen: np.ndarray, real: np.ndarray) -> float:

@@ -22,6 +22,8 @@ from . import baselines, metrics, plots
 
 QUICK_CLIPS = 4                 # --quick: clips per set
 RENDER_CLIPS = 6                # clips rendered for the upper bound, identity and sharpness
+RESYNTH_CLIPS = 6               # clips per set re-synthesised from their first frame on the shared data
+                                # (every clip of a user's folder)
 
 
 # --- data ----------------------------------------------------------------------------------------------------------
@@ -32,16 +34,21 @@ def _trim(c: dict) -> dict:
     return c
 
 
+def shared_layout(data: Path) -> bool:
+    """A ``../shared/data``-style root (GRID, CREMA-D, MEAD), not a user's folder of videos."""
+    return (data / "talking_face").is_dir() or (data / "emotion_video").is_dir()
+
+
 def talking_sets(data: Path, cache: Path, progress: bool) -> tuple[dict[str, list[dict]], list[dict]]:
     """Held-out talking-face sets with audio ({name: clips}) and training clips for the baselines."""
     from ..data.cache import iter_clips
     from ..data.prepare import prepare
-    shared_layout = (data / "talking_face").is_dir() or (data / "emotion_video").is_dir()
-    target = cache if shared_layout else cache.parent / f"{cache.name}_{data.stem}"
-    if shared_layout or data.is_dir() or data.suffix.lower() == ".csv":
+    shared = shared_layout(data)
+    target = cache if shared else cache.parent / f"{cache.name}_{data.stem}"
+    if shared or data.is_dir() or data.suffix.lower() == ".csv":
         prepare([data], target, progress=progress)
     clips = [_trim(c) for c in iter_clips(target, has_audio=True)]
-    if shared_layout:
+    if shared:
         sets = {"GRID test": [c for c in clips if c["corpus"] == "GRID" and c["split"] == "test"],
                 "CREMA-D": [c for c in clips if c["corpus"] == "CREMA-D"]}
         train = [c for c in clips if c["corpus"] == "GRID" and c["split"] == "train"]
@@ -72,11 +79,17 @@ def _clip_row(name: str, gen: np.ndarray, c: dict, mean_face: np.ndarray) -> dic
             "stability": metrics.stability_ratio(dk), "velocity": metrics.velocity_energy(dk)}
 
 
-def lip_section(sets: dict[str, list[dict]], train: list[dict], speech, out: Path, progress: bool) -> dict:
+def fit_baselines(train: list[dict]) -> tuple:
+    """(ridge or None, energy jaw) fitted on the training clips (the jaw falls back to anatomy without any)."""
+    return (baselines.RidgeMouth().fit(train) if train else None,
+            baselines.fit_energy_jaw(train) if train else baselines.EnergyJaw())
+
+
+def lip_section(sets: dict[str, list[dict]], train: list[dict], speech, out: Path, progress: bool,
+                fitted: tuple) -> dict:
     """Ours (with and without the emotion branch) vs baselines on every held-out set."""
     from ..train.common import progress as bar
-    ridge = baselines.RidgeMouth().fit(train) if train else None
-    jaw = baselines.fit_energy_jaw(train) if train else baselines.EnergyJaw()
+    ridge, jaw = fitted
     result = {}
     kbar = np.mean(np.concatenate([c["shapes"] for c in train]), axis=0) if train else None
     for set_name, clips in sets.items():
@@ -89,9 +102,9 @@ def lip_section(sets: dict[str, list[dict]], train: list[dict], speech, out: Pat
             if ridge is not None:
                 preds["ridge (log-mel)"] = ridge.predict(c["mel"], mean, t)
             if speech is not None:
-                preds["ours"], probs = speech.shapes(c["mel"])
+                preds["ours"], probs = speech.shapes(c["mel"], c.get("artic"))
                 speech.emotion = False
-                preds["ours, no emotion branch"], _ = speech.shapes(c["mel"])
+                preds["ours, no emotion branch"], _ = speech.shapes(c["mel"], c.get("artic"))
                 speech.emotion = True
                 if i == 0:
                     _clip_plots(out, set_name, c, preds["ours"], probs)
@@ -129,10 +142,26 @@ def _clip_plots(out: Path, set_name: str, c: dict, gen: np.ndarray, probs: np.nd
                        title=f"{set_name}: Sp2Emo over time")
 
 
+# --- re-synthesis -------------------------------------------------------------------------------------------------
+def resynthesis_section(sets: dict[str, list[dict]], speech, out: Path, fitted: tuple, limit: int | None,
+                        progress: bool) -> dict:
+    """Each clip re-made from its first frame and its own audio, compared with the real video (per clip and median)."""
+    from .resynthesis import resynthesis
+    ridge, jaw = fitted
+
+    def canonical(c: dict) -> dict:
+        mean, t = c["shapes"].mean(axis=0), len(c["shapes"])
+        preds = {"energy_jaw": jaw.predict(c["energy"], mean)}
+        if ridge is not None:
+            preds["ridge"] = ridge.predict(c["mel"], mean, t)
+        return preds
+    return {name: resynthesis(clips[:limit], speech, out, canonical, progress) for name, clips in sets.items()}
+
+
 # --- emotion ------------------------------------------------------------------------------------------------------
 def emotion_section(data: Path, speech, out: Path, quick: bool, progress: bool) -> dict:
     """Sp2Emo on labelled test speech; Exp2Emo(generated face) agreement with and without the emotion branch."""
-    from ..audio import load_audio, log_mel
+    from ..audio import load_audio
     from ..data.speech import load_speech_items
     from ..train.common import progress as bar
     from ..train.expression import clip_windows
@@ -148,12 +177,12 @@ def emotion_section(data: Path, speech, out: Path, quick: bool, progress: bool) 
     exp2emo = load_exp2emo()
     rows = []
     for it in bar(items, "emotion", enabled=progress):
-        mel = log_mel(load_audio(it.path))
+        mel, artic = speech.features(load_audio(it.path))
         _, _, clip = emotion_features(speech.recognizer, mel)
         row = {"corpus": it.corpus, "label": it.emotion, "speech": int(np.argmax(clip))}
         for flag, key in ((True, "face"), (False, "face_no_branch")):
             speech.emotion = flag
-            shapes, _ = speech.shapes(mel)
+            shapes, _ = speech.shapes(mel, artic)
             dk = (shapes - speech.generator.mean_face.numpy()).astype(np.float32)
             with torch.inference_mode():
                 p = exp2emo(torch.from_numpy(clip_windows(dk, 25))).softmax(-1).mean(0).numpy()
@@ -268,7 +297,10 @@ def evaluate(data: Path, out: Path, quick: bool = False, progress: bool = True, 
         sets = {k: v[:QUICK_CLIPS] for k, v in sets.items()}
         train = train[:: max(1, len(train) // 40)]
     report = {"data": str(data), "quick": quick}
-    report["lip_sync"] = lip_section(sets, train, speech, out, progress) if sets else {}
+    fitted = fit_baselines(train)
+    report["lip_sync"] = lip_section(sets, train, speech, out, progress, fitted) if sets else {}
+    limit = QUICK_CLIPS if quick else (RESYNTH_CLIPS if shared_layout(data) else None)
+    report["resynthesis"] = resynthesis_section(sets, speech, out, fitted, limit, progress) if sets else {}
     report["emotion"] = emotion_section(data, speech, out, quick, progress) if data.is_dir() else {}
     report["render"] = render_section(sets, speech, out, progress) if sets else {}
     report["speed"] = speed_section()
@@ -303,6 +335,7 @@ def markdown(r: dict) -> str:
                          f"{_f(m.get('face_lmd'), 4)} | {_f(m.get('aperture_corr'))} | {_f(m.get('sync_corr'))} | "
                          f"{_f(m.get('sync_lag'), 1)} | {_f(m.get('stability'))} | {_f(m.get('velocity'), 4)} |")
         lines.append("")
+    lines += resynthesis_markdown(r.get("resynthesis", {}))
     if r["emotion"]:
         lines += ["## Emotion", "", "| corpus | clips | Sp2Emo acc | Sp2Emo UA | face≈speech | face≈speech, no branch | face≈label | face≈label, no branch |",
                   "|---|---|---|---|---|---|---|---|"]
@@ -328,3 +361,36 @@ def markdown(r: dict) -> str:
                      f"peak RSS {s['peak_rss_mb']:.0f} MB")
     lines.append("")
     return "\n".join(lines) + "\n"
+
+
+RESYNTH_COLUMNS = (("ours", "ours (rendered, re-detected)"), ("upper_bound", "real landmarks rendered (ceiling)"),
+                   ("ours_landmarks", "ours (landmarks)"), ("energy_jaw", "energy jaw"), ("ridge", "ridge (log-mel)"))
+
+
+def resynthesis_markdown(sets: dict) -> list[str]:
+    """Per-clip and median re-synthesis tables: mouth-follow r at the best lag, amplitude, LMD vs static."""
+    lines = []
+    for set_name, res in sets.items():
+        rows, med = res["clips"], res["median"]
+        if not rows:
+            continue
+        cols = [(k, label) for k, label in RESYNTH_COLUMNS if k in rows[0]]
+        lines += [f"## Re-synthesis: {set_name} ({len(rows)} clips; first frame + own audio vs the real video)", "",
+                  "Mouth-follow r at the best lag (±3 frames) / amplitude ratio (std of opening, ours ÷ real) / "
+                  "mouth LMD per frame ÷ a still face. Rendered rows are re-detected on the video's frames.", "",
+                  "| clip | " + " | ".join(label for _, label in cols) + " | identity max | face lost |",
+                  "|---|" + "---|" * (len(cols) + 2)]
+
+        def cell(m: dict) -> str:
+            return f"{_f(m['follow_r'], 2)} / {_f(m['amplitude_ratio'], 2)} / {_f(m['lmd_vs_static'], 2)}"
+        for row in rows:
+            lines.append(f"| {row['clip']} | " + " | ".join(cell(row[k]) for k, _ in cols)
+                         + f" | {_f(row['identity_max'], 2)} | {100 * row['face_lost_share']:.0f} % |")
+        lines.append("| **median** | " + " | ".join(cell(med[k]) for k, _ in cols)
+                     + f" | {_f(med['identity_max'], 2)} (max) | {100 * med['face_lost_share_max']:.0f} % (max) |")
+        if "closure_excess" in med["ours"]:
+            lines += ["", "Closure: on frames heard as /m b p/ or silence the mouth is open "
+                      f"{_f(med['ours']['closure_excess'], 3)} IOD more than the real one (median; the ceiling "
+                      f"{_f(med['upper_bound'].get('closure_excess'), 3)})."]
+        lines.append("")
+    return lines
