@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 need=()
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+# the web app's browser test drives Debian's Chromium (a test tool's own browser download cannot work here)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -13,7 +16,7 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
   else
-    echo "warning: please install ${need[*]} with your package manager (tests use espeak-ng for speech)" >&2
+    echo "warning: please install ${need[*]} with your package manager (tests use espeak-ng for speech and chromium for the web app)" >&2
   fi
 fi
 

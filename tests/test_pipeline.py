@@ -130,3 +130,27 @@ def test_strengths_outside_their_range_are_refused(tmp_path, capsys, face_path, 
         main(["generate", "--face", str(face_path), "--audio", str(speech_wav), "--out", str(out), option, value])
     assert exc.value.code == 2 and option in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_one_pipeline_reports_progress_and_stops_cleanly(tmp_path, face_path, speech_wav):
+    """The object every interface shares: a progress callback that rises to 1, and raising from it
+    (a cancelled job) leaves no file behind; the emotion heard comes back with the result."""
+    from ventriloquist.config import GenerateConfig, RenderConfig
+    from ventriloquist.pipeline import Ventriloquist
+    vt = Ventriloquist(GenerateConfig(render=RenderConfig(size=128, crop="face")))
+    seen: list[float] = []
+    res = vt.generate(face_path, tmp_path / "a.mp4", audio=speech_wav, progress=seen.append)
+    assert seen[-1] == 1.0 and seen == sorted(seen) and len(seen) > 5
+    assert res.emotions is not None and res.emotions.shape[1] == 7 and np.allclose(res.emotions.sum(1), 1, atol=1e-3)
+
+    class Stop(Exception):
+        pass
+
+    def stop(share: float) -> None:
+        if share > 0.5:
+            raise Stop
+    with pytest.raises(Stop):
+        vt.generate(face_path, tmp_path / "b.mp4", audio=speech_wav, progress=stop)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
+    preview = vt.preview(face_path)
+    assert preview.shape == (128, 128, 3) and (preview[..., 1] > 250).sum() > 30     # the 68 points, in green

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import ARTICULATION_RANGE, FPS, MAX_EXPRESSION, GenerateConfig, RenderConfig, VideoConfig
+from .config import ARTICULATION_RANGE, FPS, MAX_EXPRESSION, GenerateConfig, generate_config
 from .errors import InputWarning, VentriloquistError
 
 
@@ -59,9 +59,9 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(a: argparse.Namespace) -> GenerateConfig:
-    return GenerateConfig(render=RenderConfig(size=a.size, crop=a.crop), video=VideoConfig(fps=a.fps),
-                          seed=a.seed, device=a.device, expression=0.0 if a.neutral else a.expression,
-                          articulation=a.articulation)
+    return generate_config({"size": a.size, "crop": a.crop, "fps": a.fps, "seed": a.seed,
+                            "expression": 0.0 if a.neutral else a.expression, "articulation": a.articulation},
+                           device=a.device)
 
 
 def _cmd_generate(a: argparse.Namespace) -> None:
@@ -70,6 +70,34 @@ def _cmd_generate(a: argparse.Namespace) -> None:
                                              landmarks=a.landmarks, export_landmarks=a.export_landmarks,
                                              progress=not a.quiet)
     print(f"wrote {res.path} ({res.frames} frames, {res.width}x{res.height}, {res.fps:g} fps)")
+
+
+def _cmd_app(a: argparse.Namespace) -> None:
+    from .serve.ui import launch
+    launch(a.host, a.port, a.share)
+
+
+def _cmd_serve(a: argparse.Namespace) -> None:
+    from .serve.api import ServerConfig, serve
+    serve(ServerConfig(host=a.host, port=a.port, workers=a.workers, max_queued=a.max_queued,
+                       max_upload_mb=a.max_upload_mb, time_limit_s=a.time_limit, keep_s=a.keep,
+                       workdir=a.workdir and Path(a.workdir), api_key=a.api_key))
+
+
+def _cmd_batch(a: argparse.Namespace) -> None:
+    from .batch import pair_folders, read_manifest, run_batch
+    out = Path(a.out)
+    if a.manifest and (a.faces or a.audio):
+        raise VentriloquistError("pass either a manifest CSV or --faces and --audio, not both")
+    if a.manifest:
+        rows = read_manifest(Path(a.manifest), out)
+    elif a.faces and a.audio:
+        rows = pair_folders(Path(a.faces), Path(a.audio), out, every=a.every)
+    else:
+        raise VentriloquistError("nothing to do: pass a manifest CSV, or --faces DIR and --audio DIR")
+    counts = run_batch(rows, out, workers=a.workers, progress=not a.quiet)
+    if counts["failed"]:
+        raise VentriloquistError(f"{counts['failed']} of {counts['rows']} rows failed; see {counts['summary']}")
 
 
 def _cmd_demo(a: argparse.Namespace) -> None:
@@ -122,6 +150,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render_args(d)
     # a portrait crop: in the full photo the face is small and the suit's mission patch looks face-like
     d.set_defaults(func=_cmd_demo, crop="face", size=512)
+
+    w = sub.add_parser("app", help="the web page: upload a face and speech, watch the video (Gradio)")
+    w.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    w.add_argument("--port", type=int, default=7860)
+    w.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
+    w.set_defaults(func=_cmd_app)
+
+    s = sub.add_parser("serve", help="the REST API: POST /v1/videos, poll, download (FastAPI; docs at /docs)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--workers", type=int, default=1, help="videos rendered at once (default 1; about a core each)")
+    s.add_argument("--max-queued", type=int, default=16, help="waiting jobs beyond this get 429 (default 16)")
+    s.add_argument("--max-upload-mb", type=float, default=50.0, help="larger requests get 413 (default 50)")
+    s.add_argument("--time-limit", type=float, default=600.0, help="seconds a job may run (default 600)")
+    s.add_argument("--keep", type=float, default=3600.0, help="seconds a finished video is kept (default 3600)")
+    s.add_argument("--workdir", help="folder for job files (default: a temporary folder removed at exit)")
+    s.add_argument("--api-key", help="require this key (X-API-Key or bearer); default: $VENTRILOQUIST_API_KEY")
+    s.set_defaults(func=_cmd_serve)
+
+    bt = sub.add_parser("batch", help="many videos: a manifest CSV, or a folder of faces and a folder of speech")
+    bt.add_argument("manifest", nargs="?", help="CSV with columns face,audio[,out] and any of size,crop,fps,"
+                                                "expression,articulation,seed (paths relative to the CSV)")
+    bt.add_argument("--faces", help="folder of face photos")
+    bt.add_argument("--audio", help="folder of speech files, paired with the faces by file name")
+    bt.add_argument("--every", action="store_true", help="every face with every speech file instead")
+    bt.add_argument("--out", required=True, help="output folder (finished videos are skipped on a rerun)")
+    bt.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU core)")
+    bt.add_argument("--quiet", action="store_true")
+    bt.set_defaults(func=_cmd_batch)
 
     b = sub.add_parser("bench", help="render+encode speed (s of compute per s of video) and peak memory")
     b.add_argument("--sizes", type=int, nargs="+", default=[256, 512])

@@ -73,3 +73,48 @@ class GenerateConfig:
     device: str = "cpu"
     expression: float = 1.0        # strength of the expression heard in the voice: 0 = lips only, 1 = as trained
     articulation: float = 1.0      # how wide the mouth moves: 1 = a typical speaker, 0.7 restrained, 1.3 wide
+
+
+# --- per-video options, as every interface takes them -----------------------------------------------
+OPTIONS = ("size", "crop", "fps", "expression", "articulation", "seed")   # CLI flags, form fields, manifest columns
+
+
+def generate_config(options: dict | None = None, **base) -> GenerateConfig:
+    """A GenerateConfig from per-video options given as text or numbers (a form, a CSV row, JSON).
+
+    The CLI, the web app, the server and batch mode all build their settings here, so a value is
+    accepted or refused with the same one-line message everywhere. Empty values mean the default.
+    """
+    from .errors import InputError
+    opts = {k: v for k, v in (options or {}).items() if v is not None and str(v).strip() != ""}
+    unknown = set(opts) - set(OPTIONS)
+    if unknown:
+        raise InputError(f"unknown option(s) {', '.join(sorted(unknown))}; use {', '.join(OPTIONS)}")
+
+    def num(name: str, kind: type, lo: float, hi: float):
+        if name not in opts:
+            return None
+        try:
+            v = kind(float(opts[name])) if kind is int else float(opts[name])
+        except (TypeError, ValueError):
+            raise InputError(f"{name} must be a number, not {opts[name]!r}") from None
+        if not lo <= v <= hi:
+            raise InputError(f"{name} {v:g} is outside {lo:g}-{hi:g}")
+        return v
+
+    crop = str(opts.get("crop", "full")).strip().lower()
+    if crop not in ("full", "face"):
+        raise InputError(f"crop must be 'full' or 'face', not {opts['crop']!r}")
+    size = num("size", int, 16, 4096)
+    expression = num("expression", float, 0.0, MAX_EXPRESSION)
+    articulation = num("articulation", float, *ARTICULATION_RANGE)
+    seed = num("seed", int, 0, 2 ** 31 - 1)
+    cfg = GenerateConfig(render=RenderConfig(size=size, crop=crop), video=VideoConfig(fps=num("fps", float, 1, 120)),
+                         **base)
+    if expression is not None:
+        cfg.expression = expression
+    if articulation is not None:
+        cfg.articulation = articulation
+    if seed is not None:
+        cfg.seed = int(seed)
+    return cfg

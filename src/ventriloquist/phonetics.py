@@ -11,7 +11,7 @@ enough for visemes; the Mel rows carry the rest.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
 
 import numpy as np
 
@@ -58,8 +58,17 @@ def articulation_of(phone: str) -> np.ndarray:
     return np.array([o, r, s, phone in _BILABIAL, phone in _LABIODENTAL, phone in _DENTAL, 0.0], np.float32)
 
 
-@lru_cache(maxsize=1)
+_local = threading.local()
+
+
 def _decoder():
+    """This thread's decoder (a decoder holds one utterance at a time, so threads never share one)."""
+    if getattr(_local, "decoder", None) is None:
+        _local.decoder = _new_decoder()
+    return _local.decoder
+
+
+def _new_decoder():
     """pocketsphinx's all-phone decoder with its shipped US-English acoustic model and phone LM."""
     try:
         import pocketsphinx

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -21,6 +22,8 @@ from .render import Renderer
 from .render.framing import make_canvas
 from .video import VideoWriter, video_info
 
+MOTION_SHARE = 0.1           # progress reported once the motion exists; rendering is the rest
+
 
 @dataclass
 class Result:
@@ -30,33 +33,63 @@ class Result:
     width: int
     height: int
     landmarks: LandmarkSequence = field(repr=False)
+    emotions: np.ndarray | None = field(default=None, repr=False)   # (T, 7) heard per model frame (speech only)
+
+
+Progress = Callable[[float], None]     # called with the share done (0-1); raising from it stops the render
 
 
 class Ventriloquist:
-    """Turns a face photo and a motion source into a talking-head video."""
+    """Turns a face photo and a motion source into a talking-head video.
+
+    One object loads the models once; the CLI, the web app, the server and batch mode all call
+    :meth:`generate` on it. ``speech_motion`` shares already loaded models between pipelines whose
+    settings differ (each applies its own ``cfg`` to a light copy).
+    """
 
     def __init__(self, cfg: GenerateConfig | None = None, speech_motion=None) -> None:
-        """``speech_motion``: an already loaded :class:`~ventriloquist.motion.speech.SpeechMotion` to share."""
         self.cfg = cfg or GenerateConfig()
         self._speech = speech_motion
 
-    def motion_from_audio(self, audio: np.ndarray) -> Motion:
-        """Speech -> motion with the shipped Sp2Emo + generator weights (loaded once per pipeline)."""
+    @property
+    def speech_motion(self):
+        """The loaded Sp2Emo + generator (:class:`~ventriloquist.motion.speech.SpeechMotion`), loaded on first use."""
         if self._speech is None:
-            import torch
-
             from .motion.speech import SpeechMotion
-            torch.manual_seed(self.cfg.seed)
-            self._speech = SpeechMotion.from_weights(seed=self.cfg.seed, emotion=self.cfg.expression > 0,
-                                                     device=self.cfg.device, strength=self.cfg.expression,
-                                                     articulation=self.cfg.articulation)
-        motion, _ = self._speech(audio)
-        return motion
+            self._speech = SpeechMotion.from_weights(device=self.cfg.device, articulation=self.cfg.articulation,
+                                                     strength=self.cfg.expression)
+        return self._speech
+
+    def motion_from_audio(self, audio: np.ndarray) -> tuple[Motion, np.ndarray]:
+        """Speech -> motion and the per-frame emotion heard, with this pipeline's settings."""
+        import torch
+        c = self.cfg
+        speech = self.speech_motion.with_settings(c.seed, c.expression, c.articulation)
+        torch.manual_seed(c.seed)
+        return speech(audio)
+
+    def preview(self, face: str | Path) -> np.ndarray:
+        """The canvas the video will show (RGB), with the 68 landmarks found on the face drawn on it:
+        what will be animated, checked before anything is rendered."""
+        import cv2
+        photo = load_image(face)
+        k = face_landmarks(photo, str(face))
+        canvas = make_canvas(photo, k, self.cfg.render)
+        img = canvas.image.copy()
+        r = max(1, round(max(img.shape[:2]) / 256))
+        for x, y in canvas.map(k):
+            cv2.circle(img, (int(round(x)), int(round(y))), r, (60, 255, 60), -1, cv2.LINE_AA)
+        return img
 
     def generate(self, face: str | Path, out: str | Path, audio: str | Path | None = None,
                  driving_video: str | Path | None = None, landmarks: str | Path | None = None,
-                 export_landmarks: str | Path | None = None, progress: bool = True) -> Result:
-        """Render ``face`` driven by exactly one motion source; speech comes from ``audio`` or the driving video."""
+                 export_landmarks: str | Path | None = None, progress: bool | Progress = True) -> Result:
+        """Render ``face`` driven by exactly one motion source; speech comes from ``audio`` or the driving video.
+
+        ``progress``: True for a progress bar, False for none, or a :data:`Progress` callback.
+        """
+        report = progress if callable(progress) else None
+        bar = progress is True
         if sum(x is not None for x in (driving_video, landmarks)) > 1:
             raise InputError("pass only one of --driving-video and --landmarks")
         out = Path(out)
@@ -67,19 +100,22 @@ class Ventriloquist:
         photo = load_image(face)
         source_k = face_landmarks(photo, str(face))
         speech = load_audio(audio) if audio is not None else None
+        emotions = None
 
         if driving_video is not None:
             info = video_info(driving_video)
             if speech is None and info["has_audio"]:
                 speech = load_audio(driving_video)
-            k, fps, (w, h) = track_video(driving_video, progress=progress)
+            k, fps, (w, h) = track_video(driving_video, progress=bar)
             motion = Motion.from_sequence(LandmarkSequence(k, fps, w, h))
         elif landmarks is not None:
             motion = Motion.from_sequence(LandmarkSequence.load(landmarks))
         elif speech is not None:
-            motion = self.motion_from_audio(speech)
+            motion, emotions = self.motion_from_audio(speech)
         else:
             raise InputError("nothing drives the face: pass --audio, --driving-video or --landmarks")
+        if report:
+            report(MOTION_SHARE)
 
         canvas = make_canvas(photo, source_k, self.cfg.render)
         # unless asked otherwise, a reenactment keeps its driver's frame rate (output frame i is
@@ -102,9 +138,14 @@ class Ventriloquist:
         renderer = Renderer(canvas.image, face_k, mouth_interior=r.mouth_interior,
                             teeth=r.teeth, feather=r.feather)
         from tqdm.auto import tqdm
+        every = max(1, n // 100)
         with VideoWriter(out, *canvas.size, cfg=replace(self.cfg.video, fps=fps), audio=speech) as writer:
-            for k in tqdm(target, desc="render", unit="frame", disable=not progress, leave=False):
+            for i, k in enumerate(tqdm(target, desc="render", unit="frame", disable=not bar, leave=False)):
                 writer.write(renderer.render(k))
+                if report and i % every == 0:
+                    report(min(1.0, MOTION_SHARE + (1 - MOTION_SHARE) * (i + 1) / n))
         if export_landmarks is not None:
             seq.save(export_landmarks)
-        return Result(out, n, fps, canvas.size[0], canvas.size[1], seq)
+        if report:
+            report(1.0)
+        return Result(out, n, fps, canvas.size[0], canvas.size[1], seq, emotions)

@@ -78,7 +78,8 @@ def resynthesise_clip(c: dict, speech, tmp: Path, out: Path | None = None, basel
     photo = first_frame(c["source"])
     photo_path = tmp / "photo.png"
     cv2.imwrite(str(photo_path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
-    cfg = GenerateConfig(render=RenderConfig(size=min(512, max(photo.shape[:2]))))
+    cfg = GenerateConfig(render=RenderConfig(size=min(512, max(photo.shape[:2]))), seed=speech.seed,
+                         expression=speech.strength if speech.emotion else 0.0, articulation=speech.articulation)
     vt = Ventriloquist(cfg, speech_motion=speech)
     ours_mp4 = tmp / "ours.mp4"
     res = vt.generate(photo_path, ours_mp4, audio=c["source"], progress=False)

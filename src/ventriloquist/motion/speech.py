@@ -6,7 +6,7 @@ memory stays bounded.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +120,16 @@ def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion
     return overlap_add(chunks, starts, t_total)
 
 
+def _check(strength: float, articulation: float) -> None:
+    from ..errors import InputError
+    if not 0.0 <= strength <= MAX_EXPRESSION:
+        raise InputError(f"expression strength {strength:g} is outside 0-{MAX_EXPRESSION:g}; "
+                         "0 moves the lips only, 1 is the trained expression")
+    if not ARTICULATION_RANGE[0] <= articulation <= ARTICULATION_RANGE[1]:
+        raise InputError(f"articulation {articulation:g} is outside {ARTICULATION_RANGE[0]:g}-"
+                         f"{ARTICULATION_RANGE[1]:g}; 1 is a typical speaker")
+
+
 @dataclass
 class SpeechMotion:
     """Both networks, loaded once; call with samples at SAMPLE_RATE."""
@@ -142,14 +152,15 @@ class SpeechMotion:
             torch.empty(0, device=dev)
         except (RuntimeError, AssertionError) as exc:
             raise InputError(f"device {device!r} is not usable here ({exc}); use --device cpu") from None
-        if not 0.0 <= strength <= MAX_EXPRESSION:
-            raise InputError(f"expression strength {strength:g} is outside 0-{MAX_EXPRESSION:g}; "
-                             "0 moves the lips only, 1 is the trained expression")
-        if not ARTICULATION_RANGE[0] <= articulation <= ARTICULATION_RANGE[1]:
-            raise InputError(f"articulation {articulation:g} is outside {ARTICULATION_RANGE[0]:g}-"
-                             f"{ARTICULATION_RANGE[1]:g}; 1 is a typical speaker")
+        _check(strength, articulation)
         return cls(load_generator(folder).to(dev), EmotionRecognizer.from_weights(folder), seed, emotion, strength,
                    articulation)
+
+    def with_settings(self, seed: int, strength: float, articulation: float) -> "SpeechMotion":
+        """A light copy sharing the loaded networks, with one video's settings (checked); strength 0
+        also turns the emotion branch off."""
+        _check(strength, articulation)
+        return replace(self, seed=seed, emotion=strength > 0, strength=strength, articulation=articulation)
 
     def features(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """What G hears in speech samples: the log-Mel and, when G reads them, the phonetic rows."""

@@ -1,0 +1,184 @@
+"""``ventriloquist batch``: many videos in one run, the models loaded once per worker process.
+
+Rows come from a manifest CSV (columns ``face``, ``audio``, optional ``out`` and any per-video
+option: size, crop, fps, expression, articulation, seed; relative paths are relative to the
+CSV) or from a folder of faces and a folder of speech (paired by file name, or every face
+with every speech). Work is spread over worker processes; a row whose output already exists
+is skipped (outputs appear only when complete, so a rerun resumes); a failing row is reported
+in ``summary.csv`` and never stops the others.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import OPTIONS
+from .errors import InputError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+SUMMARY = "summary.csv"
+SUMMARY_COLUMNS = ("row", "face", "audio", "out", "status", "seconds", "error")
+
+
+@dataclass
+class Row:
+    index: int
+    face: Path
+    audio: Path
+    out: Path
+    options: dict = field(default_factory=dict)
+
+
+def _safe_name(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text).strip("._") or "video"
+
+
+def read_manifest(path: Path, out_dir: Path) -> list[Row]:
+    """Rows of a manifest CSV; a row without ``out`` is named after its face and audio."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"manifest {path} does not exist; pass a CSV with the columns face,audio[,out,...]")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        cols = set(reader.fieldnames or ())
+        if not {"face", "audio"} <= cols:
+            raise InputError(f"manifest {path} needs the columns face and audio (it has: {', '.join(sorted(cols)) or 'none'})")
+        unknown = cols - {"face", "audio", "out"} - set(OPTIONS)
+        if unknown:
+            raise InputError(f"manifest {path} has unknown column(s) {', '.join(sorted(unknown))}; "
+                             f"options are {', '.join(OPTIONS)}")
+        rows = []
+        for i, r in enumerate(reader, start=1):
+            face, audio = path.parent / r["face"].strip(), path.parent / r["audio"].strip()
+            name = (r.get("out") or "").strip() or f"{face.stem}__{audio.stem}.mp4"
+            out = out_dir / _safe_name(Path(name).name)
+            out = out if out.suffix.lower() == ".mp4" else out.with_suffix(".mp4")
+            rows.append(Row(i, face, audio, out, {k: r[k] for k in OPTIONS if r.get(k, "").strip()}))
+    return rows
+
+
+def pair_folders(faces: Path, audio: Path, out_dir: Path, every: bool = False) -> list[Row]:
+    """Faces and speech files paired by name (``anna.jpg`` + ``anna.wav``), or every face with every speech."""
+    from .audio import AUDIO_EXTENSIONS
+    for folder, what in ((faces, "--faces"), (audio, "--audio")):
+        if not Path(folder).is_dir():
+            raise InputError(f"{what} {folder} is not a folder")
+    pics = sorted(p for p in Path(faces).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    sounds = sorted(p for p in Path(audio).iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+    if every:
+        pairs = [(f, a) for f in pics for a in sounds]
+    else:
+        by_stem = {a.stem: a for a in sounds}
+        pairs = [(f, by_stem[f.stem]) for f in pics if f.stem in by_stem]
+    if not pairs:
+        raise InputError(f"no face in {faces} has a speech file of the same name in {audio}; "
+                         "name them alike (anna.jpg, anna.wav) or pass --every")
+    return [Row(i, f, a, out_dir / _safe_name(f"{f.stem}.mp4" if not every else f"{f.stem}__{a.stem}.mp4"))
+            for i, (f, a) in enumerate(pairs, start=1)]
+
+
+# --- workers -------------------------------------------------------------------------------------------------
+_speech = None
+
+
+def _init(threads: int) -> None:
+    """Each worker process loads the models once and computes on ``threads`` threads."""
+    global _speech
+    import cv2
+    import torch
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    from .pipeline import Ventriloquist
+    _speech = Ventriloquist().speech_motion
+
+
+def _render(row: Row) -> tuple[int, str, float, str]:
+    """(row index, status, seconds, error) for one row, rendered in this process."""
+    from .config import generate_config
+    from .errors import VentriloquistError
+    from .pipeline import Ventriloquist
+    t0 = time.perf_counter()
+    try:
+        Ventriloquist(generate_config(row.options), speech_motion=_speech).generate(
+            row.face, row.out, audio=row.audio, progress=False)
+        return row.index, "done", time.perf_counter() - t0, ""
+    except VentriloquistError as exc:
+        return row.index, "failed", time.perf_counter() - t0, str(exc)
+    except Exception as exc:
+        return row.index, "failed", time.perf_counter() - t0, f"unexpected {type(exc).__name__}: {exc}"
+
+
+def run_batch(rows: list[Row], out_dir: Path, workers: int | None = None, progress: bool = True) -> dict:
+    """Render every row not yet done; write ``out_dir/summary.csv``; return the counts."""
+    from tqdm.auto import tqdm
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seen: dict[Path, int] = {}
+    results: dict[int, tuple[str, float, str]] = {}
+    todo = []
+    for r in rows:
+        if r.out in seen:
+            results[r.index] = ("failed", 0.0, f"same output name as row {seen[r.out]}; give one of them another out")
+        elif r.out.is_file():
+            results[r.index] = ("skipped", 0.0, "output exists")
+        else:
+            seen[r.out] = r.index
+            todo.append(r)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc="batch", unit="video", disable=not progress)
+    t0 = time.perf_counter()
+    try:
+        if workers == 1:
+            _init(max(1, os.cpu_count() or 1))
+            for r in todo:
+                i, status, secs, err = _render(r)
+                results[i] = (status, secs, err)
+                bar.update(1)
+        else:
+            crashed = _pool_run(todo, workers, results, bar)
+            for r in crashed:          # a worker died (out of memory, a decoder crash): retry each row alone
+                if not _pool_run([r], 1, results, bar):
+                    continue
+                results[r.index] = ("failed", 0.0, "the worker process crashed on this row")
+                bar.update(1)
+    finally:
+        bar.close()
+        _write_summary(out_dir / SUMMARY, rows, results)
+    counts = {s: sum(v[0] == s for v in results.values()) for s in ("done", "skipped", "failed")}
+    counts.update(rows=len(rows), seconds=round(time.perf_counter() - t0, 1), summary=str(out_dir / SUMMARY))
+    if progress:
+        print(f"{counts['done']} rendered, {counts['skipped']} already there, {counts['failed']} failed "
+              f"({counts['seconds']} s); summary {counts['summary']}", file=sys.stderr)
+    return counts
+
+
+def _pool_run(rows: list[Row], workers: int, results: dict, bar) -> list[Row]:
+    """Render ``rows`` in a pool of spawned workers; the rows lost to a crashed worker are returned."""
+    import multiprocessing as mp
+    from concurrent.futures.process import BrokenProcessPool
+    lost = []
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init, initargs=(1,)) as ex:
+        futs = {ex.submit(_render, r): r for r in rows}
+        for fut in as_completed(futs):
+            try:
+                i, status, secs, err = fut.result()
+            except BrokenProcessPool:
+                lost.append(futs[fut])
+                continue
+            results[i] = (status, secs, err)
+            bar.update(1)
+    return sorted(lost, key=lambda r: r.index)
+
+
+def _write_summary(path: Path, rows: list[Row], results: dict) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(SUMMARY_COLUMNS)
+        for r in rows:
+            status, secs, err = results.get(r.index, ("not run", 0.0, "interrupted"))
+            w.writerow([r.index, r.face, r.audio, r.out, status, f"{secs:.1f}", err])

@@ -1,0 +1,205 @@
+"""``ventriloquist serve``: a REST API over the job queue (FastAPI; OpenAPI docs at ``/docs``).
+
+    POST   /v1/videos              multipart: face, audio, options -> 202 {"id", ...}
+    GET    /v1/videos/{id}         status and progress
+    GET    /v1/videos/{id}/result  the MP4 once done
+    DELETE /v1/videos/{id}         cancel (or delete a finished job)
+    GET    /v1/health              liveness and queue figures
+
+Uploads are checked by content, whatever their names say (415), bounded in size (413), and
+saved under names the server chooses; a full queue answers 429 with Retry-After. With an API
+key (``--api-key`` or VENTRILOQUIST_API_KEY), /v1/videos* need it in ``X-API-Key`` or as a
+bearer token.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+
+from .. import __version__
+from ..config import OPTIONS
+from ..errors import InputError
+from .jobs import DONE, JobQueue, QueueFull
+
+API_KEY_ENV = "VENTRILOQUIST_API_KEY"
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1                 # videos rendered at once (each uses about a core)
+    max_queued: int = 16             # jobs waiting beyond this are refused with 429
+    max_upload_mb: float = 50.0      # a request body larger than this is refused with 413
+    time_limit_s: float = 600.0      # a job running longer is stopped and fails
+    keep_s: float = 3600.0           # finished jobs and their videos are removed after this
+    workdir: Path | None = None      # job folders (default: a temporary folder removed at exit)
+    api_key: str | None = None
+
+
+class _BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is refused with 413 before the application
+    sees any of it (by its Content-Length, or while it streams in); smaller bodies are spooled (to
+    disk past 1 MB) and replayed to the application."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await _too_large(send, self.limit)
+        spool = tempfile.SpooledTemporaryFile(max_size=1 << 20)
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.limit:
+                return await _too_large(send, self.limit)
+            spool.write(body)
+            if not message.get("more_body"):
+                break
+        spool.seek(0)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()              # after the body: wait for the client to go
+            chunk = spool.read(1 << 16)
+            sent = spool.tell() >= size
+            return {"type": "http.request", "body": chunk, "more_body": not sent}
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            spool.close()
+
+
+async def _too_large(send, limit: int) -> None:
+    import json
+    body = json.dumps({"detail": f"the upload is larger than {limit / 2 ** 20:g} MB"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _check_image(path: Path) -> None:
+    import cv2
+    import numpy as np
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if not data.size or cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_8) is None:
+        raise _Unsupported("face is not an image; send a JPEG, PNG, WebP, BMP or TIFF photo")
+
+
+def _check_audio(path: Path) -> None:
+    from ..audio import load_audio
+    try:
+        load_audio(path)
+    except InputError as exc:
+        if "could not decode" in str(exc) or "no audio track" in str(exc):
+            raise _Unsupported("audio is not a sound file; send WAV, FLAC, MP3, M4A, OGG or a video with sound") from None
+        raise InputError(str(exc).replace(str(path), "audio")) from None
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def create_app(cfg: ServerConfig, jobs: JobQueue):
+    """The ASGI application over ``jobs``: the FastAPI app (``.app``) behind the upload-size limit."""
+    app = FastAPI(title="ventriloquist", version=__version__,
+                  description="One speech recording + one face photo -> a talking-head video (MP4).")
+    key = cfg.api_key
+
+    def authorised(x_api_key: str | None = Header(default=None), authorization: str | None = Header(default=None)):
+        if key is None:
+            return
+        given = x_api_key or (authorization[7:] if authorization and authorization.lower().startswith("bearer ") else "")
+        if not secrets.compare_digest(given or "", key):
+            raise HTTPException(401, "missing or wrong API key; send it in X-API-Key or as a bearer token")
+
+    def job_or_404(job_id: str):
+        job = jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id!r} (unknown, or removed after {cfg.keep_s:g} s)")
+        return job
+
+    @app.get("/v1/health")
+    def health() -> dict:
+        return {"status": "ok", "version": __version__, **jobs.stats()}
+
+    @app.post("/v1/videos", status_code=202, dependencies=[Depends(authorised)])
+    def create(face: UploadFile = File(..., description="photo with one clearly visible face"),
+               audio: UploadFile = File(..., description="speech: any common audio file or a video with sound"),
+               size: str | None = Form(None), crop: str | None = Form(None), fps: str | None = Form(None),
+               expression: str | None = Form(None), articulation: str | None = Form(None),
+               seed: str | None = Form(None)):
+        options = {k: v for k, v in zip(OPTIONS, (size, crop, fps, expression, articulation, seed)) if v not in (None, "")}
+        job_id, folder = jobs.new_folder()
+        try:
+            paths = {}
+            for name, upload in (("face", face), ("audio", audio)):
+                paths[name] = folder / name                    # never the client's file name
+                with open(paths[name], "wb") as f:
+                    shutil.copyfileobj(upload.file, f, 1 << 20)
+            _check_image(paths["face"])
+            _check_audio(paths["audio"])
+            job = jobs.submit(job_id, paths["face"], paths["audio"], options)
+        except _Unsupported as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise HTTPException(415, str(exc)) from None
+        except InputError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise HTTPException(422, str(exc)) from None
+        except QueueFull as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
+        return {**job.public(), "status_url": f"/v1/videos/{job.id}", "result_url": f"/v1/videos/{job.id}/result"}
+
+    @app.get("/v1/videos/{job_id}", dependencies=[Depends(authorised)])
+    def status(job_id: str) -> dict:
+        return job_or_404(job_id).public()
+
+    @app.get("/v1/videos/{job_id}/result", dependencies=[Depends(authorised)], response_class=FileResponse)
+    def result(job_id: str):
+        job = job_or_404(job_id)
+        if job.state != DONE or not job.result.is_file():
+            raise HTTPException(409, f"job {job_id} is {job.state}" + (f": {job.error}" if job.error else "")
+                                + ("; poll its status until it is done" if job.state in ("queued", "running") else ""))
+        return FileResponse(job.result, media_type="video/mp4", filename=f"{job_id}.mp4")
+
+    @app.delete("/v1/videos/{job_id}", dependencies=[Depends(authorised)])
+    def delete(job_id: str) -> dict:
+        job_or_404(job_id)
+        job = jobs.cancel(job_id)
+        return job.public()
+
+    return _BodyLimit(app, int(cfg.max_upload_mb * 2 ** 20))
+
+
+def serve(cfg: ServerConfig) -> None:
+    """Load the models once, start the workers and serve until interrupted."""
+    import uvicorn
+    cfg.api_key = cfg.api_key or os.environ.get(API_KEY_ENV) or None
+    with tempfile.TemporaryDirectory(prefix="ventriloquist-jobs-") as tmp:
+        jobs = JobQueue(cfg.workdir or Path(tmp), workers=cfg.workers, max_queued=cfg.max_queued,
+                        time_limit_s=cfg.time_limit_s, keep_s=cfg.keep_s)
+        app = create_app(cfg, jobs)
+        print(f"serving on http://{cfg.host}:{cfg.port} (API docs at /docs; {cfg.workers} worker(s)"
+              f"{', API key required' if cfg.api_key else ''})", flush=True)
+        try:
+            uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
+        finally:
+            jobs.close()

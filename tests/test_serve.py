@@ -1,0 +1,198 @@
+"""The REST server, over real HTTP on 127.0.0.1: jobs, limits, content checks, cancellation, API key."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A server in a thread of this process, sharing the test session's loaded models."""
+
+    def __init__(self, tmp: Path, **cfg):
+        import uvicorn
+
+        from ventriloquist.pipeline import Ventriloquist
+        from ventriloquist.serve.api import ServerConfig, create_app
+        from ventriloquist.serve.jobs import JobQueue
+        self.cfg = ServerConfig(port=_free_port(), workdir=tmp / "jobs", **cfg)
+        self.jobs = JobQueue(self.cfg.workdir, Ventriloquist().speech_motion, workers=self.cfg.workers,
+                             max_queued=self.cfg.max_queued, time_limit_s=self.cfg.time_limit_s, keep_s=self.cfg.keep_s)
+        self.server = uvicorn.Server(uvicorn.Config(create_app(self.cfg, self.jobs), host="127.0.0.1",
+                                                    port=self.cfg.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.cfg.port}"
+        for _ in range(200):
+            if self.server.started:
+                break
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.jobs.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path, max_upload_mb=2.0, max_queued=2, keep_s=60.0)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def small_face(tmp_path_factory, face_image, face_landmarks) -> Path:
+    """The shipped portrait cropped to its face at 160 px: quick to render, still a clear face."""
+    import cv2
+    x0, y0 = face_landmarks.min(0).astype(int) - 40
+    x1, y1 = face_landmarks.max(0).astype(int) + 40
+    crop = cv2.resize(face_image[max(0, y0):y1, max(0, x0):x1], (160, 160), interpolation=cv2.INTER_AREA)
+    path = tmp_path_factory.mktemp("face") / "face.jpg"
+    cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def _files(face: Path, audio: Path, face_name: str = "face.jpg", audio_name: str = "speech.wav") -> dict:
+    return {"face": (face_name, face.read_bytes()), "audio": (audio_name, audio.read_bytes())}
+
+
+def _wait(client, job_id: str, timeout: float = 120.0) -> dict:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        st = client.get(f"/v1/videos/{job_id}").json()
+        if st["status"] in ("done", "failed", "cancelled"):
+            return st
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish: {st}")
+
+
+def test_a_job_from_upload_to_video(server, small_face, speech_wav, tmp_path):
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        assert c.get("/v1/health").json()["status"] == "ok"
+        assert "/v1/videos" in c.get("/openapi.json").json()["paths"] and c.get("/docs").status_code == 200
+        r = c.post("/v1/videos", files=_files(small_face, speech_wav), data={"size": "128", "expression": "0.5"})
+        assert r.status_code == 202, r.text
+        job = r.json()
+        assert job["status"] in ("queued", "running") and job["options"] == {"size": "128", "expression": "0.5"}
+        early = c.get(job["result_url"])
+        assert early.status_code in (200, 409)
+        st = _wait(c, job["id"])
+        assert st["status"] == "done" and st["progress"] == 1.0
+        video = c.get(job["result_url"])
+        assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+        out = tmp_path / "got.mp4"
+        out.write_bytes(video.content)
+        with av.open(str(out)) as f:
+            assert f.streams.video[0].height == 128 and f.duration > 1e6
+        assert c.delete(f"/v1/videos/{job['id']}").status_code == 200       # a finished job is deleted ...
+        assert c.get(f"/v1/videos/{job['id']}").status_code == 404          # ... with its files
+        assert not (server.cfg.workdir / job["id"]).exists()
+
+
+def test_uploads_are_judged_by_content_and_size(server, small_face, speech_wav, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image and not a sound\n" * 20)
+    big = tmp_path / "big.wav"
+    big.write_bytes(b"\0" * (3 * 2 ** 20))
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        # names lie: a text file called photo.jpg, a photo called speech.wav
+        r = c.post("/v1/videos", files={"face": ("photo.jpg", text.read_bytes()), "audio": ("s.wav", speech_wav.read_bytes())})
+        assert r.status_code == 415 and "face is not an image" in r.json()["detail"]
+        r = c.post("/v1/videos", files=_files(small_face, small_face, audio_name="speech.wav"))
+        assert r.status_code == 415 and "audio is not a sound file" in r.json()["detail"]
+        r = c.post("/v1/videos", files=_files(small_face, big))
+        assert r.status_code == 413 and "larger than 2 MB" in r.json()["detail"]
+        r = c.post("/v1/videos", files=_files(small_face, speech_wav), data={"articulation": "9"})
+        assert r.status_code == 422 and "articulation" in r.json()["detail"]
+        r = c.post("/v1/videos", files={"face": ("f.jpg", small_face.read_bytes())})
+        assert r.status_code == 422                                            # no audio part
+        r = c.post("/v1/videos", content=b"--x\r\nbroken", headers={"content-type": "multipart/form-data; boundary=x"})
+        assert 400 <= r.status_code < 500
+        assert c.get("/v1/videos/doesnotexist").status_code == 404
+    assert list((server.cfg.workdir).iterdir()) == []                          # refused uploads leave nothing
+
+
+def test_a_full_queue_says_when_to_retry_and_jobs_can_be_cancelled(server, small_face, speech_wav):
+    ids, refused = [], None
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        for _ in range(5):                 # one runs, two wait, the rest are refused
+            r = c.post("/v1/videos", files=_files(small_face, speech_wav), data={"size": "128"})
+            if r.status_code == 429:
+                refused = r
+                break
+            assert r.status_code == 202
+            ids.append(r.json()["id"])
+        assert refused is not None and int(refused.headers["Retry-After"]) >= 1
+        cancelled = c.delete(f"/v1/videos/{ids[-1]}").json()
+        assert cancelled["status"] == "cancelled"
+        assert c.get(f"/v1/videos/{ids[-1]}/result").status_code == 409
+        assert _wait(c, ids[0])["status"] == "done"
+        assert _wait(c, ids[-1])["status"] == "cancelled"
+    assert not (server.cfg.workdir / ids[-1] / "video.mp4").exists()
+
+
+def test_a_running_job_is_cancelled_and_a_slow_one_times_out(tmp_path, small_face, speech_wav):
+    s = Server(tmp_path, time_limit_s=0.5)
+    try:
+        with httpx.Client(base_url=s.url, timeout=60) as c:
+            r = c.post("/v1/videos", files=_files(small_face, speech_wav), data={"size": "512"})
+            st = _wait(c, r.json()["id"])
+            assert st["status"] == "failed" and "time limit" in st["error"]
+            s.jobs.time_limit_s = 600
+            job = c.post("/v1/videos", files=_files(small_face, speech_wav), data={"size": "512"}).json()
+            while c.get(f"/v1/videos/{job['id']}").json()["status"] == "queued":
+                time.sleep(0.05)
+            c.delete(f"/v1/videos/{job['id']}")
+            assert _wait(c, job["id"])["status"] == "cancelled"
+            assert not (s.cfg.workdir / job["id"] / "video.mp4").exists()
+    finally:
+        s.close()
+
+
+def test_an_api_key_guards_the_jobs(tmp_path, small_face, speech_wav):
+    s = Server(tmp_path, api_key="s3cret")
+    try:
+        with httpx.Client(base_url=s.url, timeout=60) as c:
+            assert c.get("/v1/health").status_code == 200
+            assert c.post("/v1/videos", files=_files(small_face, speech_wav)).status_code == 401
+            assert c.get("/v1/videos/x", headers={"X-API-Key": "wrong"}).status_code == 401
+            r = c.post("/v1/videos", files=_files(small_face, speech_wav), data={"size": "128"},
+                       headers={"Authorization": "Bearer s3cret"})
+            assert r.status_code == 202
+            assert _wait(httpx.Client(base_url=s.url, headers={"X-API-Key": "s3cret"}), r.json()["id"])["status"] == "done"
+    finally:
+        s.close()
+
+
+def test_finished_jobs_are_removed_after_their_time(tmp_path, small_face, speech_wav):
+    s = Server(tmp_path, keep_s=0.2)
+    try:
+        with httpx.Client(base_url=s.url, timeout=60) as c:
+            job = c.post("/v1/videos", files=_files(small_face, speech_wav), data={"size": "128"}).json()
+            st = {}
+            for _ in range(600):
+                st = s.jobs.jobs.get(job["id"]).public() if job["id"] in s.jobs.jobs else {"status": "gone"}
+                if st["status"] == "done":
+                    break
+                time.sleep(0.1)
+            assert st["status"] == "done"
+            time.sleep(0.4)
+            assert c.get(f"/v1/videos/{job['id']}").status_code == 404
+            assert not (s.cfg.workdir / job["id"]).exists()
+    finally:
+        s.close()
