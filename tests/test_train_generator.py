@@ -221,3 +221,46 @@ def test_clean_pass_is_what_inference_makes_and_trains_on():
         g.train()
     assert torch.equal(clean.detach(), ref)
     assert not torch.allclose(noisy, ref)                        # dropout does change the motion
+
+
+def test_phonetic_opening_loss_rewards_a_mouth_that_opens_with_the_phones():
+    from ventriloquist.motion.losses import aperture, phonetic_opening_loss
+    t = 50
+    phones = (np.sin(np.arange(t) / 3.0) > 0).astype(np.float32)        # open, closed, open ...
+    artic = np.zeros((2, t * MEL_PER_FRAME, N_ARTIC), np.float32)
+    artic[:, :, 0] = np.repeat(phones, MEL_PER_FRAME)
+    shapes = torch.zeros(2, t, 68, 2)
+    opening = torch.from_numpy(np.convolve(phones, np.ones(3) / 3, mode="same").astype(np.float32))
+    shapes[0, :, 65:68, 1] = 0.2 * opening[:, None]                     # follows the phones
+    shapes[1, :, 65:68, 1] = 0.2 * (1 - opening[:, None])               # does the opposite
+    torch.testing.assert_close(aperture(shapes)[0], 0.2 * opening)
+    art = torch.from_numpy(artic)
+    assert float(phonetic_opening_loss(shapes[:1], art[:1])) < 0.1
+    assert float(phonetic_opening_loss(shapes[1:], art[1:])) > 1.9
+    silent = torch.zeros_like(art)                                      # nothing heard: nothing to follow
+    assert float(phonetic_opening_loss(shapes, silent)) == 0.0
+
+
+def test_the_phonetic_loss_needs_the_phonetic_rows(tmp_path, capsys):
+    assert "w_phonetic needs phonetic = true" in _refused(tmp_path, capsys, "w_phonetic = 0.2\n")
+
+
+def test_emotion_embeddings_are_the_mean_voiced_embedding_per_class():
+    """G ships one emotion input per class: the mean Sp2Emo embedding of that class's voiced frames."""
+    from ventriloquist.emotion.vocabulary import INDEX
+    from ventriloquist.train.generator import emotion_embeddings
+    t = 60
+    loud = np.full((t * MEL_PER_FRAME, N_MELS), 2.0, np.float32)
+    quiet = loud.copy()
+    quiet[: 20 * MEL_PER_FRAME] = np.log(1e-5)                          # 20 frames of digital silence first
+    q = np.zeros((t, 3), np.float32)
+    q[20:] = 1.0                                                        # the embedding of what is heard
+    speech = [{"mel": loud, "q_emo": np.full((t, 3), 2.0, np.float32), "emotion": "anger"},
+              {"mel": loud, "q_emo": np.full((t, 3), 4.0, np.float32), "emotion": "angry"},
+              {"mel": quiet, "q_emo": q, "emotion": "happiness"},
+              {"mel": loud, "q_emo": q, "emotion": "not an emotion"}]
+    emb = emotion_embeddings(speech, 3)
+    assert emb.shape == (7, 3)
+    np.testing.assert_allclose(emb[INDEX["angry"]], 3.0)
+    np.testing.assert_allclose(emb[INDEX["happy"]], 1.0, atol=0.05)     # the silence before is not the emotion
+    np.testing.assert_allclose(emb[INDEX["sad"]], 0.0)

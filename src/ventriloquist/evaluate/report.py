@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,10 @@ def lip_section(sets: dict[str, list[dict]], train: list[dict], speech, out: Pat
                 speech.emotion = False
                 preds["ours, no emotion branch"], _ = speech.shapes(c["mel"], c.get("artic"))
                 speech.emotion = True
+                gain = speech.generator.articulation
+                if gain != 1.0:        # the default articulation is a typical speaker's, not the lip speaker's
+                    own = replace(speech, articulation=1.0 / gain)
+                    preds["ours, training speaker's articulation"], _ = own.shapes(c["mel"], c.get("artic"))
                 if i == 0:
                     _clip_plots(out, set_name, c, preds["ours"], probs)
             real_dk = metrics.deformations(c["shapes"], kbar)

@@ -120,17 +120,21 @@ class EmotiveGenerator(nn.Module):
 
     def __init__(self, mean_face: np.ndarray, expr_basis: np.ndarray, emo_dim: int,
                  hidden: int = 128, dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), dropout: float = 0.1,
-                 n_artic: int = 0) -> None:
+                 n_artic: int = 0, mel_bottleneck: int = 0) -> None:
         super().__init__()
         self.emo_dim = emo_dim
         self.n_artic = n_artic
+        self.mel_bottleneck = mel_bottleneck
         self.register_buffer("mean_face", torch.as_tensor(mean_face, dtype=torch.float32))
         self.register_buffer("expr_basis", torch.as_tensor(expr_basis, dtype=torch.float32))  # (K, 68, 2)
         ling, emo = branch_masks()
         self.register_buffer("mask_ling", ling)
         self.register_buffer("mask_emo", emo)
-        self.frame_in = nn.Sequential(nn.Linear(MEL_PER_FRAME * (N_MELS + n_artic), hidden), nn.GELU(),
-                                      nn.Linear(hidden, hidden))
+        # with a bottleneck, a frame's Mel rows reach G only through this many values (the phonetic rows in
+        # full): room for loudness and the spectrum's broad shape, not for one voice's fine detail
+        self.mel_in = nn.Linear(MEL_PER_FRAME * N_MELS, mel_bottleneck) if mel_bottleneck else None
+        width = mel_bottleneck + MEL_PER_FRAME * n_artic if mel_bottleneck else MEL_PER_FRAME * (N_MELS + n_artic)
+        self.frame_in = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.ling = nn.Sequential(*[TemporalBlock(hidden, d, dropout) for d in dilations])
         self.ling_out = nn.Conv1d(hidden, N_POINTS * 2, 3, padding=1)
         k = self.expr_basis.shape[0]
@@ -157,7 +161,11 @@ class EmotiveGenerator(nn.Module):
         """
         b, rows, _ = mel.shape
         t = rows // MEL_PER_FRAME
-        h = self.frame_in(mel.reshape(b, t, MEL_PER_FRAME * (N_MELS + self.n_artic))).transpose(1, 2)   # (B, H, T)
+        x = mel.reshape(b, t, MEL_PER_FRAME * (N_MELS + self.n_artic))
+        if self.mel_in is not None:
+            rows = x.reshape(b, t, MEL_PER_FRAME, N_MELS + self.n_artic)
+            x = torch.cat([self.mel_in(rows[..., :N_MELS].reshape(b, t, -1)), rows[..., N_MELS:].reshape(b, t, -1)], -1)
+        h = self.frame_in(x).transpose(1, 2)   # (B, H, T)
         q_ling = self.ling(h)
         out = self.ling_out(q_ling).transpose(1, 2).reshape(b, t, N_POINTS, 2) * self.mask_ling
         coef = None

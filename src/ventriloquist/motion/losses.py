@@ -65,6 +65,37 @@ def prototype_loss(coef: torch.Tensor, heard: torch.Tensor, prototypes: torch.Te
     return (coef.mean(dim=1) - heard @ prototypes).abs().mean()
 
 
+def aperture(shapes: torch.Tensor) -> torch.Tensor:
+    """Inner-lip opening (B, T) of canonical landmarks (B, T, 68, 2), in inter-ocular units
+    (``topology.mouth_aperture``; canonical faces have an IOD of 1)."""
+    pairs = ((61, 67), (62, 66), (63, 65))
+    return sum((shapes[..., u, :] - shapes[..., d, :]).norm(dim=-1) for u, d in pairs) / 3
+
+
+def phonetic_opening_loss(shapes: torch.Tensor, artic: torch.Tensor, open_col: int = 0,
+                          smooth: float = 1.0) -> torch.Tensor:
+    """1 - Pearson r, per sequence, between the mouth's opening and how open the heard phones are.
+
+    ``artic`` holds the phonetic rows (B, T * MEL_PER_FRAME, N_ARTIC). This is the lips' teacher on
+    speech without any video (TESS, EmoDB: other voices, another language): the phone recogniser's
+    articulatory values stand in for the missing landmarks, so the lips G learns from one speaker
+    must also open and close with the phones of others. Scale-free (amplitude stays the video
+    clips' business); sequences whose phones barely change (silence) are left out.
+    """
+    b, t = shapes.shape[:2]
+    o = artic[..., open_col].reshape(b, t, -1).mean(-1)
+    if smooth > 0:
+        k = torch.exp(-0.5 * (torch.arange(-3, 4, dtype=o.dtype) / smooth) ** 2)
+        o = F.conv1d(F.pad(o[:, None], (3, 3), mode="replicate"), (k / k.sum())[None, None])[:, 0]
+    a = aperture(shapes)
+    a, o = a - a.mean(1, keepdim=True), o - o.mean(1, keepdim=True)
+    ok = o.std(1) > 0.05
+    if not ok.any():
+        return shapes.new_zeros(())
+    r = (a * o).sum(1) / (a.norm(dim=1) * o.norm(dim=1) + 1e-6)
+    return (1 - r[ok]).mean()
+
+
 def d_loss(real_score: torch.Tensor, fake_score: torch.Tensor) -> torch.Tensor:
     """Least-squares GAN loss for D."""
     return 0.5 * ((real_score - 1) ** 2).mean() + 0.5 * (fake_score ** 2).mean()

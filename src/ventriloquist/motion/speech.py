@@ -33,7 +33,7 @@ def load_generator(folder: Path | None = None) -> EmotiveGenerator:
     cfg = ckpt["config"]
     g = EmotiveGenerator(np.asarray(ckpt["mean_face"]), np.asarray(ckpt["expr_basis"]), emo_dim=cfg["emo_dim"],
                          hidden=cfg["hidden"], dilations=tuple(cfg["dilations"]), dropout=0.0,
-                         n_artic=cfg.get("n_artic", 0))
+                         n_artic=cfg.get("n_artic", 0), mel_bottleneck=cfg.get("mel_bottleneck", 0))
     g.load_state_dict(ckpt["state_dict"])
     g.limits = np.asarray(ckpt["deform_limit"], np.float32)
     rest = ckpt.get("rest_deformation")          # absent in weights published before version 2.1: no lip gate
@@ -71,6 +71,13 @@ def _eased(on: np.ndarray, hold: int, sigma: float) -> np.ndarray:
     return np.clip(gaussian_filter1d(held, sigma, mode="nearest"), 0.0, 1.0).astype(np.float32)
 
 
+def voiced_frames(mel: np.ndarray) -> np.ndarray:
+    """Per-frame bool (T,): a voice is heard (loud rows of speech; digital silence never counts)."""
+    from ..emotion.sp2emo import loud_rows, speech_frames
+    signal = mel.max(axis=1, initial=-np.inf) > np.log(LOG_EPS) + 0.1      # digital silence has none
+    return speech_frames(loud_rows(mel) & signal)
+
+
 def expression_gate(mel: np.ndarray) -> np.ndarray:
     """Per-frame weight (T,) in [0, 1] of the expression: 1 while the voice is heard and for
     EXPRESSION_HOLD_S around it, easing to 0 in longer silences.
@@ -78,9 +85,7 @@ def expression_gate(mel: np.ndarray) -> np.ndarray:
     Sp2Emo has nothing to hear in silence and its distribution there is diffuse, so without this a
     long pause (or a silent file) kept a faint, arbitrary expression; short pauses keep the face's mood.
     """
-    from ..emotion.sp2emo import loud_rows, speech_frames
-    signal = mel.max(axis=1, initial=-np.inf) > np.log(LOG_EPS) + 0.1      # digital silence has none
-    return _eased(speech_frames(loud_rows(mel) & signal), int(round(EXPRESSION_HOLD_S * FPS)), 0.2 * FPS)
+    return _eased(voiced_frames(mel), int(round(EXPRESSION_HOLD_S * FPS)), 0.2 * FPS)
 
 
 def lip_gate(mel: np.ndarray) -> np.ndarray:

@@ -84,6 +84,11 @@ class GeneratorConfig:
     voice_share: float = 0.5           # ... and the share of training segments heard in one of them
     mel_dropout: float = 0.0           # share of talking-face segments whose Mel rows are blanked: the lips must
                                        # then follow the phones alone, which carry over to other voices
+    mel_bottleneck: int = 0            # a frame's Mel rows reach G through this many values (0: all 320)
+    w_phonetic: float = 0.0            # on emotional speech (no video): the mouth opens as the phones heard do
+                                       # (losses.phonetic_opening_loss; needs phonetic): lips for other voices
+    articulation_gain: float = 1.0     # inference: jaw and lips move this much further from their closed rest than
+                                       # the training speaker's (--articulation 1 = a typical speaker, not GRID s1)
 
 
 # --- data --------------------------------------------------------------------------------------------------------
@@ -130,6 +135,26 @@ def load_emotional_speech(data: Path, cfg: GeneratorConfig, rec, smoke: bool, sp
         out.append({"mel": mel, "artic": artic, "x": speech_input(mel, artic), "q_emo": q, "l_emo": l,
                     "emotion": it.emotion, "corpus": it.corpus})
     return out
+
+
+def emotion_embeddings(speech: list[dict], dim: int) -> np.ndarray:
+    """G's emotion input for each vocabulary class (N_EMOTIONS, dim): the mean Sp2Emo embedding over
+    the voiced frames of the emotional speech labelled with it (zeros for a class without clips).
+
+    Shipped with G so that a user can ask for an emotion (``--emotion happy``) through the same input
+    the voice drives, and the lips stay G's own.
+    """
+    from ..emotion.vocabulary import N_EMOTIONS, to_index
+    from ..motion.speech import voiced_frames
+    sums, counts = np.zeros((N_EMOTIONS, dim)), np.zeros(N_EMOTIONS)
+    for c in speech:
+        k = to_index(c["emotion"])
+        voiced = voiced_frames(c["mel"])[: len(c["q_emo"])]
+        if k is None or not voiced.any():
+            continue
+        sums[k] += c["q_emo"][: len(voiced)][voiced, :dim].mean(axis=0)
+        counts[k] += 1
+    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
 
 
 def emotion_deformations(cache: Path) -> tuple[list[np.ndarray], list[str]]:
@@ -276,6 +301,8 @@ def run(opts: TrainOptions) -> dict:
         raise InputError(f"select must be 'best' or 'last', not {cfg.select!r} ({opts.config})")
     if cfg.train_on_val and cfg.select != "last":
         raise InputError(f"train_on_val needs select = 'last': the validation clips are training data then ({opts.config})")
+    if cfg.w_phonetic > 0 and not cfg.phonetic:
+        raise InputError(f"w_phonetic needs phonetic = true: the phones heard are its target ({opts.config})")
     if cfg.energy_points not in losses.ENERGY_POINTS:
         raise InputError(f"energy_points must be one of {', '.join(losses.ENERGY_POINTS)}, "
                          f"not {cfg.energy_points!r} ({opts.config})")
@@ -303,7 +330,7 @@ def run(opts: TrainOptions) -> dict:
     if cfg.emo_members:
         emb_dim = min(emb_dim, cfg.emo_members * rec.model.members[0].emb_dim)
     g = EmotiveGenerator(mean_face, basis, emb_dim, cfg.hidden, tuple(cfg.dilations), cfg.dropout,
-                         n_artic=N_ARTIC if cfg.phonetic else 0)
+                         n_artic=N_ARTIC if cfg.phonetic else 0, mel_bottleneck=cfg.mel_bottleneck)
     voices = voice_variants(train, cfg.voices, cache, opts.seed, progress=True) if cfg.voices else {}
     d = SequenceDiscriminator()
     ema = torch.optim.swa_utils.AveragedModel(g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema))
@@ -348,12 +375,14 @@ def run(opts: TrainOptions) -> dict:
                                                   cfg.energy_relative, losses.ENERGY_POINTS[cfg.energy_points]),
                      "emotion": 0.5 * (losses.emotion_agreement(exp2emo(fake), b["l"])
                                        + losses.emotion_agreement(exp2emo(fake_e), e["l"]))}
+            if cfg.w_phonetic > 0:
+                parts["phonetic"] = losses.phonetic_opening_loss(g.mean_face + fake_e, e["mel"][..., N_MELS:])
             if cfg.w_prototype > 0:
                 parts["prototype"] = 0.5 * (losses.prototype_loss(coef, b["l"], prototypes)
                                             + losses.prototype_loss(coef_e, e["l"], prototypes))
             loss = (cfg.w_mouth * parts["mouth"] + cfg.w_mouth_distance * parts["mouth_distance"]
                     + cfg.w_energy * parts["energy"] + cfg.w_emotion * parts["emotion"]
-                    + cfg.w_prototype * parts.get("prototype", 0.0))
+                    + cfg.w_prototype * parts.get("prototype", 0.0) + cfg.w_phonetic * parts.get("phonetic", 0.0))
             if adv_on:
                 parts["adv"] = losses.g_adv_loss(torch.cat([d(fake), d(fake_e)]))
                 loss = loss + cfg.w_adv * parts["adv"]
@@ -400,7 +429,9 @@ def run(opts: TrainOptions) -> dict:
                               "rest_deformation": np.mean([c["shapes"].mean(axis=0) + closed_rest(c) - mean_face
                                                            for c in train], axis=0).astype(np.float32),
                               "config": {"emo_dim": emb_dim, "hidden": cfg.hidden, "dilations": list(cfg.dilations),
-                                         "n_artic": g.n_artic},
+                                         "n_artic": g.n_artic, "mel_bottleneck": g.mel_bottleneck},
+                              "articulation_gain": float(cfg.articulation_gain),
+                              "emotion_embeddings": emotion_embeddings(emo_speech, emb_dim),
                               "metrics": metrics},
-                version="3.2", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
+                version="4.0", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
     return metrics
