@@ -255,10 +255,10 @@ def test_emotion_embeddings_are_the_mean_voiced_embedding_per_class():
     quiet[: 20 * MEL_PER_FRAME] = np.log(1e-5)                          # 20 frames of digital silence first
     q = np.zeros((t, 3), np.float32)
     q[20:] = 1.0                                                        # the embedding of what is heard
-    speech = [{"mel": loud, "q_emo": np.full((t, 3), 2.0, np.float32), "emotion": "anger"},
-              {"mel": loud, "q_emo": np.full((t, 3), 4.0, np.float32), "emotion": "angry"},
-              {"mel": quiet, "q_emo": q, "emotion": "happiness"},
-              {"mel": loud, "q_emo": q, "emotion": "not an emotion"}]
+    speech = [{"mel": loud, "q_emo": np.full((t, 3), 2.0, np.float32), "emotion": INDEX["angry"]},
+              {"mel": loud, "q_emo": np.full((t, 3), 4.0, np.float32), "emotion": INDEX["angry"]},
+              {"mel": quiet, "q_emo": q, "emotion": INDEX["happy"]},
+              {"mel": np.full_like(loud, np.log(1e-5)), "q_emo": q, "emotion": INDEX["sad"]}]   # nothing heard
     emb = emotion_embeddings(speech, 3)
     assert emb.shape == (7, 3)
     np.testing.assert_allclose(emb[INDEX["angry"]], 3.0)

@@ -144,13 +144,13 @@ def emotion_embeddings(speech: list[dict], dim: int) -> np.ndarray:
     Shipped with G so that a user can ask for an emotion (``--emotion happy``) through the same input
     the voice drives, and the lips stay G's own.
     """
-    from ..emotion.vocabulary import N_EMOTIONS, to_index
+    from ..emotion.vocabulary import N_EMOTIONS
     from ..motion.speech import voiced_frames
     sums, counts = np.zeros((N_EMOTIONS, dim)), np.zeros(N_EMOTIONS)
     for c in speech:
-        k = to_index(c["emotion"])
+        k = c["emotion"]                         # an index into EMOTIONS (data.speech.SpeechItem)
         voiced = voiced_frames(c["mel"])[: len(c["q_emo"])]
-        if k is None or not voiced.any():
+        if not voiced.any():
             continue
         sums[k] += c["q_emo"][: len(voiced)][voiced, :dim].mean(axis=0)
         counts[k] += 1
