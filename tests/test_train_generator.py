@@ -245,8 +245,9 @@ def test_the_phonetic_loss_needs_the_phonetic_rows(tmp_path, capsys):
     assert "w_phonetic needs phonetic = true" in _refused(tmp_path, capsys, "w_phonetic = 0.2\n")
 
 
-def test_emotion_embeddings_are_the_mean_voiced_embedding_per_class():
-    """G ships one emotion input per class: the mean Sp2Emo embedding of that class's voiced frames."""
+def test_emotion_embeddings_are_the_voiced_embedding_per_class_weighted_by_belief():
+    """G ships one emotion input per class: Sp2Emo's embedding of that class's voiced frames, the
+    frames that sound most like the class counting most."""
     from ventriloquist.emotion.vocabulary import INDEX
     from ventriloquist.train.generator import emotion_embeddings
     t = 60
@@ -255,12 +256,15 @@ def test_emotion_embeddings_are_the_mean_voiced_embedding_per_class():
     quiet[: 20 * MEL_PER_FRAME] = np.log(1e-5)                          # 20 frames of digital silence first
     q = np.zeros((t, 3), np.float32)
     q[20:] = 1.0                                                        # the embedding of what is heard
-    speech = [{"mel": loud, "q_emo": np.full((t, 3), 2.0, np.float32), "emotion": INDEX["angry"]},
-              {"mel": loud, "q_emo": np.full((t, 3), 4.0, np.float32), "emotion": INDEX["angry"]},
-              {"mel": quiet, "q_emo": q, "emotion": INDEX["happy"]},
-              {"mel": np.full_like(loud, np.log(1e-5)), "q_emo": q, "emotion": INDEX["sad"]}]   # nothing heard
+    sure, unsure = np.zeros((t, 7), np.float32), np.zeros((t, 7), np.float32)
+    sure[:, INDEX["angry"]], unsure[:, INDEX["angry"]] = 0.9, 0.3
+    sure[:, INDEX["happy"]] = 0.9
+    speech = [{"mel": loud, "q_emo": np.full((t, 3), 2.0, np.float32), "p_emo": sure, "emotion": INDEX["angry"]},
+              {"mel": loud, "q_emo": np.full((t, 3), 4.0, np.float32), "p_emo": unsure, "emotion": INDEX["angry"]},
+              {"mel": quiet, "q_emo": q, "p_emo": sure, "emotion": INDEX["happy"]},
+              {"mel": np.full_like(loud, np.log(1e-5)), "q_emo": q, "p_emo": sure, "emotion": INDEX["sad"]}]
     emb = emotion_embeddings(speech, 3)
     assert emb.shape == (7, 3)
-    np.testing.assert_allclose(emb[INDEX["angry"]], 3.0)
+    np.testing.assert_allclose(emb[INDEX["angry"]], (0.81 * 2 + 0.09 * 4) / 0.9, rtol=1e-5)   # belief squared
     np.testing.assert_allclose(emb[INDEX["happy"]], 1.0, atol=0.05)     # the silence before is not the emotion
-    np.testing.assert_allclose(emb[INDEX["sad"]], 0.0)
+    np.testing.assert_allclose(emb[INDEX["sad"]], 0.0)                  # nothing heard: nothing learned
