@@ -154,3 +154,44 @@ def test_a_face_too_small_to_see_in_the_full_frame_is_reported(photo):
         warnings.simplefilter("error")
         make_canvas(image, k, RenderConfig(crop="full"))
         make_canvas(big, k, RenderConfig(crop="face"))
+
+
+def test_a_face_crop_of_a_tight_head_shot_stays_inside_the_photo(photo):
+    """A 256-px head shot the face nearly fills: the square shrinks its margin and shifts, so every
+    canvas pixel comes from the photo (no edge pixels repeated down the sides)."""
+    from ventriloquist.config import RenderConfig
+    from ventriloquist.render.framing import make_canvas
+    image, k = photo
+    lo, hi = k.min(0), k.max(0)
+    pad = 0.25 * float(max(hi - lo))
+    x0, y0 = (lo - pad).astype(int)
+    x1, y1 = (hi + pad).astype(int)
+    shot, k_shot = image[y0:y1, x0:x1], k - [x0, y0]
+    shot = cv2.resize(shot, (256, 256 * shot.shape[0] // shot.shape[1]))
+    k_shot = k_shot * 256 / (x1 - x0)
+    canvas = make_canvas(shot, k_shot, RenderConfig(size=256, crop="face"))
+    m = canvas.photo_to_canvas
+    corners = np.array([[0, 0], [255, 0], [0, 255], [255, 255]], np.float64)
+    back = (corners - m[:, 2]) / m[0, 0]                               # canvas corners in photo pixels
+    assert back.min() >= -0.5 and (back[:, 0] <= shot.shape[1] - 0.5).all() and (back[:, 1] <= shot.shape[0] - 0.5).all()
+    face = canvas.map(k_shot)
+    assert face.min() >= 0 and face.max() <= 256                       # the whole face is in the frame
+
+
+def test_where_the_canvas_must_reach_past_the_photo_it_is_filled_by_a_blurred_mirror(photo):
+    """A face wider than the photo is tall: the square needs pixels the photo lacks; they are a soft
+    mirror of the photo, not the edge row repeated (streaks: every row of the band identical)."""
+    from ventriloquist.config import RenderConfig
+    from ventriloquist.render.framing import face_square, make_canvas
+    image, k = photo
+    lo, hi = k.min(0), k.max(0)
+    y0, y1 = int(lo[1] + 0.3 * (hi - lo)[1]), int(hi[1] - 0.1 * (hi - lo)[1])    # a letterbox strip through the face
+    strip, k_strip = image[y0:y1], k - [0, y0]
+    centre, side = face_square(k_strip.min(0), k_strip.max(0), 1.0, strip.shape[1], strip.shape[0])
+    assert side > strip.shape[0]                                       # the face is taller than the strip
+    canvas = make_canvas(strip, k_strip, RenderConfig(size=256, crop="face"))
+    top = int(canvas.photo_to_canvas[1, 2]) - 2                        # rows above the photo's first row
+    assert top > 8
+    band = canvas.image[:top].astype(np.float64)
+    assert np.abs(np.diff(band, axis=0)).mean() > 0.05                 # rows differ: not one row smeared down
+    assert np.abs(np.diff(band, axis=1)).mean() < np.abs(np.diff(canvas.image[top + 4:].astype(np.float64), axis=1)).mean()

@@ -31,20 +31,50 @@ class Canvas:
         return pts @ self.photo_to_canvas[:, :2].T + self.photo_to_canvas[:, 2]
 
 
+def face_square(lo: np.ndarray, hi: np.ndarray, margin: float, w: int, h: int) -> tuple[np.ndarray, float]:
+    """Centre and side of the square ``crop="face"`` cuts from a ``w`` x ``h`` photo.
+
+    The square is the face box plus ``margin`` face sizes of context, shrunk (never below the face
+    itself) and shifted so that it stays inside the photo: a head shot the face nearly fills gets less
+    margin rather than invented borders.
+    """
+    centre = (lo + hi) / 2
+    face = float(max(hi - lo))
+    side = min(face * (1 + 2 * margin), max(face, float(min(w, h))))
+    shifted = [float(np.clip(c, side / 2, n - side / 2)) if side <= n else n / 2 for c, n in zip(centre, (w, h))]
+    return np.array(shifted), side
+
+
+def fill_outside(img: np.ndarray, photo: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Canvas pixels the photo does not cover, filled with a blurred mirror of it (not smeared edges).
+
+    ``img`` was warped from ``photo`` by ``m`` with a reflecting border; where that reflection shows,
+    it is blurred so that it reads as out-of-focus background, eased in over a few pixels.
+    """
+    import cv2
+    size = (img.shape[1], img.shape[0])
+    inside = cv2.warpAffine(np.ones(photo.shape[:2], np.float32), m, size, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if inside.min() >= 0.999:
+        return img
+    sigma = max(2.0, max(size) / 40)
+    blurred = cv2.GaussianBlur(img, (0, 0), sigma)
+    ease = cv2.GaussianBlur(cv2.erode(inside, np.ones((3, 3), np.uint8), iterations=2), (0, 0), 2.0)[..., None]
+    return np.clip(ease * img + (1 - ease) * blurred, 0, 255).astype(np.uint8)
+
+
 def make_canvas(photo: np.ndarray, landmarks: np.ndarray, cfg: RenderConfig) -> Canvas:
     """Resize (``crop="full"``) or crop around the face (``crop="face"``) to the requested size."""
     import cv2
     h, w = photo.shape[:2]
     if cfg.crop == "face":
-        lo, hi = landmarks.min(0), landmarks.max(0)
-        centre = (lo + hi) / 2
-        side = float(max(hi - lo)) * (1 + 2 * cfg.face_margin)
+        centre, side = face_square(landmarks.min(0), landmarks.max(0), cfg.face_margin, w, h)
         out = _even(cfg.size or min(cfg.max_side, side))
         s = out / side
         m = np.array([[s, 0, out / 2 - s * centre[0]], [0, s, out / 2 - s * centre[1]]])
         img = cv2.warpAffine(photo, m, (out, out), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REPLICATE)
-        return Canvas(img, m)
+                             borderMode=cv2.BORDER_REFLECT_101)
+        return Canvas(fill_outside(img, photo, m), m)
     if cfg.crop != "full":
         raise ValueError(f"unknown crop mode {cfg.crop!r}; use 'full' or 'face'")
     side = cfg.size or min(cfg.max_side, max(h, w))
