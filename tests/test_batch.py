@@ -34,18 +34,21 @@ def _summary(out: Path) -> list[dict]:
 
 def test_a_manifest_with_a_bad_row(inputs, tmp_path, capsys):
     manifest = inputs / "jobs.csv"
-    manifest.write_text("face,audio,out,size,articulation\n"
-                        "anna.jpg,anna.wav,,,\n"
-                        "ben.jpg,ben.wav,ben_wide.mp4,,1.4\n"
-                        "broken.jpg,anna.wav,,,\n"
-                        "anna.jpg,ben.wav,anna_small.mp4,96,\n"
-                        "ben.jpg,anna.wav,,,0.8\n")
+    (inputs / "calm_then_angry.csv").write_text("start,end,emotion\n0,0.8,neutral\n0.8,5,angry\n")
+    manifest.write_text("face,audio,out,size,articulation,emotion,emotion_timeline\n"
+                        "anna.jpg,anna.wav,,,,,\n"
+                        "ben.jpg,ben.wav,ben_wide.mp4,,1.4,happy,\n"
+                        "broken.jpg,anna.wav,,,,,\n"
+                        "anna.jpg,ben.wav,anna_small.mp4,96,,,\n"
+                        "ben.jpg,anna.wav,,,0.8,,calm_then_angry.csv\n"
+                        "anna.jpg,anna.wav,lost.mp4,,,,no_such_timeline.json\n")
     out = tmp_path / "videos"
     assert main(["batch", str(manifest), "--out", str(out), "--workers", "2", "--quiet"]) == 2
-    assert "1 of 5 rows failed" in capsys.readouterr().err
+    assert "2 of 6 rows failed" in capsys.readouterr().err
     rows = _summary(out)
-    assert [r["status"] for r in rows] == ["done", "done", "failed", "done", "done"]
+    assert [r["status"] for r in rows] == ["done", "done", "failed", "done", "done", "failed"]
     assert "broken.jpg" in rows[2]["error"] and "not a readable image" in rows[2]["error"]
+    assert "no_such_timeline.json does not exist" in rows[5]["error"]
     made = sorted(p.name for p in out.glob("*.mp4"))
     assert made == ["anna__anna.mp4", "anna_small.mp4", "ben__anna.mp4", "ben_wide.mp4"]
     with av.open(str(out / "anna_small.mp4")) as f:
@@ -54,7 +57,7 @@ def test_a_manifest_with_a_bad_row(inputs, tmp_path, capsys):
     # a rerun skips what is done and tries the bad row again
     stamp = (out / "ben_wide.mp4").stat().st_mtime_ns
     assert main(["batch", str(manifest), "--out", str(out), "--workers", "1", "--quiet"]) == 2
-    assert [r["status"] for r in _summary(out)] == ["skipped", "skipped", "failed", "skipped", "skipped"]
+    assert [r["status"] for r in _summary(out)] == ["skipped", "skipped", "failed", "skipped", "skipped", "failed"]
     assert (out / "ben_wide.mp4").stat().st_mtime_ns == stamp
 
 

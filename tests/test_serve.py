@@ -196,3 +196,29 @@ def test_finished_jobs_are_removed_after_their_time(tmp_path, small_face, speech
             assert not (s.cfg.workdir / job["id"]).exists()
     finally:
         s.close()
+
+
+def test_a_job_with_a_chosen_emotion_a_timeline_and_its_emotion_track(server, small_face, speech_wav):
+    import json
+
+    from ventriloquist.emotion.timeline import load_timeline
+    from ventriloquist.emotion.vocabulary import INDEX
+    timeline = json.dumps([{"start": 0.4, "end": 1.2, "emotion": "angry"}]).encode()
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        r = c.post("/v1/videos", files={**_files(small_face, speech_wav), "timeline": ("../../etc/t.txt", timeline)},
+                   data={"size": "128", "emotion": "sad", "emotion_intensity": "0.8"})
+        assert r.status_code == 202, r.text
+        job = r.json()
+        assert _wait(c, job["id"])["status"] == "done"
+        track = c.get(f"/v1/videos/{job['id']}/emotions")
+        assert track.status_code == 200 and track.headers["content-type"].startswith("text/csv")
+        saved = server.cfg.workdir / job["id"] / "got.csv"
+        saved.write_bytes(track.content)
+        segs = load_timeline(saved)
+        assert segs[0].weights[INDEX["sad"]] == 1 and segs[0].intensity == pytest.approx(0.8)
+        assert segs[20].weights[INDEX["angry"]] == 1                    # 0.8 s: inside the uploaded range
+        bad = c.post("/v1/videos", files={**_files(small_face, speech_wav), "timeline": ("t.json", b"[{\"start\": 1}]")})
+        assert bad.status_code == 422 and "start and end" in bad.json()["detail"]
+        assert str(server.cfg.workdir) not in bad.json()["detail"]       # the server's folders stay private
+        bad = c.post("/v1/videos", files=_files(small_face, speech_wav), data={"emotion": "glee"})
+        assert bad.status_code == 422 and "unknown emotion 'glee'" in bad.json()["detail"]

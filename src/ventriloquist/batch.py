@@ -1,8 +1,8 @@
 """``ventriloquist batch``: many videos in one run, the models loaded once per worker process.
 
 Rows come from a manifest CSV (columns ``face``, ``audio``, optional ``out`` and any per-video
-option: size, crop, fps, expression, articulation, seed; relative paths are relative to the
-CSV) or from a folder of faces and a folder of speech (paired by file name, or every face
+option: size, crop, fps, expression, articulation, emotion, emotion_intensity, seed, and an
+``emotion_timeline`` file; relative paths are relative to the CSV) or from a folder of faces and a folder of speech (paired by file name, or every face
 with every speech). Work is spread over worker processes; a row whose output already exists
 is skipped (outputs appear only when complete, so a rerun resumes); a failing row is reported
 in ``summary.csv`` and never stops the others.
@@ -32,6 +32,7 @@ class Row:
     audio: Path
     out: Path
     options: dict = field(default_factory=dict)
+    timeline: Path | None = None        # an emotion timeline file (.json/.csv)
 
 
 def _safe_name(text: str) -> str:
@@ -48,17 +49,19 @@ def read_manifest(path: Path, out_dir: Path) -> list[Row]:
         cols = set(reader.fieldnames or ())
         if not {"face", "audio"} <= cols:
             raise InputError(f"manifest {path} needs the columns face and audio (it has: {', '.join(sorted(cols)) or 'none'})")
-        unknown = cols - {"face", "audio", "out"} - set(OPTIONS)
+        unknown = cols - {"face", "audio", "out", "emotion_timeline"} - set(OPTIONS)
         if unknown:
             raise InputError(f"manifest {path} has unknown column(s) {', '.join(sorted(unknown))}; "
-                             f"options are {', '.join(OPTIONS)}")
+                             f"options are {', '.join(OPTIONS)}, emotion_timeline")
         rows = []
         for i, r in enumerate(reader, start=1):
             face, audio = path.parent / r["face"].strip(), path.parent / r["audio"].strip()
             name = (r.get("out") or "").strip() or f"{face.stem}__{audio.stem}.mp4"
             out = out_dir / _safe_name(Path(name).name)
             out = out if out.suffix.lower() == ".mp4" else out.with_suffix(".mp4")
-            rows.append(Row(i, face, audio, out, {k: r[k] for k in OPTIONS if r.get(k, "").strip()}))
+            timeline = (r.get("emotion_timeline") or "").strip()
+            rows.append(Row(i, face, audio, out, {k: r[k] for k in OPTIONS if (r.get(k) or "").strip()},
+                            path.parent / timeline if timeline else None))
     return rows
 
 
@@ -104,7 +107,8 @@ def _render(row: Row) -> tuple[int, str, float, str]:
     from .pipeline import Ventriloquist
     t0 = time.perf_counter()
     try:
-        Ventriloquist(generate_config(row.options), speech_motion=_speech).generate(
+        cfg = generate_config(row.options, emotion_timeline=row.timeline and str(row.timeline))
+        Ventriloquist(cfg, speech_motion=_speech).generate(
             row.face, row.out, audio=row.audio, progress=False)
         return row.index, "done", time.perf_counter() - t0, ""
     except VentriloquistError as exc:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ARTICULATION_RANGE, FPS, MAX_EXPRESSION, GenerateConfig, generate_config
+from .emotion.timeline import EMOTION_CHOICES
 from .errors import InputWarning, VentriloquistError
 
 
@@ -55,20 +56,28 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--articulation", type=_articulation, default=1.0, metavar="A",
                    help=f"how wide the mouth moves, {ARTICULATION_RANGE[0]:g}-{ARTICULATION_RANGE[1]:g} (default 1: a "
                         "typical speaker; 0.7 restrained, 1.3 wide)")
+    p.add_argument("--emotion", type=str.lower, choices=EMOTION_CHOICES, default="auto",
+                   help="the emotion the face shows: auto (default) is what the voice says")
+    p.add_argument("--emotion-intensity", type=_strength, default=1.0, metavar="I",
+                   help=f"how strongly that emotion shows, 0-{MAX_EXPRESSION:g} (default 1)")
+    p.add_argument("--emotion-timeline", metavar="F",
+                   help="a .json or .csv file of time ranges -> emotion (and intensity) that override --emotion; "
+                        "changes are eased (see README)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _config(a: argparse.Namespace) -> GenerateConfig:
     return generate_config({"size": a.size, "crop": a.crop, "fps": a.fps, "seed": a.seed,
-                            "expression": 0.0 if a.neutral else a.expression, "articulation": a.articulation},
-                           device=a.device)
+                            "expression": 0.0 if a.neutral else a.expression, "articulation": a.articulation,
+                            "emotion": a.emotion, "emotion_intensity": a.emotion_intensity},
+                           device=a.device, emotion_timeline=a.emotion_timeline)
 
 
 def _cmd_generate(a: argparse.Namespace) -> None:
     from .pipeline import Ventriloquist
     res = Ventriloquist(_config(a)).generate(a.face, a.out, audio=a.audio, driving_video=a.driving_video,
                                              landmarks=a.landmarks, export_landmarks=a.export_landmarks,
-                                             progress=not a.quiet)
+                                             export_emotions=a.export_emotions, progress=not a.quiet)
     print(f"wrote {res.path} ({res.frames} frames, {res.width}x{res.height}, {res.fps:g} fps)")
 
 
@@ -142,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--landmarks", help="landmark sequence (.npz/.json, as written by --export-landmarks)")
     g.add_argument("--out", required=True, help="output .mp4")
     g.add_argument("--export-landmarks", help="also write the rendered landmarks to this .npz or .json")
+    g.add_argument("--export-emotions", metavar="F",
+                   help="also write the per-frame emotion that drove the video to this .csv or .json (a timeline)")
     _add_render_args(g)
     g.set_defaults(func=_cmd_generate)
 

@@ -73,10 +73,14 @@ class GenerateConfig:
     device: str = "cpu"
     expression: float = 1.0        # strength of the expression heard in the voice: 0 = lips only, 1 = as trained
     articulation: float = 1.0      # how wide the mouth moves: 1 = a typical speaker, 0.7 restrained, 1.3 wide
+    emotion: str = "auto"          # the emotion shown: "auto" (what the voice says) or neutral, happy, sad, ...
+    emotion_intensity: float = 1.0  # how strongly it shows (0-MAX_EXPRESSION)
+    emotion_timeline: str | None = None  # a .json/.csv file of time ranges -> emotion (emotion/timeline.py)
 
 
 # --- per-video options, as every interface takes them -----------------------------------------------
-OPTIONS = ("size", "crop", "fps", "expression", "articulation", "seed")   # CLI flags, form fields, manifest columns
+OPTIONS = ("size", "crop", "fps", "expression", "articulation", "emotion", "emotion_intensity",
+           "seed")                                          # CLI flags, form fields, manifest columns
 
 
 def generate_config(options: dict | None = None, **base) -> GenerateConfig:
@@ -109,6 +113,10 @@ def generate_config(options: dict | None = None, **base) -> GenerateConfig:
     expression = num("expression", float, 0.0, MAX_EXPRESSION)
     articulation = num("articulation", float, *ARTICULATION_RANGE)
     seed = num("seed", int, 0, 2 ** 31 - 1)
+    intensity = num("emotion_intensity", float, 0.0, MAX_EXPRESSION)
+    emotion = str(opts.get("emotion", "auto")).strip().lower()
+    from .emotion.timeline import emotion_weights
+    emotion_weights(emotion, " (emotion)")
     cfg = GenerateConfig(render=RenderConfig(size=size, crop=crop), video=VideoConfig(fps=num("fps", float, 1, 120)),
                          **base)
     if expression is not None:
@@ -117,4 +125,7 @@ def generate_config(options: dict | None = None, **base) -> GenerateConfig:
         cfg.articulation = articulation
     if seed is not None:
         cfg.seed = int(seed)
+    if intensity is not None:
+        cfg.emotion_intensity = intensity
+    cfg.emotion = emotion
     return cfg

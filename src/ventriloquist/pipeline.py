@@ -60,13 +60,20 @@ class Ventriloquist:
                                                      strength=self.cfg.expression)
         return self._speech
 
-    def motion_from_audio(self, audio: np.ndarray) -> tuple[Motion, np.ndarray]:
-        """Speech -> motion and the per-frame emotion heard, with this pipeline's settings."""
+    def motion_from_audio(self, audio: np.ndarray, timeline: tuple | None = None) -> tuple[Motion, np.ndarray]:
+        """Speech -> motion and the per-frame emotion that drove it, with this pipeline's settings
+        (``timeline``: its segments when already read)."""
         import torch
         c = self.cfg
-        speech = self.speech_motion.with_settings(c.seed, c.expression, c.articulation)
+        speech = self.speech_motion.with_settings(c.seed, c.expression, c.articulation, c.emotion,
+                                                  c.emotion_intensity, self.timeline() if timeline is None else timeline)
         torch.manual_seed(c.seed)
         return speech(audio)
+
+    def timeline(self) -> tuple:
+        """The emotion timeline's segments (empty without one); read and checked on every call."""
+        from .emotion.timeline import load_timeline
+        return tuple(load_timeline(self.cfg.emotion_timeline)) if self.cfg.emotion_timeline else ()
 
     def preview(self, face: str | Path) -> np.ndarray:
         """The canvas the video will show (RGB), with the 68 landmarks found on the face drawn on it:
@@ -83,7 +90,8 @@ class Ventriloquist:
 
     def generate(self, face: str | Path, out: str | Path, audio: str | Path | None = None,
                  driving_video: str | Path | None = None, landmarks: str | Path | None = None,
-                 export_landmarks: str | Path | None = None, progress: bool | Progress = True) -> Result:
+                 export_landmarks: str | Path | None = None, export_emotions: str | Path | None = None,
+                 progress: bool | Progress = True) -> Result:
         """Render ``face`` driven by exactly one motion source; speech comes from ``audio`` or the driving video.
 
         ``progress``: True for a progress bar, False for none, or a :data:`Progress` callback.
@@ -97,6 +105,13 @@ class Ventriloquist:
             raise InputError(f"output {out} must end in .mp4")
         if export_landmarks is not None and Path(export_landmarks).suffix not in (".npz", ".json"):
             raise InputError(f"cannot export landmarks to {export_landmarks}; use a .npz or .json file name")
+        if export_emotions is not None:
+            if Path(export_emotions).suffix.lower() not in (".csv", ".json"):
+                raise InputError(f"cannot export emotions to {export_emotions}; use a .csv or .json file name")
+            if audio is None or driving_video is not None or landmarks is not None:
+                raise InputError("--export-emotions needs speech-driven motion: pass --audio without "
+                                 "--driving-video or --landmarks")
+        timeline = self.timeline()
         photo = load_image(face)
         source_k = face_landmarks(photo, str(face))
         speech = load_audio(audio) if audio is not None else None
@@ -111,7 +126,7 @@ class Ventriloquist:
         elif landmarks is not None:
             motion = Motion.from_sequence(LandmarkSequence.load(landmarks))
         elif speech is not None:
-            motion, emotions = self.motion_from_audio(speech)
+            motion, emotions = self.motion_from_audio(speech, timeline)
         else:
             raise InputError("nothing drives the face: pass --audio, --driving-video or --landmarks")
         if report:
@@ -146,6 +161,11 @@ class Ventriloquist:
                     report(min(1.0, MOTION_SHARE + (1 - MOTION_SHARE) * (i + 1) / n))
         if export_landmarks is not None:
             seq.save(export_landmarks)
+        if export_emotions is not None:
+            from .emotion.timeline import emotion_track, export_emotions as write_emotions
+            c = self.cfg
+            level = emotion_track(len(emotions), c.emotion, c.emotion_intensity, timeline)[2]
+            write_emotions(export_emotions, emotions, level)
         if report:
             report(1.0)
         return Result(out, n, fps, canvas.size[0], canvas.size[1], seq, emotions)

@@ -41,6 +41,8 @@ def load_generator(folder: Path | None = None) -> EmotiveGenerator:
     span = ckpt.get("deform_range")              # absent before version 3.1: the magnitude limit alone
     g.range = None if span is None else np.asarray(span, np.float32)
     g.articulation = float(ckpt.get("articulation_gain", 1.0))   # the training speaker -> a typical speaker (4.0)
+    emb = ckpt.get("emotion_embeddings")         # G's emotion input per class, for --emotion (4.0)
+    g.emotion_embeddings = None if emb is None else np.asarray(emb, np.float32)
     return g.eval()
 
 
@@ -125,8 +127,12 @@ def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion
     return overlap_add(chunks, starts, t_total)
 
 
-def _check(strength: float, articulation: float) -> None:
+def _check(strength: float, articulation: float, emotion: str = "auto", intensity: float = 1.0) -> None:
+    from ..emotion.timeline import emotion_weights
     from ..errors import InputError
+    emotion_weights(emotion, " (--emotion)")
+    if not 0.0 <= intensity <= MAX_EXPRESSION:
+        raise InputError(f"emotion intensity {intensity:g} is outside 0-{MAX_EXPRESSION:g}; 1 is as trained")
     if not 0.0 <= strength <= MAX_EXPRESSION:
         raise InputError(f"expression strength {strength:g} is outside 0-{MAX_EXPRESSION:g}; "
                          "0 moves the lips only, 1 is the trained expression")
@@ -145,6 +151,9 @@ class SpeechMotion:
     emotion: bool = True                # False disables the emotion branch (ablation)
     strength: float = 1.0               # expression strength: 0 = lips only, 1 = as trained, up to MAX_EXPRESSION
     articulation: float = 1.0           # how wide the mouth moves: 1 = a typical speaker, <1 restrained, >1 wider
+    chosen: str = "auto"                # the emotion shown: "auto" (the voice's) or a class of emotion.vocabulary
+    intensity: float = 1.0              # how strongly the chosen (or heard) emotion shows
+    timeline: tuple = ()                # emotion.timeline.Segment ranges overriding ``chosen``
 
     @classmethod
     def from_weights(cls, seed: int = 0, emotion: bool = True, folder: Path | None = None,
@@ -161,11 +170,41 @@ class SpeechMotion:
         return cls(load_generator(folder).to(dev), EmotionRecognizer.from_weights(folder), seed, emotion, strength,
                    articulation)
 
-    def with_settings(self, seed: int, strength: float, articulation: float) -> "SpeechMotion":
+    def with_settings(self, seed: int, strength: float, articulation: float, chosen: str = "auto",
+                      intensity: float = 1.0, timeline: tuple = ()) -> "SpeechMotion":
         """A light copy sharing the loaded networks, with one video's settings (checked); strength 0
         also turns the emotion branch off."""
-        _check(strength, articulation)
-        return replace(self, seed=seed, emotion=strength > 0, strength=strength, articulation=articulation)
+        _check(strength, articulation, chosen, intensity)
+        return replace(self, seed=seed, emotion=strength > 0, strength=strength, articulation=articulation,
+                       chosen=chosen, intensity=intensity, timeline=tuple(timeline))
+
+    @property
+    def controlled(self) -> bool:
+        """Whether the user chose the emotion or its intensity (else the voice decides alone)."""
+        return self.chosen != "auto" or self.intensity != 1.0 or bool(self.timeline)
+
+    def emotion_input(self, emb: np.ndarray, probs: np.ndarray, gate: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """G's emotion input (T, E), the distribution it stands for (T, 7) and the expression strength
+        (T,), from what the voice says (``emb``, ``probs``, silence ``gate``) and the user's choice.
+
+        A chosen emotion enters as that class's mean embedding (shipped with G), so the lips stay
+        G's own; it holds through pauses, where the voice's own expression eases away.
+        """
+        if not self.controlled:
+            return emb, probs, self.strength * gate
+        from ..emotion.timeline import emotion_track
+        from ..errors import InputError
+        table = self.generator.emotion_embeddings
+        auto, w, level = emotion_track(len(emb), self.chosen, self.intensity, self.timeline)
+        if table is None and (auto < 1).any():
+            raise InputError("these generator weights predate emotion control (no emotion embeddings); "
+                             "use --emotion auto, or retrain: ventriloquist train generator --publish")
+        if table is not None:
+            emb = auto[:, None] * emb + w @ table[:, : emb.shape[1]]
+            probs = auto[:, None] * probs + w
+        strength = np.minimum(self.strength * level * (auto * gate + (1 - auto)), MAX_EXPRESSION)
+        return emb.astype(np.float32), probs, strength.astype(np.float32)
 
     def features(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """What G hears in speech samples: the log-Mel and, when G reads them, the phonetic rows."""
@@ -179,7 +218,8 @@ class SpeechMotion:
         emb, probs, _ = emotion_features(self.recognizer, mel, clip=False)
         n = min(len(emb), len(mel) // MEL_PER_FRAME)
         gate = expression_gate(mel)[:n]          # one value per whole video frame of mel, so never short
-        dk = run_windows(g, mel[: n * MEL_PER_FRAME], emb[:n], self.emotion, self.strength * gate, artic)
+        emb, probs, strength = self.emotion_input(emb[:n], probs[:n], gate)
+        dk = run_windows(g, mel[: n * MEL_PER_FRAME], emb, self.emotion, strength, artic)
         limits, span = g.limits, g.range
         if g.rest is not None:
             rest = g.rest[LOWER_FACE]

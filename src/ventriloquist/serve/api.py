@@ -25,6 +25,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from .. import __version__
 from ..config import OPTIONS
+from ..emotion.vocabulary import EMOTIONS
 from ..errors import InputError
 from .jobs import DONE, JobQueue, QueueFull
 
@@ -145,24 +146,34 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
                audio: UploadFile = File(..., description="speech: any common audio file or a video with sound"),
                size: str | None = Form(None), crop: str | None = Form(None), fps: str | None = Form(None),
                expression: str | None = Form(None), articulation: str | None = Form(None),
+               emotion: str | None = Form(None, description="auto (the voice's), or " + ", ".join(EMOTIONS)),
+               emotion_intensity: str | None = Form(None),
+               timeline: UploadFile | None = File(None, description="emotion timeline, JSON or CSV (README)"),
                seed: str | None = Form(None)):
-        options = {k: v for k, v in zip(OPTIONS, (size, crop, fps, expression, articulation, seed)) if v not in (None, "")}
+        given = {"size": size, "crop": crop, "fps": fps, "expression": expression, "articulation": articulation,
+                 "emotion": emotion, "emotion_intensity": emotion_intensity, "seed": seed}
+        options = {k: given[k] for k in OPTIONS if given[k] not in (None, "")}
         job_id, folder = jobs.new_folder()
         try:
             paths = {}
-            for name, upload in (("face", face), ("audio", audio)):
+            uploads = [("face", face), ("audio", audio)] + ([("timeline", timeline)] if timeline is not None else [])
+            for name, upload in uploads:
                 paths[name] = folder / name                    # never the client's file name
                 with open(paths[name], "wb") as f:
                     shutil.copyfileobj(upload.file, f, 1 << 20)
             _check_image(paths["face"])
             _check_audio(paths["audio"])
-            job = jobs.submit(job_id, paths["face"], paths["audio"], options)
+            if "timeline" in paths:                             # JSON or CSV by its content, whatever its name
+                head = paths["timeline"].read_bytes()[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
+                paths["timeline"] = paths["timeline"].rename(
+                    folder / ("timeline.json" if head[:1] in (b"[", b"{") else "timeline.csv"))
+            job = jobs.submit(job_id, paths["face"], paths["audio"], options, paths.get("timeline"))
         except _Unsupported as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise HTTPException(415, str(exc)) from None
         except InputError as exc:
             shutil.rmtree(folder, ignore_errors=True)
-            raise HTTPException(422, str(exc)) from None
+            raise HTTPException(422, str(exc).replace(str(folder) + "/", "")) from None   # no server paths
         except QueueFull as exc:
             shutil.rmtree(folder, ignore_errors=True)
             return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
@@ -179,6 +190,14 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
             raise HTTPException(409, f"job {job_id} is {job.state}" + (f": {job.error}" if job.error else "")
                                 + ("; poll its status until it is done" if job.state in ("queued", "running") else ""))
         return FileResponse(job.result, media_type="video/mp4", filename=f"{job_id}.mp4")
+
+    @app.get("/v1/videos/{job_id}/emotions", dependencies=[Depends(authorised)], response_class=FileResponse)
+    def emotions(job_id: str):
+        """The per-frame emotion that drove the video, as CSV (itself a timeline file)."""
+        job = job_or_404(job_id)
+        if job.state != DONE or not job.emotions.is_file():
+            raise HTTPException(409, f"job {job_id} is {job.state}; its emotions come with its video")
+        return FileResponse(job.emotions, media_type="text/csv", filename=f"{job_id}-emotions.csv")
 
     @app.delete("/v1/videos/{job_id}", dependencies=[Depends(authorised)])
     def delete(job_id: str) -> dict:

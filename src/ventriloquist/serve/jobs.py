@@ -22,6 +22,7 @@ from ..errors import VentriloquistError
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
 RESULT_NAME = "video.mp4"
+EMOTIONS_NAME = "emotions.csv"      # the per-frame emotion that drove the video (a timeline file)
 
 
 class QueueFull(RuntimeError):
@@ -43,6 +44,7 @@ class Job:
     face: Path
     audio: Path
     options: dict
+    timeline: Path | None = None        # an uploaded emotion timeline, saved under a name the server made
     state: str = QUEUED
     progress: float = 0.0
     error: str | None = None
@@ -54,6 +56,14 @@ class Job:
     @property
     def result(self) -> Path:
         return self.folder / RESULT_NAME
+
+    @property
+    def emotions(self) -> Path:
+        return self.folder / EMOTIONS_NAME
+
+    def config(self):
+        """The job's GenerateConfig (options checked, the timeline read from the job's folder)."""
+        return generate_config(self.options, emotion_timeline=self.timeline and str(self.timeline))
 
     def public(self) -> dict:
         """What a client may see (no paths)."""
@@ -89,14 +99,17 @@ class JobQueue:
         folder.mkdir()
         return job_id, folder
 
-    def submit(self, job_id: str, face: Path, audio: Path, options: dict) -> Job:
+    def submit(self, job_id: str, face: Path, audio: Path, options: dict, timeline: Path | None = None) -> Job:
         """Queue a job whose files are in its folder; QueueFull when ``max_queued`` are already waiting."""
+        from ..emotion.timeline import load_timeline
         generate_config(options)                       # refuse bad options now, not in a worker
+        if timeline is not None:
+            load_timeline(timeline)
         with self._lock:
             waiting = sum(j.state == QUEUED for j in self.jobs.values())
             if waiting >= self.max_queued:
                 raise QueueFull(self._retry_after(waiting))
-            job = Job(job_id, self.workdir / job_id, face, audio, dict(options))
+            job = Job(job_id, self.workdir / job_id, face, audio, dict(options), timeline)
             self.jobs[job_id] = job
         self._todo.put(job)
         return job
@@ -170,8 +183,8 @@ class JobQueue:
                 if job.cancel.is_set() or time.time() > deadline:
                     raise Stopped
             try:
-                vt = Ventriloquist(generate_config(job.options), speech_motion=self.speech)
-                vt.generate(job.face, job.result, audio=job.audio, progress=progress)
+                vt = Ventriloquist(job.config(), speech_motion=self.speech)
+                vt.generate(job.face, job.result, audio=job.audio, export_emotions=job.emotions, progress=progress)
                 self._durations = (self._durations + [time.time() - job.started])[-20:]
                 self._finish(job, DONE)
             except Stopped:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ARTICULATION_RANGE, MAX_EXPRESSION, generate_config
+from ..emotion.timeline import EMOTION_CHOICES
 from ..errors import VentriloquistError
 
 TITLE = "ventriloquist: a face that speaks"
@@ -21,7 +22,7 @@ TITLE = "ventriloquist: a face that speaks"
 def _emotion_png(probs: np.ndarray, path: Path) -> Path:
     from ..emotion.vocabulary import EMOTIONS
     from ..evaluate.plots import emotion_plot
-    return emotion_plot(path, probs, list(EMOTIONS), title="emotion heard in the voice")
+    return emotion_plot(path, probs, list(EMOTIONS), title="emotion over time")
 
 
 def build(speech_motion=None, workdir: Path | None = None):
@@ -34,8 +35,9 @@ def build(speech_motion=None, workdir: Path | None = None):
     out_dir = Path(workdir or tempfile.mkdtemp(prefix="ventriloquist-app-"))
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def options(size, crop, expression, articulation, seed) -> dict:
-        return {"size": size, "crop": crop, "expression": expression, "articulation": articulation, "seed": seed}
+    def options(size, crop, expression, articulation, emotion, intensity, seed) -> dict:
+        return {"size": size, "crop": crop, "expression": expression, "articulation": articulation,
+                "emotion": emotion, "emotion_intensity": intensity, "seed": seed}
 
     def preview(face, size, crop):
         if not face:
@@ -45,23 +47,27 @@ def build(speech_motion=None, workdir: Path | None = None):
         except VentriloquistError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
-    def render(face, audio, size, crop, expression, articulation, seed, progress=gr.Progress()):
+    def render(face, audio, size, crop, expression, articulation, emotion, intensity, timeline, seed,
+               progress=gr.Progress()):
         if not face:
             raise gr.Error("add a face photo first (or pick the example below)", print_exception=False)
         if not audio:
             raise gr.Error("add a speech recording first: upload a file or record with the microphone",
                            print_exception=False)
         try:
-            vt = Ventriloquist(generate_config(options(size, crop, expression, articulation, seed)),
-                               speech_motion=speech)
+            cfg = generate_config(options(size, crop, expression, articulation, emotion, intensity, seed),
+                                  emotion_timeline=timeline or None)
+            vt = Ventriloquist(cfg, speech_motion=speech)
             out = Path(tempfile.mkstemp(suffix=".mp4", dir=out_dir)[1])
             out.unlink()
+            track = out.with_suffix(".emotions.csv")
             progress(0.0, desc="listening")
-            res = vt.generate(face, out, audio=audio, progress=lambda share: progress(share, desc="rendering"))
+            res = vt.generate(face, out, audio=audio, export_emotions=track,
+                              progress=lambda share: progress(share, desc="rendering"))
         except VentriloquistError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
-        plot = _emotion_png(res.emotions, out.with_suffix(".png")) if res.emotions is not None else None
-        return str(out), str(plot) if plot else None
+        plot = _emotion_png(res.emotions, out.with_suffix(".png"))
+        return str(out), str(plot), str(track)
 
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"# {TITLE}\nOne photo and one speech recording give a talking-head video; the expression "
@@ -83,15 +89,22 @@ def build(speech_motion=None, workdir: Path | None = None):
                                            label="expression strength (0 = lips only)")
                     articulation = gr.Slider(ARTICULATION_RANGE[0], ARTICULATION_RANGE[1], value=1.0, step=0.05,
                                              label="articulation (1 = a typical speaker)")
+                with gr.Row():
+                    emotion = gr.Dropdown(list(EMOTION_CHOICES), value="auto", label="emotion (auto = the voice's)")
+                    intensity = gr.Slider(0.0, MAX_EXPRESSION, value=1.0, step=0.05, label="emotion intensity")
+                timeline = gr.File(label="emotion timeline (.json or .csv, optional)", file_types=[".json", ".csv"],
+                                   type="filepath", elem_id="timeline")
                 seed = gr.Number(value=0, precision=0, label="seed (blinks, head motion)")
                 go = gr.Button("Generate", variant="primary", elem_id="generate")
                 video = gr.Video(label="video", buttons=["download"], height=400, elem_id="video")
-                emotions = gr.Image(label="emotion heard over time", interactive=False, height=200, elem_id="emotions")
+                emotions = gr.Image(label="emotion over time", interactive=False, height=200, elem_id="emotions")
+                track = gr.File(label="emotion track (CSV, a timeline file)", interactive=False, elem_id="track")
         gr.Examples([[str(demo_face()), str(DEMO_SPEECH)]], inputs=[face, audio], label="example: the bundled "
                     "portrait and speech", elem_id="examples")
         for trigger in (face.change, size.release, crop.change):
             trigger(preview, [face, size, crop], landmarks)
-        go.click(render, [face, audio, size, crop, expression, articulation, seed], [video, emotions])
+        go.click(render, [face, audio, size, crop, expression, articulation, emotion, intensity, timeline, seed],
+                 [video, emotions, track])
     app.queue(default_concurrency_limit=1)
     return app
 
