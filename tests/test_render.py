@@ -195,3 +195,21 @@ def test_where_the_canvas_must_reach_past_the_photo_it_is_filled_by_a_blurred_mi
     band = canvas.image[:top].astype(np.float64)
     assert np.abs(np.diff(band, axis=0)).mean() > 0.05                 # rows differ: not one row smeared down
     assert np.abs(np.diff(band, axis=1)).mean() < np.abs(np.diff(canvas.image[top + 4:].astype(np.float64), axis=1)).mean()
+
+
+def test_a_closed_eye_is_drawn_closed_and_an_open_one_is_left_alone(photo, renderer):
+    """When the lids meet in the landmarks the frame shows lid skin and a lash line: dlib, re-detecting
+    on the frame, finds the eye under 0.3 of its open height (as in a real blink); an open eye is untouched."""
+    from ventriloquist.face.detect import face_landmarks
+    from ventriloquist.face.topology import LID_PAIRS, eye_opening
+    from ventriloquist.render.eyes import EyelidPainter
+    image, k = photo
+    frame = renderer.render(k)
+    EyelidPainter(image, k, float(interocular(k))).paint(frame, k)
+    assert np.array_equal(frame, renderer.render(k))                  # open eyes: nothing painted
+    closed = k.copy()
+    for up, down in LID_PAIRS:
+        closed[up] = k[down] + 0.05 * (k[up] - k[down])
+    shut = renderer.render(closed)
+    found = face_landmarks(shut, "frame")
+    assert float(eye_opening(found)) < 0.3 * float(eye_opening(face_landmarks(renderer.render(k), "frame")))  # warp alone: 0.46

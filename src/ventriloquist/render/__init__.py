@@ -1,8 +1,8 @@
 """Renderer: source photo + target landmarks -> video frame, on the CPU.
 
 A piecewise-affine mesh warp (:mod:`.warp`) moves the face while keeping everything outside
-an anchor ring around it bit-exact, and :mod:`.mouth` paints the cavity and teeth where the
-lips part further than in the photo.
+an anchor ring around it bit-exact, :mod:`.mouth` paints the cavity and teeth where the
+lips part further than in the photo, and :mod:`.eyes` draws the lids over eyes that close.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 
 from ..config import N_LANDMARKS
 from ..face.topology import INNER_LIPS, interocular
+from .eyes import EyelidPainter
 from .mouth import MouthPainter
 from .warp import MeshWarper
 
@@ -37,6 +38,7 @@ class Renderer:
         face_size = float((k.max(0) - k.min(0)).max())
         self.painter = MouthPainter(self.image, k, feather * face_size) if mouth_interior else None
         self.src_half_gap = self.mesh.src_gap / 2
+        self.lids = EyelidPainter(self.image, k, float(interocular(k)))
 
     def render(self, target: np.ndarray) -> np.ndarray:
         """Frame (H, W, 3) uint8 RGB, a new array, for target landmarks (68, 2) in image pixels.
@@ -55,4 +57,5 @@ class Renderer:
             upper, lower = self.mesh.mouth_chains(dst)
             self.painter.paint(out, dst[INNER_LIPS], upper, lower, self.src_half_gap,
                                float(interocular(dst[:N_LANDMARKS])), self.teeth)
+        self.lids.paint(out, dst[:N_LANDMARKS])
         return out
