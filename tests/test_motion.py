@@ -269,3 +269,34 @@ def test_the_shipped_generator_carries_the_real_range_of_jaw_and_lips():
     chin_lo, chin_hi = g.range[:, 8, 1]
     assert chin_lo < g.rest[8, 1] < chin_hi             # the closed mouth lies inside the range
     assert chin_hi - chin_lo < 0.5                       # inter-ocular units: a real jaw's travel, not a box around anything
+
+
+def test_blinks_move_into_nearby_pauses():
+    from ventriloquist.motion.life import pause_starts
+    n = 25 * 60
+    voiced = (np.arange(n) // 50) % 2 == 0                    # 2 s of speech, 2 s of pause, ...
+    starts = pause_starts(voiced)
+    closure = blink_track(n, np.random.default_rng(0), voiced=voiced)
+    onsets = np.flatnonzero((closure[1:] > 0) & (closure[:-1] == 0)) + 1
+    assert 8 <= len(onsets) <= 25
+    near = np.abs(onsets[:, None] - starts[None]).min(1)
+    free = blink_track(n, np.random.default_rng(0))
+    free_onsets = np.flatnonzero((free[1:] > 0) & (free[:-1] == 0)) + 1
+    assert np.mean(near == 0) > np.mean(np.abs(free_onsets[:, None] - starts[None]).min(1) == 0) + 0.3
+
+
+def test_the_head_nods_on_stressed_syllables_and_rests_in_silence():
+    from ventriloquist.motion.life import NOD_S, stressed
+    n = 250
+    e = np.zeros(n)
+    for start in (40, 110, 180):                              # three loud syllables
+        e[start:start + 20] = 1.0
+    peaks, strength = stressed(e)
+    assert len(peaks) == 3 and np.all(np.abs(peaks - [40, 110, 180]) <= 2) and strength.min() > 0.5
+    pose = head_motion(e, np.random.default_rng(0))
+    still = head_motion(e, np.random.default_rng(0), scale=0.0)
+    assert np.all(still == 0)
+    dip = [pose[p:p + int(NOD_S * 25), 3].max() - pose[max(0, p - 5), 3] for p in peaks]
+    assert min(dip) > 0.015                                   # the head dips on each
+    quiet = head_motion(np.zeros(n), np.random.default_rng(0))
+    assert np.abs(np.diff(quiet, axis=0)).mean() < 0.5 * np.abs(np.diff(pose, axis=0)).mean()

@@ -1,9 +1,9 @@
 """``ventriloquist batch``: many videos in one run, the models loaded once per worker process.
 
 Rows come from a manifest CSV (columns ``face``, ``audio``, optional ``out`` and any per-video
-option: size, crop, fps, expression, articulation, emotion, emotion_intensity, seed, and an
-``emotion_timeline`` file; relative paths are relative to the CSV) or from a folder of faces and a folder of speech (paired by file name, or every face
-with every speech). Work is spread over worker processes; a row whose output already exists
+option: size, crop, fps, expression, articulation, emotion, emotion_intensity, head_motion,
+seed, and an ``emotion_timeline`` file; relative paths are relative to the CSV) or from a
+folder of faces and a folder of speech (paired by file name, or every face with every speech). Work is spread over worker processes; a row whose output already exists
 is skipped (outputs appear only when complete, so a rerun resumes); a failing row is reported
 in ``summary.csv`` and never stops the others.
 """

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import ARTICULATION_RANGE, FPS, MAX_EXPRESSION, GenerateConfig, generate_config
+from .config import ARTICULATION_RANGE, FPS, HEAD_MOTION_MAX, MAX_EXPRESSION, GenerateConfig, generate_config
 from .emotion.timeline import EMOTION_CHOICES
 from .errors import InputWarning, VentriloquistError
 
@@ -40,6 +40,13 @@ def _articulation(text: str) -> float:
     return v
 
 
+def _head(text: str) -> float:
+    v = float(text)
+    if not 0 <= v <= HEAD_MOTION_MAX:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {HEAD_MOTION_MAX:g}")
+    return v
+
+
 def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=_positive_int, default=None,
                    help="longest output side in pixels (default: the photo's, at most 512)")
@@ -63,13 +70,16 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--emotion-timeline", metavar="F",
                    help="a .json or .csv file of time ranges -> emotion (and intensity) that override --emotion; "
                         "changes are eased (see README)")
+    p.add_argument("--head-motion", type=_head, default=1.0, metavar="H",
+                   help=f"head sway and nods, 0-{HEAD_MOTION_MAX:g} (default 1; 0 = a still head)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _config(a: argparse.Namespace) -> GenerateConfig:
     return generate_config({"size": a.size, "crop": a.crop, "fps": a.fps, "seed": a.seed,
                             "expression": 0.0 if a.neutral else a.expression, "articulation": a.articulation,
-                            "emotion": a.emotion, "emotion_intensity": a.emotion_intensity},
+                            "emotion": a.emotion, "emotion_intensity": a.emotion_intensity,
+                            "head_motion": a.head_motion},
                            device=a.device, emotion_timeline=a.emotion_timeline)
 
 

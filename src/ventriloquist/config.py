@@ -36,6 +36,7 @@ AUDIO_BITRATE = 128_000
 N_LANDMARKS = 68
 MAX_EXPRESSION = 1.25                          # users may scale the voice's expression up to this (--expression)
 ARTICULATION_RANGE = (0.25, 2.0)               # --articulation: how wide the mouth moves, 1 = a typical speaker
+HEAD_MOTION_MAX = 2.0                          # --head-motion: 0 a still head, 1 a speaker's sway and nods
 
 
 @dataclass
@@ -76,11 +77,12 @@ class GenerateConfig:
     emotion: str = "auto"          # the emotion shown: "auto" (what the voice says) or neutral, happy, sad, ...
     emotion_intensity: float = 1.0  # how strongly it shows (0-MAX_EXPRESSION)
     emotion_timeline: str | None = None  # a .json/.csv file of time ranges -> emotion (emotion/timeline.py)
+    head_motion: float = 1.0       # 0 a still head, 1 a speaker's sway and nods, up to HEAD_MOTION_MAX
 
 
 # --- per-video options, as every interface takes them -----------------------------------------------
 OPTIONS = ("size", "crop", "fps", "expression", "articulation", "emotion", "emotion_intensity",
-           "seed")                                          # CLI flags, form fields, manifest columns
+           "head_motion", "seed")                                          # CLI flags, form fields, manifest columns
 
 
 def generate_config(options: dict | None = None, **base) -> GenerateConfig:
@@ -114,6 +116,7 @@ def generate_config(options: dict | None = None, **base) -> GenerateConfig:
     articulation = num("articulation", float, *ARTICULATION_RANGE)
     seed = num("seed", int, 0, 2 ** 31 - 1)
     intensity = num("emotion_intensity", float, 0.0, MAX_EXPRESSION)
+    head = num("head_motion", float, 0.0, HEAD_MOTION_MAX)
     emotion = str(opts.get("emotion", "auto")).strip().lower()
     from .emotion.timeline import emotion_weights
     emotion_weights(emotion, " (emotion)")
@@ -127,5 +130,7 @@ def generate_config(options: dict | None = None, **base) -> GenerateConfig:
         cfg.seed = int(seed)
     if intensity is not None:
         cfg.emotion_intensity = intensity
+    if head is not None:
+        cfg.head_motion = head
     cfg.emotion = emotion
     return cfg

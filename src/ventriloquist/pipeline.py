@@ -66,7 +66,8 @@ class Ventriloquist:
         import torch
         c = self.cfg
         speech = self.speech_motion.with_settings(c.seed, c.expression, c.articulation, c.emotion,
-                                                  c.emotion_intensity, self.timeline() if timeline is None else timeline)
+                                                  c.emotion_intensity, self.timeline() if timeline is None else timeline,
+                                                  c.head_motion)
         torch.manual_seed(c.seed)
         return speech(audio)
 

@@ -2,8 +2,9 @@
 
 Speech fixes the mouth but not when someone blinks or how the head sways, so these are
 sampled (seeded, reproducible) from simple models of human behaviour: blinks every few
-seconds (about 10-20 per minute while speaking) with a fast close and slower opening,
-and a slow head sway whose amplitude follows the speech energy.
+seconds (about 10-20 per minute while speaking) with a fast close and slower opening, drawn
+to the pauses where they fall near one; a slow head sway whose amplitude follows the speech
+energy (calm in silence), and a small nod on each stressed syllable.
 """
 from __future__ import annotations
 
@@ -18,21 +19,42 @@ MIN_BLINK_GAP_S = 1.2
 HEAD_ANGLE = 0.035      # radians, sway amplitude at full speech energy
 HEAD_SHIFT = 0.04       # inter-ocular units
 HEAD_SCALE = 0.01       # log-scale
+SILENT_DRIVE = 0.15     # share of the sway left in silence
+SWAY = 1.0              # overall gain of the slow sway
+NOD_SHIFT = 0.05        # inter-ocular units the head dips on the strongest stressed syllable
+NOD_S = 0.4             # a nod's duration
+NOD_GAP_S = 0.25        # stressed syllables closer than this make one nod
+BLINK_SNAP_S = 0.8      # a blink this close to a pause moves into it
 
 
-def blink_track(n: int, rng: np.random.Generator, fps: float = FPS, rate: float = BLINKS_PER_MIN) -> np.ndarray:
-    """Eye closure in [0, 1] per frame, blinks at gamma-distributed intervals."""
+def pause_starts(voiced: np.ndarray) -> np.ndarray:
+    """Frames where the voice stops (a phrase end or a pause): voiced followed by unvoiced."""
+    v = np.asarray(voiced, bool)
+    return np.flatnonzero(v[:-1] & ~v[1:]) + 1
+
+
+def blink_track(n: int, rng: np.random.Generator, fps: float = FPS, rate: float = BLINKS_PER_MIN,
+                voiced: np.ndarray | None = None) -> np.ndarray:
+    """Eye closure in [0, 1] per frame, blinks at gamma-distributed intervals; with ``voiced`` (T,),
+    a blink within BLINK_SNAP_S of a pause moves into it, as people blink at phrase ends."""
     closure = np.zeros(n)
     mean_gap = 60.0 / rate
     t = rng.uniform(0.3, mean_gap)
     shape = np.interp(np.arange(0, len(BLINK_SHAPE), FPS / fps), np.arange(len(BLINK_SHAPE)), BLINK_SHAPE)
+    pauses = pause_starts(voiced) if voiced is not None else np.zeros(0, int)
+    last = -np.inf
     while True:
         i = int(t * fps)
         if i >= n:
             break
+        if len(pauses):
+            near = pauses[np.argmin(np.abs(pauses - i))]
+            if abs(near - i) <= BLINK_SNAP_S * fps and (near - last) >= MIN_BLINK_GAP_S * fps:
+                i = int(near)
         m = min(len(shape), n - i)
         closure[i:i + m] = np.maximum(closure[i:i + m], shape[:m])
-        t += max(MIN_BLINK_GAP_S, rng.gamma(4.0, mean_gap / 4.0))
+        last = i
+        t = i / fps + max(MIN_BLINK_GAP_S, rng.gamma(4.0, mean_gap / 4.0))
     return closure
 
 
@@ -63,14 +85,34 @@ def _smooth_noise(n: int, rng: np.random.Generator, seconds: float, fps: float) 
     return x / gain
 
 
-def head_motion(energy: np.ndarray, rng: np.random.Generator, fps: float = FPS) -> np.ndarray:
-    """Relative head pose (T, 4) = (angle, log-scale, dx, dy), livelier while speaking."""
+def stressed(energy: np.ndarray, fps: float = FPS) -> tuple[np.ndarray, np.ndarray]:
+    """Frames where a stressed syllable starts (the loudness rises fastest) and how strong (0-1)."""
+    from scipy.ndimage import gaussian_filter1d
+    from scipy.signal import find_peaks
+    e = gaussian_filter1d(energy / (np.percentile(energy, 95) + 1e-9), sigma=1.0)
+    rise = np.diff(e, prepend=e[:1])
+    peaks, props = find_peaks(rise, height=0.04, distance=max(1, int(NOD_GAP_S * fps)))
+    return peaks, np.clip(props["peak_heights"] / 0.2, 0, 1)
+
+
+def head_motion(energy: np.ndarray, rng: np.random.Generator, fps: float = FPS, scale: float = 1.0) -> np.ndarray:
+    """Relative head pose (T, 4) = (angle, log-scale, dx, dy): a sway livelier while speaking, calm
+    in silence, and a nod (the head dips and comes back) on each stressed syllable; ``scale``
+    multiplies it all (0 = a still head)."""
     n = len(energy)
     e = energy / (np.percentile(energy, 95) + 1e-9)
     from scipy.ndimage import gaussian_filter1d
-    drive = 0.35 + 0.65 * np.clip(gaussian_filter1d(e, sigma=0.5 * fps), 0, 1)
+    drive = SILENT_DRIVE + (1 - SILENT_DRIVE) * np.clip(gaussian_filter1d(e, sigma=0.5 * fps), 0, 1)
     pose = np.stack([HEAD_ANGLE * _smooth_noise(n, rng, 0.6, fps),
                      HEAD_SCALE * _smooth_noise(n, rng, 1.0, fps),
                      HEAD_SHIFT * _smooth_noise(n, rng, 0.8, fps),
-                     0.6 * HEAD_SHIFT * _smooth_noise(n, rng, 0.5, fps)], axis=1)
-    return pose * drive[:, None] * 0.5
+                     0.6 * HEAD_SHIFT * _smooth_noise(n, rng, 0.5, fps)], axis=1) * drive[:, None] * SWAY
+    width = max(2, int(round(NOD_S * fps)))
+    bump = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(width) / width)
+    nods = np.zeros(n)
+    for i, strength in zip(*stressed(energy, fps)):
+        m = min(width, n - i)
+        nods[i:i + m] = np.maximum(nods[i:i + m], strength * bump[:m])
+    pose[:, 3] += NOD_SHIFT * nods               # image y grows downwards: the head dips
+    pose[:, 1] -= 0.2 * HEAD_SCALE * nods        # and, tipping forward, looks a little shorter
+    return pose * scale

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..audio import energy, log_mel, overlap_add, window_starts
-from ..config import ARTICULATION_RANGE, FPS, LOG_EPS, MAX_EXPRESSION, MEL_PER_FRAME, WINDOW_FRAMES, WINDOW_STRIDE
+from ..config import ARTICULATION_RANGE, FPS, HEAD_MOTION_MAX, LOG_EPS, MAX_EXPRESSION, MEL_PER_FRAME, WINDOW_FRAMES, WINDOW_STRIDE
 from ..face.topology import LOWER_FACE
 from .. import phonetics
 from ..weights import load_checkpoint
@@ -127,10 +127,13 @@ def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion
     return overlap_add(chunks, starts, t_total)
 
 
-def _check(strength: float, articulation: float, emotion: str = "auto", intensity: float = 1.0) -> None:
+def _check(strength: float, articulation: float, emotion: str = "auto", intensity: float = 1.0,
+           head: float = 1.0) -> None:
     from ..emotion.timeline import emotion_weights
     from ..errors import InputError
     emotion_weights(emotion, " (--emotion)")
+    if not 0.0 <= head <= HEAD_MOTION_MAX:
+        raise InputError(f"head motion {head:g} is outside 0-{HEAD_MOTION_MAX:g}; 0 keeps the head still")
     if not 0.0 <= intensity <= MAX_EXPRESSION:
         raise InputError(f"emotion intensity {intensity:g} is outside 0-{MAX_EXPRESSION:g}; 1 is as trained")
     if not 0.0 <= strength <= MAX_EXPRESSION:
@@ -154,6 +157,7 @@ class SpeechMotion:
     chosen: str = "auto"                # the emotion shown: "auto" (the voice's) or a class of emotion.vocabulary
     intensity: float = 1.0              # how strongly the chosen (or heard) emotion shows
     timeline: tuple = ()                # emotion.timeline.Segment ranges overriding ``chosen``
+    head: float = 1.0                   # head motion: 0 = still, 1 = as a speaker moves, up to HEAD_MOTION_MAX
 
     @classmethod
     def from_weights(cls, seed: int = 0, emotion: bool = True, folder: Path | None = None,
@@ -171,12 +175,12 @@ class SpeechMotion:
                    articulation)
 
     def with_settings(self, seed: int, strength: float, articulation: float, chosen: str = "auto",
-                      intensity: float = 1.0, timeline: tuple = ()) -> "SpeechMotion":
+                      intensity: float = 1.0, timeline: tuple = (), head: float = 1.0) -> "SpeechMotion":
         """A light copy sharing the loaded networks, with one video's settings (checked); strength 0
         also turns the emotion branch off."""
-        _check(strength, articulation, chosen, intensity)
+        _check(strength, articulation, chosen, intensity, head)
         return replace(self, seed=seed, emotion=strength > 0, strength=strength, articulation=articulation,
-                       chosen=chosen, intensity=intensity, timeline=tuple(timeline))
+                       chosen=chosen, intensity=intensity, timeline=tuple(timeline), head=head)
 
     @property
     def controlled(self) -> bool:
@@ -242,10 +246,11 @@ class SpeechMotion:
 
     def __call__(self, y: np.ndarray) -> tuple[Motion, np.ndarray]:
         """Motion at the model rate and the per-frame emotion distribution that shaped it."""
-        shapes, probs = self.shapes(*self.features(y))
+        mel, artic = self.features(y)
+        shapes, probs = self.shapes(mel, artic)
         n = len(shapes)
         rest = self.generator.mean_face.cpu().numpy().astype(np.float64)
         rng = np.random.default_rng(self.seed)
-        shapes = apply_blinks(shapes, blink_track(n, rng))
-        pose = head_motion(energy(y)[:n], rng)
+        shapes = apply_blinks(shapes, blink_track(n, rng, voiced=voiced_frames(mel)[:n]))
+        pose = head_motion(energy(y)[:n], rng, scale=self.head)
         return Motion(shapes, rest, pose, float(FPS)), probs[:n]

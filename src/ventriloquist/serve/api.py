@@ -147,11 +147,11 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
                size: str | None = Form(None), crop: str | None = Form(None), fps: str | None = Form(None),
                expression: str | None = Form(None), articulation: str | None = Form(None),
                emotion: str | None = Form(None, description="auto (the voice's), or " + ", ".join(EMOTIONS)),
-               emotion_intensity: str | None = Form(None),
+               emotion_intensity: str | None = Form(None), head_motion: str | None = Form(None),
                timeline: UploadFile | None = File(None, description="emotion timeline, JSON or CSV (README)"),
                seed: str | None = Form(None)):
         given = {"size": size, "crop": crop, "fps": fps, "expression": expression, "articulation": articulation,
-                 "emotion": emotion, "emotion_intensity": emotion_intensity, "seed": seed}
+                 "emotion": emotion, "emotion_intensity": emotion_intensity, "head_motion": head_motion, "seed": seed}
         options = {k: given[k] for k in OPTIONS if given[k] not in (None, "")}
         job_id, folder = jobs.new_folder()
         try:

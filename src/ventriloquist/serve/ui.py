@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ARTICULATION_RANGE, MAX_EXPRESSION, generate_config
+from ..config import ARTICULATION_RANGE, HEAD_MOTION_MAX, MAX_EXPRESSION, generate_config
 from ..emotion.timeline import EMOTION_CHOICES
 from ..errors import VentriloquistError
 
@@ -35,9 +35,9 @@ def build(speech_motion=None, workdir: Path | None = None):
     out_dir = Path(workdir or tempfile.mkdtemp(prefix="ventriloquist-app-"))
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def options(size, crop, expression, articulation, emotion, intensity, seed) -> dict:
+    def options(size, crop, expression, articulation, emotion, intensity, head, seed) -> dict:
         return {"size": size, "crop": crop, "expression": expression, "articulation": articulation,
-                "emotion": emotion, "emotion_intensity": intensity, "seed": seed}
+                "emotion": emotion, "emotion_intensity": intensity, "head_motion": head, "seed": seed}
 
     def preview(face, size, crop):
         if not face:
@@ -47,7 +47,7 @@ def build(speech_motion=None, workdir: Path | None = None):
         except VentriloquistError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
-    def render(face, audio, size, crop, expression, articulation, emotion, intensity, timeline, seed,
+    def render(face, audio, size, crop, expression, articulation, emotion, intensity, timeline, head, seed,
                progress=gr.Progress()):
         if not face:
             raise gr.Error("add a face photo first (or pick the example below)", print_exception=False)
@@ -55,7 +55,7 @@ def build(speech_motion=None, workdir: Path | None = None):
             raise gr.Error("add a speech recording first: upload a file or record with the microphone",
                            print_exception=False)
         try:
-            cfg = generate_config(options(size, crop, expression, articulation, emotion, intensity, seed),
+            cfg = generate_config(options(size, crop, expression, articulation, emotion, intensity, head, seed),
                                   emotion_timeline=timeline or None)
             vt = Ventriloquist(cfg, speech_motion=speech)
             out = Path(tempfile.mkstemp(suffix=".mp4", dir=out_dir)[1])
@@ -94,7 +94,9 @@ def build(speech_motion=None, workdir: Path | None = None):
                     intensity = gr.Slider(0.0, MAX_EXPRESSION, value=1.0, step=0.05, label="emotion intensity")
                 timeline = gr.File(label="emotion timeline (.json or .csv, optional)", file_types=[".json", ".csv"],
                                    type="filepath", elem_id="timeline")
-                seed = gr.Number(value=0, precision=0, label="seed (blinks, head motion)")
+                with gr.Row():
+                    head = gr.Slider(0.0, HEAD_MOTION_MAX, value=1.0, step=0.1, label="head motion (0 = still)")
+                    seed = gr.Number(value=0, precision=0, label="seed (blinks, head motion)")
                 go = gr.Button("Generate", variant="primary", elem_id="generate")
                 video = gr.Video(label="video", buttons=["download"], height=400, elem_id="video")
                 emotions = gr.Image(label="emotion over time", interactive=False, height=200, elem_id="emotions")
@@ -103,7 +105,7 @@ def build(speech_motion=None, workdir: Path | None = None):
                     "portrait and speech", elem_id="examples")
         for trigger in (face.change, size.release, crop.change):
             trigger(preview, [face, size, crop], landmarks)
-        go.click(render, [face, audio, size, crop, expression, articulation, emotion, intensity, timeline, seed],
+        go.click(render, [face, audio, size, crop, expression, articulation, emotion, intensity, timeline, head, seed],
                  [video, emotions, track])
     app.queue(default_concurrency_limit=1)
     return app
