@@ -58,7 +58,7 @@ def normalise(coeffs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndar
     average spectral envelope), then one scale for the whole utterance (the mean of the
     coefficients' standard deviations) - not per-coefficient variance normalisation, which
     also erases how much each coefficient moves, an emotion cue: on the validation speakers it
-    lowered EmoDB UA from 0.72 to 0.65-0.68 (means over epochs, see docs/MODEL_CARD_sp2emo.md).
+    lowered EmoDB UA from 0.72 to 0.65-0.68 (means over epochs).
     The pad row (the utterance's own quietest rows, normalised) fills windows that reach past
     either end, so an edge looks like this recording's silence, not like a cliff.
     """
