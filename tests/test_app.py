@@ -46,7 +46,7 @@ def browser(tmp_path):
     opts.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1200", "--autoplay-policy=no-user-gesture-required",
+                 "--window-size=1400,1700", "--autoplay-policy=no-user-gesture-required",
                  f"--user-data-dir={tmp_path / 'chrome'}"):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
@@ -65,25 +65,34 @@ def _until(check, timeout: float = 120.0, every: float = 0.25):
     raise AssertionError(f"timed out after {timeout:g} s")
 
 
+def _click(browser, element) -> None:
+    """Click as a user would, after scrolling the element into view (a taller page hides it behind others)."""
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+    time.sleep(0.2)
+    element.click()
+
+
 def test_the_page_renders_the_bundled_example(app_url, browser, tmp_path):
     from selenium.webdriver.common.by import By
     browser.get(app_url)
     _until(lambda: browser.find_elements(By.ID, "generate"))
     # a missing input is a clear message in the page
-    browser.find_element(By.ID, "generate").click()
+    _click(browser, browser.find_element(By.ID, "generate"))
     _until(lambda: "add a face photo first" in browser.page_source, timeout=30)
     # the bundled example fills the face and the speech; the landmarks found are shown before rendering
     example = _until(lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, "#examples button, #examples tr td")
                               if e.is_displayed()])
-    example[0].click()
+    _click(browser, example[0])
     _until(lambda: browser.find_elements(By.CSS_SELECTOR, "#landmarks img"))
-    browser.find_element(By.ID, "generate").click()
+    _click(browser, browser.find_element(By.ID, "generate"))
     _until(lambda: browser.find_elements(By.CSS_SELECTOR, "#video video"), timeout=180)
     duration = _until(lambda: browser.execute_script(
         "const v = document.querySelector('#video video'); return v && v.readyState >= 1 ? v.duration : 0;"))
     assert duration > 1.0
     _until(lambda: browser.find_elements(By.CSS_SELECTOR, "#emotions img"))
     shot = tmp_path / "app.png"
+    browser.execute_script("window.scrollTo(0, 0);")
+    time.sleep(0.5)
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
     if os.environ.get("VENTRILOQUIST_SCREENSHOT"):            # how docs/app.png is refreshed

@@ -93,14 +93,15 @@ def build(speech_motion=None, workdir: Path | None = None):
                     emotion = gr.Dropdown(list(EMOTION_CHOICES), value="auto", label="emotion (auto = the voice's)")
                     intensity = gr.Slider(0.0, MAX_EXPRESSION, value=1.0, step=0.05, label="emotion intensity")
                 timeline = gr.File(label="emotion timeline (.json or .csv, optional)", file_types=[".json", ".csv"],
-                                   type="filepath", elem_id="timeline")
+                                   type="filepath", height=110, elem_id="timeline")
                 with gr.Row():
                     head = gr.Slider(0.0, HEAD_MOTION_MAX, value=1.0, step=0.1, label="head motion (0 = still)")
                     seed = gr.Number(value=0, precision=0, label="seed (blinks, head motion)")
                 go = gr.Button("Generate", variant="primary", elem_id="generate")
                 video = gr.Video(label="video", buttons=["download"], height=400, elem_id="video")
                 emotions = gr.Image(label="emotion over time", interactive=False, height=200, elem_id="emotions")
-                track = gr.File(label="emotion track (CSV, a timeline file)", interactive=False, elem_id="track")
+                track = gr.File(label="emotion track (CSV, a timeline file)", interactive=False, height=80,
+                                elem_id="track")
         gr.Examples([[str(demo_face()), str(DEMO_SPEECH)]], inputs=[face, audio], label="example: the bundled "
                     "portrait and speech", elem_id="examples")
         for trigger in (face.change, size.release, crop.change):
