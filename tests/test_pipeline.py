@@ -123,7 +123,8 @@ def test_bad_inputs_give_one_clear_line_and_no_output(tmp_path, capsys, face_pat
            out, "speech.wav")
 
 
-@pytest.mark.parametrize("option, value", [("--expression", "3"), ("--articulation", "3"), ("--articulation", "0")])
+@pytest.mark.parametrize("option, value", [("--expression", "3"), ("--articulation", "3"), ("--articulation", "0"),
+                                           ("--emotion-intensity", "2"), ("--head-motion", "-1"), ("--fps", "0")])
 def test_strengths_outside_their_range_are_refused(tmp_path, capsys, face_path, speech_wav, option, value):
     out = tmp_path / "out.mp4"
     with pytest.raises(SystemExit) as exc:

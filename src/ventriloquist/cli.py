@@ -19,32 +19,14 @@ def _positive_int(text: str) -> int:
     return v
 
 
-def _positive_float(text: str) -> float:
-    v = float(text)
-    if not 1 <= v <= 120:
-        raise argparse.ArgumentTypeError("must be between 1 and 120")
-    return v
-
-
-def _strength(text: str) -> float:
-    v = float(text)
-    if not 0 <= v <= MAX_EXPRESSION:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_EXPRESSION:g}")
-    return v
-
-
-def _articulation(text: str) -> float:
-    v = float(text)
-    if not ARTICULATION_RANGE[0] <= v <= ARTICULATION_RANGE[1]:
-        raise argparse.ArgumentTypeError(f"must be between {ARTICULATION_RANGE[0]:g} and {ARTICULATION_RANGE[1]:g}")
-    return v
-
-
-def _head(text: str) -> float:
-    v = float(text)
-    if not 0 <= v <= HEAD_MOTION_MAX:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {HEAD_MOTION_MAX:g}")
-    return v
+def _between(lo: float, hi: float):
+    """An argparse type: a number in [lo, hi], else the range in the message."""
+    def number(text: str) -> float:
+        v = float(text)
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo:g} and {hi:g}")
+        return v
+    return number
 
 
 def _add_render_args(p: argparse.ArgumentParser) -> None:
@@ -52,25 +34,25 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
                    help="longest output side in pixels (default: the photo's, at most 512)")
     p.add_argument("--crop", choices=["full", "face"], default="full",
                    help="'full' keeps the whole photo (face pasted back), 'face' crops a square around the face")
-    p.add_argument("--fps", type=_positive_float, default=None,
+    p.add_argument("--fps", type=_between(1, 120), default=None,
                    help=f"output frame rate (default: a driving video's or landmark file's own, else {FPS})")
     p.add_argument("--seed", type=int, default=0, help="random seed for anything stochastic")
     p.add_argument("--device", default="cpu", help="torch device for the models (default cpu)")
-    p.add_argument("--expression", type=_strength, default=1.0, metavar="S",
+    p.add_argument("--expression", type=_between(0, MAX_EXPRESSION), default=1.0, metavar="S",
                    help=f"strength of the expression heard in the voice, 0-{MAX_EXPRESSION:g} (default 1; "
                         f"0 = lips only, 0.5 = subtler, {MAX_EXPRESSION:g} = the strongest)")
     p.add_argument("--neutral", action="store_true", help="same as --expression 0: the speech drives the lips only")
-    p.add_argument("--articulation", type=_articulation, default=1.0, metavar="A",
+    p.add_argument("--articulation", type=_between(*ARTICULATION_RANGE), default=1.0, metavar="A",
                    help=f"how wide the mouth moves, {ARTICULATION_RANGE[0]:g}-{ARTICULATION_RANGE[1]:g} (default 1: a "
                         "typical speaker; 0.7 restrained, 1.3 wide)")
     p.add_argument("--emotion", type=str.lower, choices=EMOTION_CHOICES, default="auto",
                    help="the emotion the face shows: auto (default) is what the voice says")
-    p.add_argument("--emotion-intensity", type=_strength, default=1.0, metavar="I",
+    p.add_argument("--emotion-intensity", type=_between(0, MAX_EXPRESSION), default=1.0, metavar="I",
                    help=f"how strongly that emotion shows, 0-{MAX_EXPRESSION:g} (default 1)")
     p.add_argument("--emotion-timeline", metavar="F",
                    help="a .json or .csv file of time ranges -> emotion (and intensity) that override --emotion; "
                         "changes are eased (see README)")
-    p.add_argument("--head-motion", type=_head, default=1.0, metavar="H",
+    p.add_argument("--head-motion", type=_between(0, HEAD_MOTION_MAX), default=1.0, metavar="H",
                    help=f"head sway and nods, 0-{HEAD_MOTION_MAX:g} (default 1; 0 = a still head)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
