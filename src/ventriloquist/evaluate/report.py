@@ -255,7 +255,8 @@ def render_section(sets: dict[str, list[dict]], speech, out: Path, progress: boo
             for tag, k in (("real", k_up), ("ours", k_ours)):
                 dk = metrics.deformations(k, rest)
                 rows[-1].update({f"redetected_{tag}_stability": metrics.stability_ratio(dk),
-                                 f"redetected_{tag}_velocity": metrics.velocity_energy(dk)})
+                                 f"redetected_{tag}_velocity": metrics.velocity_energy(dk),
+                                 f"redetected_{tag}_blinks_per_min": metrics.blink_rate(k)})
     return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
 
@@ -358,7 +359,9 @@ def markdown(r: dict) -> str:
         if "redetected_ours_velocity" in m:
             lines += ["- motion re-detected on rendered video (same renderer, same detector): stability "
                       f"ours {_f(m['redetected_ours_stability'])} vs real {_f(m['redetected_real_stability'])}, "
-                      f"velocity ours {_f(m['redetected_ours_velocity'], 4)} vs real {_f(m['redetected_real_velocity'], 4)}"]
+                      f"velocity ours {_f(m['redetected_ours_velocity'], 4)} vs real {_f(m['redetected_real_velocity'], 4)}, "
+                      f"blinks per minute ours {_f(m['redetected_ours_blinks_per_min'], 1)} vs real "
+                      f"{_f(m['redetected_real_blinks_per_min'], 1)}"]
         lines.append("")
     lines += ["## Speed (speech -> 512 px MP4, whole process incl. start-up)", ""]
     for length, s in r["speed"].items():
