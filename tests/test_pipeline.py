@@ -155,3 +155,34 @@ def test_one_pipeline_reports_progress_and_stops_cleanly(tmp_path, face_path, sp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
     preview = vt.preview(face_path)
     assert preview.shape == (128, 128, 3) and (preview[..., 1] > 250).sum() > 30     # the 68 points, in green
+
+
+def test_the_video_carries_the_input_sound_as_it_was(tmp_path, face_path, speech_wav):
+    """44.1-kHz stereo speech comes out at 44.1 kHz in two channels, in time with the input; the
+    models still hear their 16-kHz mono copy."""
+    import av
+    import librosa
+    import soundfile as sf
+
+    from ventriloquist.audio import load_audio
+    y = librosa.resample(load_audio(speech_wav), orig_sr=16000, target_sr=44100)
+    left, right = y, 0.5 * np.roll(y, 2000)                            # two different channels
+    wav = tmp_path / "stereo.wav"
+    sf.write(wav, np.stack([left, right], axis=1), 44100)
+    out = tmp_path / "o.mp4"
+    assert main(["generate", "--face", str(face_path), "--audio", str(wav), "--out", str(out), "--size", "96",
+                 "--quiet"]) == 0
+    with av.open(str(out)) as f:
+        a = f.streams.audio[0]
+        assert a.rate == 44100 and a.channels == 2
+        video_s = float(f.streams.video[0].frames / f.streams.video[0].average_rate)
+        chunks = [fr.to_ndarray() for fr in f.decode(a)]
+    got = np.concatenate(chunks, axis=1)
+    assert abs(got.shape[1] / 44100 - video_s) < 0.1                 # the sound lasts as long as the picture
+    n = min(len(left), got.shape[1]) - 2000
+    for ch, ref in ((0, left), (1, right)):
+        lags = range(-1764, 1765, 4)                                   # +-40 ms: within a frame
+        r = [np.corrcoef(got[ch, 2000 + d: 2000 + d + n - 2000], ref[2000: n])[0, 1] for d in lags]
+        assert max(r) > 0.9, (ch, max(r))                              # each channel is its own input channel,
+        assert abs(lags[int(np.argmax(r))]) / 44100 < 0.01             # in time (AAC priming removed on decode)
+    assert np.corrcoef(got[0, :n], got[1, :n])[0, 1] < 0.5             # and the two stay two

@@ -47,6 +47,58 @@ def _load_pyav(path: str, sr: int) -> np.ndarray:
     return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
 
+AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+
+
+def _as_stereo_at_most(y: np.ndarray) -> np.ndarray:
+    """(channels, samples) with more than two channels folded to stereo (odd channels left, even right)."""
+    if len(y) <= 2:
+        return y
+    return np.stack([y[0::2].mean(axis=0), y[1::2].mean(axis=0)])
+
+
+def load_audio_as_is(path: str | Path) -> tuple[np.ndarray, int]:
+    """The recording as it was, for the video's sound track: float32 (channels, samples) at its own
+    rate (more than two channels folded to stereo; a rate AAC lacks becomes 48 kHz).
+
+    The models listen to :func:`load_audio`'s 16-kHz mono copy; the viewer hears this one.
+    """
+    path = Path(path)
+    try:
+        import soundfile as sf
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        y = data.T
+    except Exception:
+        y, rate = _load_pyav_as_is(str(path))
+    y = _as_stereo_at_most(np.asarray(y, np.float32))
+    if rate not in AAC_RATES:
+        import librosa
+        y, rate = librosa.resample(y, orig_sr=rate, target_sr=48000, res_type="soxr_hq", axis=-1), 48000
+    return np.ascontiguousarray(y, dtype=np.float32), int(rate)
+
+
+def _load_pyav_as_is(path: str) -> tuple[np.ndarray, int]:
+    import av
+
+    from .video import decoded_packets
+    with av.open(path) as container:
+        stream = container.streams.audio[0]
+        rate = stream.rate
+        layout = "mono" if stream.channels == 1 else "stereo"
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        chunks = []
+        for packet, frames in decoded_packets(container, stream):
+            if frames is None:                    # damaged data: silence in its place, as the models hear it
+                if packet.duration and packet.time_base:
+                    n = int(round(float(packet.duration * packet.time_base) * rate))
+                    chunks.append(np.zeros((1 if layout == "mono" else 2, n), np.float32))
+                continue
+            for frame in frames:
+                chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
+        chunks.extend(out.to_ndarray() for out in resampler.resample(None))
+    return (np.concatenate(chunks, axis=1) if chunks else np.zeros((1, 0), np.float32)), int(rate)
+
+
 def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Mono float32 samples at ``sr`` from any common audio file or the audio track of a video."""
     path = Path(path)

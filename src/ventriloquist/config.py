@@ -30,7 +30,7 @@ WINDOW_STRIDE = FPS // 2                       # 50 % overlap between consecutiv
 VIDEO_CODEC = "libx264"
 AUDIO_CODEC = "aac"
 PIX_FMT = "yuv420p"
-AUDIO_BITRATE = 128_000
+AUDIO_BITRATE = 128_000                        # AAC bits per second per channel: transparent
 
 # --- face ----------------------------------------------------------------------------------------
 N_LANDMARKS = 68

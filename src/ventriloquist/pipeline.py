@@ -33,10 +33,25 @@ class Result:
     width: int
     height: int
     landmarks: LandmarkSequence = field(repr=False)
-    emotions: np.ndarray | None = field(default=None, repr=False)   # (T, 7) heard per model frame (speech only)
+    emotions: np.ndarray | None = field(default=None, repr=False)   # (T, 7) that drove the face, per model frame
 
 
 Progress = Callable[[float], None]     # called with the share done (0-1); raising from it stops the render
+
+
+def _sound_track(path: str | Path, heard: np.ndarray) -> tuple[np.ndarray, int]:
+    """The input's own audio (its rate and up to two channels) for the video; the 16-kHz mono copy the
+    models heard, with a warning, where the original cannot be read again."""
+    import warnings
+
+    from .audio import load_audio_as_is
+    from .errors import InputWarning
+    try:
+        return load_audio_as_is(path)
+    except Exception as exc:
+        warnings.warn(f"could not keep the original sound of {path} ({type(exc).__name__}); the video carries "
+                      "the 16-kHz mono copy the models heard", InputWarning, stacklevel=3)
+        return heard, SAMPLE_RATE
 
 
 class Ventriloquist:
@@ -155,7 +170,12 @@ class Ventriloquist:
                             teeth=r.teeth, feather=r.feather)
         from tqdm.auto import tqdm
         every = max(1, n // 100)
-        with VideoWriter(out, *canvas.size, cfg=replace(self.cfg.video, fps=fps), audio=speech) as writer:
+        track, rate = speech, SAMPLE_RATE            # what the models heard; the viewer hears the original
+        source = audio if audio is not None else (driving_video if driving_video is not None and info["has_audio"] else None)
+        if source is not None:
+            track, rate = _sound_track(source, speech)
+        with VideoWriter(out, *canvas.size, cfg=replace(self.cfg.video, fps=fps), audio=track,
+                         sample_rate=rate) as writer:
             for i, k in enumerate(tqdm(target, desc="render", unit="frame", disable=not bar, leave=False)):
                 writer.write(renderer.render(k))
                 if report and i % every == 0:

@@ -23,7 +23,7 @@ def _fps_fraction(fps: float) -> Fraction:
 
 
 class VideoWriter:
-    """Write RGB frames and a mono speech track to an MP4, atomically.
+    """Write RGB frames and a mono or stereo sound track to an MP4, atomically.
 
     Use as a context manager: on an exception the partial file is deleted and nothing
     appears at ``path``.
@@ -48,13 +48,15 @@ class VideoWriter:
         self.vstream.options = {"crf": str(self.cfg.crf), "preset": self.cfg.preset}
         if self.cfg.threads:
             self.vstream.thread_count = self.cfg.threads
-        self.audio = None if audio is None else np.asarray(audio, dtype=np.float32)
+        # the sound track: (samples,) mono or (channels, samples), one or two channels, at sample_rate
+        self.audio = None if audio is None else np.atleast_2d(np.asarray(audio, dtype=np.float32))
         self.sample_rate = sample_rate
         self.astream = None
         if self.audio is not None:
+            self.layout = "mono" if len(self.audio) == 1 else "stereo"
             self.astream = self.container.add_stream(AUDIO_CODEC, rate=sample_rate)
-            self.astream.bit_rate = self.cfg.audio_bitrate
-            self.astream.layout = "mono"
+            self.astream.bit_rate = self.cfg.audio_bitrate * len(self.audio)
+            self.astream.layout = self.layout
         self.frames = 0
 
     def __enter__(self) -> "VideoWriter":
@@ -71,13 +73,13 @@ class VideoWriter:
     def _write_audio(self) -> None:
         import av
         n = int(round(self.frames / self.fps * self.sample_rate))
-        y = self.audio[:n]
-        if len(y) < n:
-            y = np.pad(y, (0, n - len(y)))
+        y = self.audio[:, :n]
+        if y.shape[1] < n:
+            y = np.pad(y, ((0, 0), (0, n - y.shape[1])))
         step = 1024 * 16
-        for i in range(0, len(y), step):
-            chunk = np.clip(y[i:i + step], -1, 1).reshape(1, -1)
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="flt", layout="mono")
+        for i in range(0, y.shape[1], step):
+            chunk = np.clip(y[:, i:i + step], -1, 1)
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=self.layout)
             af.sample_rate = self.sample_rate
             af.pts = i
             for packet in self.astream.encode(af):
