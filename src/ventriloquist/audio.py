@@ -20,7 +20,9 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".
                     ".mkv", ".webm", ".avi", ".flv", ".mpg")
 
 
-def _load_pyav(path: str, sr: int) -> np.ndarray:
+def _load_pyav(path: str, sr: int | None = None, mono: bool = True, warn: bool = True) -> tuple[np.ndarray, int]:
+    """(channels, samples) float32 and the rate: mono at ``sr``, or (``mono=False``) one or two channels
+    at ``sr`` or the file's own rate. Damaged packets become silence, so later sound stays in time."""
     import av
 
     from .video import decoded_packets
@@ -29,22 +31,25 @@ def _load_pyav(path: str, sr: int) -> np.ndarray:
         if not container.streams.audio:
             raise InputError(f"{path} has no audio track; pass a file that contains speech")
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        rate = sr or stream.rate
+        layout = "mono" if mono or stream.channels == 1 else "stereo"
+        channels = 1 if layout == "mono" else 2
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
         bad = 0
         for packet, frames in decoded_packets(container, stream):
-            if frames is None:                    # damaged data: silence in its place keeps later speech in time
+            if frames is None:
                 bad += 1
                 if packet.duration and packet.time_base:
-                    chunks.append(np.zeros(int(round(float(packet.duration * packet.time_base) * sr)), np.float32))
+                    n = int(round(float(packet.duration * packet.time_base) * rate))
+                    chunks.append(np.zeros((channels, n), np.float32))
                 continue
             for frame in frames:
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
-    if bad and chunks:
+                chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
+        chunks.extend(out.to_ndarray() for out in resampler.resample(None))
+    if bad and chunks and warn:
         warnings.warn(f"{path}: {bad} damaged audio packet(s) replaced by silence", InputWarning, stacklevel=3)
-    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    y = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
+    return y.astype(np.float32), int(rate)
 
 
 AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
@@ -69,34 +74,12 @@ def load_audio_as_is(path: str | Path) -> tuple[np.ndarray, int]:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
         y = data.T
     except Exception:
-        y, rate = _load_pyav_as_is(str(path))
+        y, rate = _load_pyav(str(path), mono=False, warn=False)      # the models' copy warned already
     y = _as_stereo_at_most(np.asarray(y, np.float32))
     if rate not in AAC_RATES:
         import librosa
         y, rate = librosa.resample(y, orig_sr=rate, target_sr=48000, res_type="soxr_hq", axis=-1), 48000
     return np.ascontiguousarray(y, dtype=np.float32), int(rate)
-
-
-def _load_pyav_as_is(path: str) -> tuple[np.ndarray, int]:
-    import av
-
-    from .video import decoded_packets
-    with av.open(path) as container:
-        stream = container.streams.audio[0]
-        rate = stream.rate
-        layout = "mono" if stream.channels == 1 else "stereo"
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-        chunks = []
-        for packet, frames in decoded_packets(container, stream):
-            if frames is None:                    # damaged data: silence in its place, as the models hear it
-                if packet.duration and packet.time_base:
-                    n = int(round(float(packet.duration * packet.time_base) * rate))
-                    chunks.append(np.zeros((1 if layout == "mono" else 2, n), np.float32))
-                continue
-            for frame in frames:
-                chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
-        chunks.extend(out.to_ndarray() for out in resampler.resample(None))
-    return (np.concatenate(chunks, axis=1) if chunks else np.zeros((1, 0), np.float32)), int(rate)
 
 
 def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -116,7 +99,7 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
         raise
     except Exception:
         try:
-            y = _load_pyav(str(path), sr)
+            y = _load_pyav(str(path), sr)[0][0]
         except InputError:
             raise
         except Exception as exc:
