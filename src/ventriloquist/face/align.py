@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .topology import EYES, JAW, LID_PAIRS, LIDS, MOUTH, eye_centres, eye_opening, mouth_aperture
+from .topology import EYES, INNER_LIP_PAIRS, JAW, LID_PAIRS, LIDS, MOUTH, eye_centres, eye_opening, mouth_aperture
 
 # (upper, lower) inner-lip pairs that must never cross (the eyelids' are topology.LID_PAIRS).
-_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
 
 # How far each jaw and lip point moves down (canonical units) per unit of mouth opening: the
 # least-squares slope of every point's vertical motion on the inner-lip opening, measured with
@@ -185,7 +184,7 @@ class Retargeter:
         # lids move by the eye's opening, not its width: a blink or a squint closes any eye by its own share
         scale[LIDS] = np.clip(eye_opening(src) / max(float(eye_opening(ref)), 1e-6), 0.5, 2.0)
         out = self.closed_source(ref, mouth_s) + delta * scale
-        _uncross(out, _LIP_PAIRS)
+        _uncross(out, INNER_LIP_PAIRS)
         _uncross(out, LID_PAIRS)
         if pose is not None and self.head_motion > 0:
             out = apply(pose_matrix(np.asarray(pose) * self.head_motion), out)

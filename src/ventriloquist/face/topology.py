@@ -18,6 +18,7 @@ MOUTH = np.arange(48, 68)
 LOWER_FACE = np.concatenate([JAW, MOUTH])          # what speech drives (linguistic branch)
 UPPER_FACE = np.concatenate([BROWS, NOSE, EYES])    # what emotion drives the most
 LID_PAIRS = ((37, 41), (38, 40), (43, 47), (44, 46))  # (upper, lower) eyelid points facing each other
+INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))      # (upper, lower) inner-lip points facing each other
 LIDS = np.array([p for pair in LID_PAIRS for p in pair])
 
 # Landmarks that barely move with expression: used to estimate head pose robustly.
@@ -47,9 +48,7 @@ def interocular(k: np.ndarray) -> np.ndarray:
 
 def mouth_aperture(k: np.ndarray) -> np.ndarray:
     """Mean inner-lip opening (pairs 61-67, 62-66, 63-65) over inter-ocular distance."""
-    gap = (np.linalg.norm(k[..., 61, :] - k[..., 67, :], axis=-1)
-           + np.linalg.norm(k[..., 62, :] - k[..., 66, :], axis=-1)
-           + np.linalg.norm(k[..., 63, :] - k[..., 65, :], axis=-1)) / 3.0
+    gap = sum(np.linalg.norm(k[..., u, :] - k[..., d, :], axis=-1) for u, d in INNER_LIP_PAIRS) / 3.0
     return gap / (interocular(k) + 1e-8)
 
 

@@ -20,7 +20,6 @@ HEAD_ANGLE = 0.035      # radians, sway amplitude at full speech energy
 HEAD_SHIFT = 0.04       # inter-ocular units
 HEAD_SCALE = 0.01       # log-scale
 SILENT_DRIVE = 0.15     # share of the sway left in silence
-SWAY = 1.0              # overall gain of the slow sway
 NOD_SHIFT = 0.05        # inter-ocular units the head dips on the strongest stressed syllable
 NOD_S = 0.4             # a nod's duration
 NOD_GAP_S = 0.25        # stressed syllables closer than this make one nod
@@ -106,7 +105,7 @@ def head_motion(energy: np.ndarray, rng: np.random.Generator, fps: float = FPS, 
     pose = np.stack([HEAD_ANGLE * _smooth_noise(n, rng, 0.6, fps),
                      HEAD_SCALE * _smooth_noise(n, rng, 1.0, fps),
                      HEAD_SHIFT * _smooth_noise(n, rng, 0.8, fps),
-                     0.6 * HEAD_SHIFT * _smooth_noise(n, rng, 0.5, fps)], axis=1) * drive[:, None] * SWAY
+                     0.6 * HEAD_SHIFT * _smooth_noise(n, rng, 0.5, fps)], axis=1) * drive[:, None]
     width = max(2, int(round(NOD_S * fps)))
     bump = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(width) / width)
     nods = np.zeros(n)

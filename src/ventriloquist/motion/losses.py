@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..face.topology import LOWER_FACE, MOUTH, UPPER_FACE
+from ..face.topology import INNER_LIP_PAIRS, LOWER_FACE, MOUTH, UPPER_FACE
 
 LOWER = torch.as_tensor(LOWER_FACE)
 MOUTH_IDX = torch.as_tensor(MOUTH)
@@ -67,9 +67,8 @@ def prototype_loss(coef: torch.Tensor, heard: torch.Tensor, prototypes: torch.Te
 
 def aperture(shapes: torch.Tensor) -> torch.Tensor:
     """Inner-lip opening (B, T) of canonical landmarks (B, T, 68, 2), in inter-ocular units
-    (``topology.mouth_aperture``; canonical faces have an IOD of 1)."""
-    pairs = ((61, 67), (62, 66), (63, 65))
-    return sum((shapes[..., u, :] - shapes[..., d, :]).norm(dim=-1) for u, d in pairs) / 3
+    (``topology.mouth_aperture`` in torch; canonical faces have an IOD of 1)."""
+    return sum((shapes[..., u, :] - shapes[..., d, :]).norm(dim=-1) for u, d in INNER_LIP_PAIRS) / 3
 
 
 def phonetic_opening_loss(shapes: torch.Tensor, artic: torch.Tensor, open_col: int = 0,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..face.topology import LEFT_EYE, RIGHT_EYE
+from ..face.topology import LEFT_EYE, LID_PAIRS, RIGHT_EYE
 
 CLOSING = (0.45, 0.85)      # lid closure (1 - opening / photo's opening) over which the painted lid fades in
 COVER_UP = 1.1             # the painted lid reaches this share of the photo's eye opening above the closed line
@@ -25,8 +25,9 @@ def _smoothstep(x: float, lo: float, hi: float) -> float:
 
 
 def _opening(k: np.ndarray, eye: np.ndarray) -> float:
-    """Mean distance between the facing lid points (1-5, 2-4 of the eye's six)."""
-    return float((np.linalg.norm(k[eye[1]] - k[eye[5]]) + np.linalg.norm(k[eye[2]] - k[eye[4]])) / 2)
+    """Mean distance between the eye's facing lid points (topology.LID_PAIRS)."""
+    pairs = [(u, d) for u, d in LID_PAIRS if u in eye]
+    return float(sum(np.linalg.norm(k[u] - k[d]) for u, d in pairs) / len(pairs))
 
 
 class EyelidPainter:
