@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, UploadFile
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from .. import __version__
 from ..config import OPTIONS
@@ -118,6 +118,23 @@ class _Unsupported(Exception):
     pass
 
 
+def _send_file(path: Path, media_type: str, filename: str) -> StreamingResponse | None:
+    """``path`` sent from a handle opened now, or None if it is gone. A DELETE racing the download then
+    removes the name, not the bytes on their way; FileResponse opens by name later and fails with a 500."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return None
+
+    def chunks():
+        with f:
+            while chunk := f.read(1 << 16):
+                yield chunk
+    return StreamingResponse(chunks(), media_type=media_type, headers={
+        "content-length": str(os.fstat(f.fileno()).st_size),
+        "content-disposition": f'attachment; filename="{filename}"'})
+
+
 def create_app(cfg: ServerConfig, jobs: JobQueue):
     """The ASGI application over ``jobs``: the FastAPI app (``.app``) behind the upload-size limit."""
     app = FastAPI(title="ventriloquist", version=__version__,
@@ -131,10 +148,13 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
         if not secrets.compare_digest(given or "", key):
             raise HTTPException(401, "missing or wrong API key; send it in X-API-Key or as a bearer token")
 
+    def not_found(job_id: str) -> HTTPException:
+        return HTTPException(404, f"no job {job_id!r} (unknown, or removed after {cfg.keep_s:g} s)")
+
     def job_or_404(job_id: str):
         job = jobs.get(job_id)
         if job is None:
-            raise HTTPException(404, f"no job {job_id!r} (unknown, or removed after {cfg.keep_s:g} s)")
+            raise not_found(job_id)
         return job
 
     @app.get("/v1/health")
@@ -149,9 +169,12 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
                emotion: str | None = Form(None, description="auto (the voice's), or " + ", ".join(EMOTIONS)),
                emotion_intensity: str | None = Form(None), head_motion: str | None = Form(None),
                timeline: UploadFile | None = File(None, description="emotion timeline, JSON or CSV (README)"),
-               seed: str | None = Form(None)):
+               seed: str | None = Form(None),
+               face_index: str | None = Form(None, description="in a group photo, which face talks, from the left "
+                                                                "from 0 (default: the largest)")):
         given = {"size": size, "crop": crop, "fps": fps, "expression": expression, "articulation": articulation,
-                 "emotion": emotion, "emotion_intensity": emotion_intensity, "head_motion": head_motion, "seed": seed}
+                 "emotion": emotion, "emotion_intensity": emotion_intensity, "head_motion": head_motion, "seed": seed,
+                 "face_index": face_index}
         options = {k: given[k] for k in OPTIONS if given[k] not in (None, "")}
         job_id, folder = jobs.new_folder()
         try:
@@ -177,6 +200,9 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
         except QueueFull as exc:
             shutil.rmtree(folder, ignore_errors=True)
             return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
+        except BaseException:                                  # a bug must not leave the upload behind
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         return {**job.public(), "status_url": f"/v1/videos/{job.id}", "result_url": f"/v1/videos/{job.id}/result"}
 
     @app.get("/v1/videos/{job_id}", dependencies=[Depends(authorised)])
@@ -186,23 +212,31 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
     @app.get("/v1/videos/{job_id}/result", dependencies=[Depends(authorised)], response_class=FileResponse)
     def result(job_id: str):
         job = job_or_404(job_id)
-        if job.state != DONE or not job.result.is_file():
+        if job.state != DONE:
             raise HTTPException(409, f"job {job_id} is {job.state}" + (f": {job.error}" if job.error else "")
                                 + ("; poll its status until it is done" if job.state in ("queued", "running") else ""))
-        return FileResponse(job.result, media_type="video/mp4", filename=f"{job_id}.mp4")
+        response = _send_file(job.result, "video/mp4", f"{job_id}.mp4")
+        if response is None:                                 # deleted since
+            raise not_found(job_id)
+        return response
 
     @app.get("/v1/videos/{job_id}/emotions", dependencies=[Depends(authorised)], response_class=FileResponse)
     def emotions(job_id: str):
         """The per-frame emotion that drove the video, as CSV (itself a timeline file)."""
         job = job_or_404(job_id)
-        if job.state != DONE or not job.emotions.is_file():
+        if job.state != DONE:
             raise HTTPException(409, f"job {job_id} is {job.state}; its emotions come with its video")
-        return FileResponse(job.emotions, media_type="text/csv", filename=f"{job_id}-emotions.csv")
+        response = _send_file(job.emotions, "text/csv", f"{job_id}-emotions.csv")
+        if response is None:                                 # deleted since
+            raise not_found(job_id)
+        return response
 
     @app.delete("/v1/videos/{job_id}", dependencies=[Depends(authorised)])
     def delete(job_id: str) -> dict:
         job_or_404(job_id)
         job = jobs.cancel(job_id)
+        if job is None:                                      # unknown, or a concurrent DELETE removed it
+            raise not_found(job_id)
         return job.public()
 
     return _BodyLimit(app, int(cfg.max_upload_mb * 2 ** 20))

@@ -188,6 +188,8 @@ class JobQueue:
                 self._durations = (self._durations + [time.time() - job.started])[-20:]
                 self._finish(job, DONE)
             except Stopped:
+                for output in (job.result, job.emotions):   # the last report comes after both are written
+                    output.unlink(missing_ok=True)
                 if job.cancel.is_set():
                     self._finish(job, CANCELLED, "cancelled by the client")
                 else:
