@@ -1,7 +1,7 @@
 """``ventriloquist batch``: many videos in one run, the models loaded once per worker process.
 
 Rows come from a manifest CSV (columns ``face``, ``audio``, optional ``out`` and any per-video
-option: size, crop, fps, expression, articulation, emotion, emotion_intensity, head_motion,
+option: size, crop, fps, expression, articulation, emotion, emotion_intensity, head_motion, face_index,
 seed, and an ``emotion_timeline`` file; relative paths are relative to the CSV) or from a
 folder of faces and a folder of speech (paired by file name, or every face with every speech). Work is spread over worker processes; a row whose output already exists
 is skipped (outputs appear only when complete, so a rerun resumes); a failing row is reported
@@ -39,29 +39,39 @@ def _safe_name(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text).strip("._") or "video"
 
 
+def _names(columns: set[str]) -> str:
+    """Column names for a one-line message: a name holding a line break is shown escaped."""
+    return ", ".join(c if c.isprintable() else repr(c) for c in sorted(columns))
+
+
 def read_manifest(path: Path, out_dir: Path) -> list[Row]:
     """Rows of a manifest CSV; a row without ``out`` is named after its face and audio."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"manifest {path} does not exist; pass a CSV with the columns face,audio[,out,...]")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        cols = set(reader.fieldnames or ())
-        if not {"face", "audio"} <= cols:
-            raise InputError(f"manifest {path} needs the columns face and audio (it has: {', '.join(sorted(cols)) or 'none'})")
-        unknown = cols - {"face", "audio", "out", "emotion_timeline"} - set(OPTIONS)
-        if unknown:
-            raise InputError(f"manifest {path} has unknown column(s) {', '.join(sorted(unknown))}; "
-                             f"options are {', '.join(OPTIONS)}, emotion_timeline")
-        rows = []
-        for i, r in enumerate(reader, start=1):
-            face, audio = path.parent / r["face"].strip(), path.parent / r["audio"].strip()
-            name = (r.get("out") or "").strip() or f"{face.stem}__{audio.stem}.mp4"
-            out = out_dir / _safe_name(Path(name).name)
-            out = out if out.suffix.lower() == ".mp4" else out.with_suffix(".mp4")
-            timeline = (r.get("emotion_timeline") or "").strip()
-            rows.append(Row(i, face, audio, out, {k: r[k] for k in OPTIONS if (r.get(k) or "").strip()},
-                            path.parent / timeline if timeline else None))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            cols = set(reader.fieldnames or ())
+            if not {"face", "audio"} <= cols:
+                raise InputError(f"manifest {path} needs the columns face and audio (it has: {_names(cols) or 'none'})")
+            unknown = cols - {"face", "audio", "out", "emotion_timeline"} - set(OPTIONS)
+            if unknown:
+                raise InputError(f"manifest {path} has unknown column(s) {_names(unknown)}; "
+                                 f"options are {', '.join(OPTIONS)}, emotion_timeline")
+            rows = []
+            for i, r in enumerate(reader, start=1):
+                face, audio = path.parent / (r["face"] or "").strip(), path.parent / (r["audio"] or "").strip()
+                name = (r.get("out") or "").strip() or f"{face.stem}__{audio.stem}.mp4"
+                out = out_dir / _safe_name(Path(name).name)
+                out = out if out.suffix.lower() == ".mp4" else out.with_suffix(".mp4")
+                timeline = (r.get("emotion_timeline") or "").strip()
+                rows.append(Row(i, face, audio, out, {k: r[k] for k in OPTIONS if (r.get(k) or "").strip()},
+                                path.parent / timeline if timeline else None))
+    except UnicodeDecodeError:
+        raise InputError(f"manifest {path} is not UTF-8 text; save it as a UTF-8 CSV file") from None
+    except csv.Error as exc:
+        raise InputError(f"manifest {path} is not a readable CSV file ({exc})") from None
     return rows
 
 

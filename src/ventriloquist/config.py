@@ -7,6 +7,7 @@ produced by resampling landmark sequences in time, never by changing the feature
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 # --- audio -----------------------------------------------------------------------------------
@@ -78,11 +79,12 @@ class GenerateConfig:
     emotion_intensity: float = 1.0  # how strongly it shows (0-MAX_EXPRESSION)
     emotion_timeline: str | None = None  # a .json/.csv file of time ranges -> emotion (emotion/timeline.py)
     head_motion: float = 1.0       # 0 a still head, 1 a speaker's sway and nods, up to HEAD_MOTION_MAX
+    face_index: int | None = None  # which face of a group photo talks, counted from the left; None: the largest
 
 
 # --- per-video options, as every interface takes them -----------------------------------------------
 OPTIONS = ("size", "crop", "fps", "expression", "articulation", "emotion", "emotion_intensity",
-           "head_motion", "seed")                                          # CLI flags, form fields, manifest columns
+           "head_motion", "seed", "face_index")                            # CLI flags, form fields, manifest columns
 
 
 def generate_config(options: dict | None = None, **base) -> GenerateConfig:
@@ -95,14 +97,16 @@ def generate_config(options: dict | None = None, **base) -> GenerateConfig:
     opts = {k: v for k, v in (options or {}).items() if v is not None and str(v).strip() != ""}
     unknown = set(opts) - set(OPTIONS)
     if unknown:
-        raise InputError(f"unknown option(s) {', '.join(sorted(unknown))}; use {', '.join(OPTIONS)}")
+        names = ", ".join(str(k) if str(k).isprintable() else repr(k) for k in sorted(unknown, key=str))
+        raise InputError(f"unknown option(s) {names}; use {', '.join(OPTIONS)}")
 
     def num(name: str, kind: type, lo: float, hi: float):
         if name not in opts:
             return None
         try:
-            v = kind(float(opts[name])) if kind is int else float(opts[name])
-        except (TypeError, ValueError):
+            v = float(opts[name])
+            v = int(v) if kind is int and math.isfinite(v) else v
+        except (TypeError, ValueError, OverflowError):
             raise InputError(f"{name} must be a number, not {opts[name]!r}") from None
         if not lo <= v <= hi:
             raise InputError(f"{name} {v:g} is outside {lo:g}-{hi:g}")
@@ -117,6 +121,7 @@ def generate_config(options: dict | None = None, **base) -> GenerateConfig:
     seed = num("seed", int, 0, 2 ** 31 - 1)
     intensity = num("emotion_intensity", float, 0.0, MAX_EXPRESSION)
     head = num("head_motion", float, 0.0, HEAD_MOTION_MAX)
+    face_index = num("face_index", int, 0, 999)
     emotion = str(opts.get("emotion", "auto")).strip().lower()
     from .emotion.timeline import emotion_weights
     emotion_weights(emotion, " (emotion)")
@@ -133,4 +138,5 @@ def generate_config(options: dict | None = None, **base) -> GenerateConfig:
     if head is not None:
         cfg.head_motion = head
     cfg.emotion = emotion
+    cfg.face_index = None if face_index is None else int(face_index)
     return cfg

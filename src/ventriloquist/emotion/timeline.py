@@ -47,7 +47,7 @@ def emotion_weights(name: str, where: str = "") -> tuple[float, ...] | None:
 def _number(value, name: str, where: str) -> float:
     try:
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{name} must be a number, not {value!r}{where}") from None
     if not np.isfinite(v):
         raise InputError(f"{name} must be a finite number{where}")
@@ -80,9 +80,14 @@ def _segment(row: dict, where: str) -> Segment:
         if k is None:
             raise InputError(f"unknown emotion {name!r}{where}; use one of {', '.join(EMOTIONS)}")
         w[k] = _number(value, str(name), where)
-    if (w < 0).any() or w.sum() <= 0:
+    if (w < 0).any() or w.max() <= 0:
         raise InputError(f"emotion weights must be >= 0 and not all 0{where}")
-    return Segment(start, end, tuple((w / w.sum()).tolist()), intensity)
+    with np.errstate(over="ignore"):
+        total = w.sum()
+    if not np.isfinite(total):       # weights near the float limit: scaled down, so their sum is finite
+        w = w / w.max()
+        total = w.sum()
+    return Segment(start, end, tuple((w / total).tolist()), intensity)
 
 
 def load_timeline(path: str | Path) -> list[Segment]:
@@ -99,11 +104,17 @@ def load_timeline(path: str | Path) -> list[Segment]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(f"emotion timeline {path} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        except (RecursionError, ValueError) as exc:      # nested too deep, or an integer of thousands of digits
+            raise InputError(f"emotion timeline {path} is not usable JSON ({type(exc).__name__}); "
+                             "give a list of {start, end, emotion} objects") from None
         rows = data.get("segments") if isinstance(data, dict) else data
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise InputError(f"emotion timeline {path} must be a list of {{start, end, emotion}} objects")
     elif path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
+        try:
+            rows = list(csv.DictReader(text.splitlines()))
+        except csv.Error as exc:
+            raise InputError(f"emotion timeline {path} is not a readable CSV file ({exc})") from None
     else:
         raise InputError(f"emotion timeline {path} must be a .json or .csv file")
     if not rows:

@@ -58,8 +58,10 @@ class LandmarkSequence:
         except Exception as exc:
             raise InputError(f"{path} is not a landmark sequence ({type(exc).__name__}); "
                              "it needs landmarks (T, 68, 2), fps, width and height") from None
-        if k.ndim != 3 or k.shape[1:] != (68, 2) or len(k) == 0 or not np.all(np.isfinite(k)) or seq.fps <= 0:
-            raise InputError(f"{path} does not hold a valid (T, 68, 2) landmark sequence with a positive fps")
+        if (k.ndim != 3 or k.shape[1:] != (68, 2) or len(k) == 0 or not np.all(np.isfinite(k))
+                or not (np.isfinite(seq.fps) and seq.fps > 0) or seq.width < 1 or seq.height < 1):
+            raise InputError(f"{path} does not hold a valid (T, 68, 2) landmark sequence with a positive fps "
+                             "and frame size")
         return seq
 
 
