@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ventriloquist.cli import main
 
@@ -11,7 +12,7 @@ def test_evaluate_a_folder_of_videos(tmp_path, face_path, speech_wav, monkeypatc
     videos.mkdir()
     assert main(["generate", "--face", str(face_path), "--audio", str(speech_wav),
                  "--out", str(videos / "talk.mp4"), "--size", "256", "--crop", "face", "--quiet"]) == 0
-    monkeypatch.chdir(tmp_path)                     # the cache for a user folder goes beside ./cache
+    monkeypatch.setenv("VENTRILOQUIST_CACHE", str(tmp_path / "user_cache"))   # not the user's own cache folder
     out = tmp_path / "report"
     assert main(["evaluate", "--data", str(videos), "--out", str(out), "--quick", "--quiet"]) == 0
     m = json.loads((out / "metrics.json").read_text())
@@ -31,3 +32,44 @@ def test_evaluate_a_folder_of_videos(tmp_path, face_path, speech_wav, monkeypatc
     assert 0.6 < row["ours"]["amplitude_ratio"] < 1.6
     assert {"energy_jaw", "ours_landmarks"} <= set(row) and res["median"]["ours"]["follow_r"] == row["ours"]["follow_r"]
     assert "## Re-synthesis: my_clips (1 clips" in report and (out / "resynthesis_talk.png").is_file()
+
+
+def test_user_folder_cache_follows_the_files(tmp_path, face_path, speech_wav, monkeypatch):
+    """A same-named folder elsewhere, a moved folder, a replaced or deleted video: never a stale clip."""
+    import shutil
+
+    import soundfile as sf
+
+    from ventriloquist.evaluate.report import talking_sets, user_data_cache
+    monkeypatch.setenv("VENTRILOQUIST_CACHE", str(tmp_path / "user_cache"))
+    y, sr = sf.read(str(speech_wav), dtype="float32")
+    sf.write(tmp_path / "short.wav", y[: sr], sr)
+    made = tmp_path / "made"
+    made.mkdir()
+    for name, wav in (("long.mp4", speech_wav), ("short.mp4", tmp_path / "short.wav")):
+        assert main(["generate", "--face", str(face_path), "--audio", str(wav), "--out", str(made / name),
+                     "--size", "128", "--crop", "face", "--quiet"]) == 0
+
+    def clips(folder):
+        sets, _ = talking_sets(folder, tmp_path / "no_training_cache", progress=False)
+        return {Path(c["source"]).name: (Path(c["source"]).parent, len(c["shapes"])) for c in sets.get("my_clips", [])}
+
+    a, b = tmp_path / "a" / "my_clips", tmp_path / "b" / "my_clips"
+    a.mkdir(parents=True)
+    shutil.copy(made / "long.mp4", a / "talk.mp4")
+    shutil.copy(made / "short.mp4", a / "other.mp4")
+    first = clips(a)
+    assert first["talk.mp4"][0] == a and set(first) == {"talk.mp4", "other.mp4"}
+    assert user_data_cache(a).is_dir() and user_data_cache(a).parent == tmp_path / "user_cache" / "evaluate"
+
+    shutil.copytree(a, b)                                   # the same name elsewhere: its own cache
+    assert user_data_cache(b) != user_data_cache(a) and clips(b)["talk.mp4"][0] == b
+
+    moved = tmp_path / "moved" / "my_clips"                 # the folder moved: its old entries are not used
+    shutil.move(str(a), moved)
+    assert {n: p for n, (p, _) in clips(moved).items()} == {"talk.mp4": moved, "other.mp4": moved}
+
+    (moved / "other.mp4").unlink()                          # a deleted video leaves the set
+    shutil.copy(made / "short.mp4", moved / "talk.mp4")     # a replaced one is extracted again
+    now = clips(moved)
+    assert set(now) == {"talk.mp4"} and now["talk.mp4"][1] == first["other.mp4"][1] != first["talk.mp4"][1]

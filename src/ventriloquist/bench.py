@@ -80,6 +80,64 @@ def bench_size(size: int, seconds: float, threads: int) -> dict:
             "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
+GENERATE_CODE = """
+import resource, sys, time
+t0 = time.perf_counter()
+from ventriloquist.cli import main
+from ventriloquist.bench import peak_rss_mb
+rc = main(['generate', '--face', sys.argv[1], '--audio', sys.argv[2], '--out', sys.argv[3], '--size', sys.argv[4], '--quiet'])
+r = resource.getrusage(resource.RUSAGE_SELF)
+print(time.perf_counter() - t0, r.ru_utime + r.ru_stime, peak_rss_mb())
+sys.exit(rc)
+"""
+
+
+def bench_generate(seconds: float, size: int = 512) -> dict:
+    """``ventriloquist generate`` from a fresh process on ``seconds`` of 44.1-kHz stereo speech (the demo
+    sentence repeated), as a user runs it: wall and CPU seconds per second of video (start-up included)
+    and the peak resident memory."""
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    from .audio import load_audio
+    from .demo import DEMO_SPEECH, demo_face
+    y = load_audio(DEMO_SPEECH, sr=44100)
+    n = int(round(seconds * 44100))
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "speech.wav"
+        with sf.SoundFile(wav, "w", 44100, 2, "PCM_16") as f:      # written in pieces: a 10-min file is 100 MB
+            for i in range(0, n, len(y)):
+                piece = y[: min(len(y), n - i)]
+                f.write(np.stack([piece, 0.9 * piece], axis=1))
+        res = subprocess.run([sys.executable, "-c", GENERATE_CODE, str(demo_face()), str(wav),
+                              str(Path(tmp) / "out.mp4"), str(size)], capture_output=True, text=True)
+        if res.returncode:
+            raise RuntimeError(f"generate failed: {res.stderr.strip().splitlines()[-1:]}")
+        wall, cpu, rss = map(float, res.stdout.split()[-3:])
+    return {"seconds": seconds, "size": size, "wall_s": round(wall, 1), "wall_s_per_video_s": round(wall / seconds, 3),
+            "compute_s_per_video_s": round(cpu / seconds, 3), "peak_rss_mb": round(rss, 1)}
+
+
+def run_lengths(lengths: list[float], size: int = 512, json_path: str | None = None) -> list[dict]:
+    """Cost of whole generate runs of several lengths: time should grow linearly, memory stay flat."""
+    rows = [bench_generate(s, size) for s in lengths]
+    cols = ["seconds", "wall_s", "wall_s_per_video_s", "compute_s_per_video_s", "peak_rss_mb"]
+    print(" | ".join(cols))
+    for r in rows:
+        print(" | ".join(str(r[c]) for c in cols))
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        print(f"marginal wall s per video s ({a['seconds']:g} -> {b['seconds']:g} s): "
+              f"{(b['wall_s'] - a['wall_s']) / (b['seconds'] - a['seconds']):.3f}; "
+              f"peak memory {b['peak_rss_mb'] / a['peak_rss_mb'] - 1:+.1%}")
+    print(json.dumps(rows))
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
 def run_bench(sizes: list[int], seconds: float = 10.0, threads: int = 1, json_path: str | None = None) -> list[dict]:
     rows = [bench_size(s, seconds, threads) for s in sizes]
     cols = ["size", "frames", "compute_s_per_video_s", "render_s_per_video_s", "frames_per_cpu_s", "wall_fps", "peak_rss_mb"]

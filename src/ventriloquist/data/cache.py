@@ -35,7 +35,47 @@ SKIPPED_FILE = "skipped.csv"
 INDEX_COLUMNS = ("key", "file", "source", "corpus", "speaker", "emotion", "split", "frames", "has_audio")
 SKIPPED_COLUMNS = ("source", "corpus", "key", "reason")
 ARRAY_FIELDS = ("landmarks", "shapes", "pose", "mel", "mfcc", "energy", "artic")   # float32 time series
-STRING_FIELDS = ("source", "corpus", "speaker", "emotion", "split", "label", "transcript")
+STRING_FIELDS = ("source", "corpus", "speaker", "emotion", "split", "label", "transcript", "stamp")
+
+
+def user_cache_dir() -> Path:
+    """Where caches of a user's own data live: ``$VENTRILOQUIST_CACHE``, else the platform's cache
+    folder (``$XDG_CACHE_HOME`` or ``~/.cache``) under ``ventriloquist``."""
+    if os.environ.get("VENTRILOQUIST_CACHE"):
+        return Path(os.environ["VENTRILOQUIST_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ventriloquist"
+
+
+def stamp(*paths: Path | str | None) -> str:
+    """Size and modification time of the files a clip was made from: a replaced file gets a new stamp."""
+    parts = []
+    for p in paths:
+        if p is not None and os.path.exists(p):
+            st = os.stat(p)
+            parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+    return ";".join(parts)
+
+
+def is_fresh(cache_dir: Path, key: str, source: Path | str, current: str) -> bool:
+    """Whether the cached clip ``key`` was made from ``source`` as it is now (stamp ``current``).
+
+    A clip of another file (the folder moved, a same-named folder elsewhere) or of an older version
+    of it is stale; clips written before stamps existed count as fresh while their source exists.
+    """
+    path = clip_file(cache_dir, key)
+    if not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            cached_source = str(z["source"].item()) if "source" in z.files else ""
+            cached_stamp = str(z["stamp"].item()) if "stamp" in z.files else None
+    except Exception:
+        return False
+    if not cached_source or not Path(cached_source).exists():
+        return False
+    if Path(cached_source).resolve() != Path(source).resolve():
+        return False
+    return cached_stamp is None or cached_stamp == current
 
 
 def _redo(cache_dir: Path | str) -> str:

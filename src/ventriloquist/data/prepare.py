@@ -50,7 +50,7 @@ def extract(item: VideoItem) -> dict:
         "fps": np.float32(FPS), "source": str(item.path), "corpus": item.corpus, "speaker": item.speaker,
         "emotion": item.emotion, "label": item.label, "split": item.split, "intensity": np.int32(item.intensity),
         "width": np.int32(w), "height": np.int32(h), "video_fps": np.float32(fps), "video_frames": np.int32(len(k)),
-        "transcript": item.transcript,
+        "transcript": item.transcript, "stamp": cache.stamp(item.path, item.audio),
     }
     if y is not None:
         mel = log_mel(y)
@@ -155,8 +155,9 @@ def _run_parallel(todo: list[VideoItem], out: Path, workers: int, done) -> None:
 def prepare(inputs: list[Path], out: Path, workers: int = 2, progress: bool = True) -> dict:
     """Extract every clip of ``inputs`` into the cache ``out``; returns counts and the paths written.
 
-    Counts: ``found`` clips discovered, ``prepared`` now, ``cached`` already there,
-    ``skipped`` unusable (see ``skipped.csv``), ``clips`` in the index, ``seconds`` taken.
+    Counts: ``found`` clips discovered, ``prepared`` now, ``cached`` already there (made from the
+    same file as it is now: a moved or replaced video is extracted again), ``skipped`` unusable (see
+    ``skipped.csv``), ``clips`` in the index, ``seconds`` taken; ``keys`` are the clips of ``inputs``.
     """
     from tqdm.auto import tqdm
     t0 = time.perf_counter()
@@ -174,7 +175,8 @@ def prepare(inputs: list[Path], out: Path, workers: int = 2, progress: bool = Tr
                             "reason": f"same cache key as {by_key[it.key].path}; rename one of them"})
         else:
             by_key[it.key] = it
-    todo = [it for k, it in by_key.items() if not cache.clip_file(out, k).is_file()]
+    todo = [it for k, it in by_key.items()                 # missing, or made from another file or an older one
+            if not cache.is_fresh(out, k, it.path, cache.stamp(it.path, it.audio))]
     cached = len(by_key) - len(todo)
     prepared = 0
     finished: set[str] = set()
@@ -186,6 +188,7 @@ def prepare(inputs: list[Path], out: Path, workers: int = 2, progress: bool = Tr
         if reason is None:
             prepared += 1
         else:
+            cache.clip_file(out, it.key).unlink(missing_ok=True)     # a stale copy must not stand in for it
             skipped.append({"source": str(it.path), "corpus": it.corpus, "key": it.key, "reason": reason})
         bar.update(1)
         bar.set_postfix(skipped=len(skipped), refresh=False)
@@ -207,7 +210,8 @@ def prepare(inputs: list[Path], out: Path, workers: int = 2, progress: bool = Tr
     rows = cache.rebuild_index(out)
     result = {"found": len(items), "prepared": prepared, "cached": cached, "skipped": len(skipped),
               "clips": len(rows), "seconds": round(time.perf_counter() - t0, 1),
-              "index": str(out / cache.INDEX_FILE), "skipped_csv": str(skipped_csv)}
+              "index": str(out / cache.INDEX_FILE), "skipped_csv": str(skipped_csv),
+              "keys": sorted(set(by_key) - {r["key"] for r in skipped})}    # the clips of these inputs, now
     if progress:
         msg = (f"prepared {prepared} clip(s), {cached} already cached; index {result['index']} holds "
                f"{len(rows)} clip(s) ({result['seconds']} s)")

@@ -40,15 +40,24 @@ def shared_layout(data: Path) -> bool:
     return (data / "talking_face").is_dir() or (data / "emotion_video").is_dir()
 
 
+def user_data_cache(data: Path) -> Path:
+    """The cache of a user's folder or manifest: in the platform's cache folder, one per resolved path,
+    so a same-named folder elsewhere never shares it."""
+    import hashlib
+
+    from ..data.cache import user_cache_dir
+    where = hashlib.sha1(str(Path(data).resolve()).encode()).hexdigest()[:12]
+    return user_cache_dir() / "evaluate" / f"{Path(data).stem}-{where}"
+
+
 def talking_sets(data: Path, cache: Path, progress: bool) -> tuple[dict[str, list[dict]], list[dict]]:
     """Held-out talking-face sets with audio ({name: clips}) and training clips for the baselines."""
     from ..data.cache import iter_clips
     from ..data.prepare import prepare
     shared = shared_layout(data)
-    target = cache if shared else cache.parent / f"{cache.name}_{data.stem}"
-    if shared or data.is_dir() or data.suffix.lower() == ".csv":
-        prepare([data], target, progress=progress)
-    clips = [_trim(c) for c in iter_clips(target, has_audio=True)]
+    target = cache if shared else user_data_cache(data)
+    keys = set(prepare([data], target, progress=progress)["keys"])
+    clips = [_trim(c) for c in iter_clips(target, has_audio=True) if c["key"] in keys]
     if shared:
         sets = {"GRID test": [c for c in clips if c["corpus"] == "GRID" and c["split"] == "test"],
                 "CREMA-D": [c for c in clips if c["corpus"] == "CREMA-D"]}
@@ -263,28 +272,8 @@ def render_section(sets: dict[str, list[dict]], speech, out: Path, progress: boo
 def speed_section(seconds: tuple[int, ...] = (10, 60)) -> dict:
     """CPU seconds per second of video and peak RSS of ``ventriloquist generate`` (speech -> 512 px MP4),
     each run in a fresh process so nothing else this evaluation loaded is counted."""
-    import subprocess
-    import sys
-
-    import soundfile as sf
-
-    from ..audio import load_audio
-    from ..demo import DEMO_SPEECH, demo_face
-    y = load_audio(DEMO_SPEECH)
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for s in seconds:
-            wav = Path(tmp) / f"speech{s}.wav"
-            sf.write(wav, np.tile(y, s // 5 + 1)[: s * 16000], 16000)
-            code = ("import resource, sys; from ventriloquist.cli import main; from ventriloquist.bench import peak_rss_mb; "
-                    f"rc = main(['generate', '--face', {str(demo_face())!r}, '--audio', {str(wav)!r}, '--out', "
-                    f"{str(Path(tmp) / 'o.mp4')!r}, '--size', '512', '--quiet']); "
-                    "r = resource.getrusage(resource.RUSAGE_SELF); "
-                    "print(r.ru_utime + r.ru_stime, peak_rss_mb()); sys.exit(rc)")
-            res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-            cpu, rss = map(float, res.stdout.split()[-2:])
-            out[f"{s}s"] = {"compute_s_per_video_s": cpu / s, "peak_rss_mb": rss}
-    return out
+    from ..bench import bench_generate
+    return {f"{s}s": bench_generate(s) for s in seconds}
 
 
 # --- driver ---------------------------------------------------------------------------------------------------------
