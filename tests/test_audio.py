@@ -106,3 +106,31 @@ def test_damaged_audio_track_keeps_its_length_with_a_warning(tmp_path, damage):
     with pytest.warns(InputWarning, match="damaged.mp4.*silence"):
         z = audio.load_audio(bad)
     assert len(z) == len(audio.load_audio(good))
+
+
+def test_long_speech_is_analysed_in_pieces_with_the_same_rows(monkeypatch, speech_wav):
+    """log_mel of speech past MEL_CHUNK_FRAMES works piece by piece (flat memory) and gives the rows of
+    one whole analysis; short clips are analysed whole exactly as before."""
+    import ventriloquist.audio as A
+    y = np.tile(A.load_audio(speech_wav), 3)[: 5 * 16000 + 777]
+    whole = A.log_mel(y)
+    monkeypatch.setattr(A, "MEL_CHUNK_FRAMES", 17)                 # pieces of 17 frames, odd edges included
+    pieces = A.log_mel(y)
+    assert pieces.shape == whole.shape and pieces.dtype == np.float32
+    assert np.abs(pieces - whole).max() < 1e-5
+
+
+def test_audio_is_read_in_blocks_as_librosa_reads_it_whole(monkeypatch, tmp_path, speech_wav):
+    """Block-wise mixing and streaming resampling give exactly librosa's whole-file samples."""
+    import librosa
+
+    import ventriloquist.audio as A
+    y, sr = sf.read(str(speech_wav), dtype="float32")
+    stereo = np.stack([y, 0.5 * np.roll(y, 300)], axis=1)
+    path = tmp_path / "s.wav"
+    sf.write(path, stereo, 44100)
+    monkeypatch.setattr(A, "READ_BLOCK", 1000)
+    got = A.load_audio(path)
+    written, _ = sf.read(str(path), dtype="float32", always_2d=True)
+    want = librosa.resample(written.mean(axis=1), orig_sr=44100, target_sr=16000, res_type="soxr_hq")
+    assert got.shape == want.shape and np.array_equal(got, want)

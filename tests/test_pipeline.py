@@ -186,3 +186,43 @@ def test_the_video_carries_the_input_sound_as_it_was(tmp_path, face_path, speech
         assert max(r) > 0.9, (ch, max(r))                              # each channel is its own input channel,
         assert abs(lags[int(np.argmax(r))]) / 44100 < 0.01             # in time (AAC priming removed on decode)
     assert np.corrcoef(got[0, :n], got[1, :n])[0, 1] < 0.5             # and the two stay two
+
+
+def test_aac_speech_is_copied_into_the_video_unchanged(tmp_path, face_path, speech_wav):
+    """An AAC track (an .m4a, a phone's video) goes into the video packet for packet, not re-encoded, and in time."""
+    import av
+    import librosa
+
+    from ventriloquist.audio import load_audio
+    y = librosa.resample(load_audio(speech_wav), orig_sr=16000, target_sr=48000)
+    m4a = tmp_path / "voice.m4a"
+    with av.open(str(m4a), "w") as c:
+        s = c.add_stream("aac", rate=48000)
+        s.layout = "stereo"
+        for i in range(0, len(y), 1024):
+            block = np.stack([y[i:i + 1024], 0.5 * y[i:i + 1024]]).astype(np.float32)
+            f = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
+            f.sample_rate, f.pts = 48000, i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    out = tmp_path / "o.mp4"
+    assert main(["generate", "--face", str(face_path), "--audio", str(m4a), "--out", str(out), "--size", "96",
+                 "--quiet"]) == 0
+
+    def packets_and_sound(path):
+        with av.open(str(path)) as c:
+            a = c.streams.audio[0]
+            packets = [bytes(p) for p in c.demux(a) if p.size]
+        with av.open(str(path)) as c:
+            sound = np.concatenate([fr.to_ndarray() for fr in c.decode(c.streams.audio[0])], axis=1)
+        return packets, sound
+
+    src_packets, src = packets_and_sound(m4a)
+    got_packets, got = packets_and_sound(out)
+    assert len(got_packets) >= len(src_packets) - 2 and got_packets == src_packets[: len(got_packets)]
+    n = min(src.shape[1], got.shape[1]) - 4800
+    lags = range(-1920, 1921, 8)
+    r = [np.corrcoef(got[0, 2400 + d: 2400 + d + n - 2400], src[0, 2400: n])[0, 1] for d in lags]
+    assert max(r) > 0.99 and abs(lags[int(np.argmax(r))]) / 48000 < 0.01

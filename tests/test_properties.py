@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import av
 import numpy as np
 import pytest
 import soundfile as sf

@@ -283,7 +283,7 @@ def test_per_frame_runs_the_net_once_per_stride(monkeypatch):
     rec = EmotionRecognizer(Sp2Emo())
     seen = []
     run = rec._run
-    monkeypatch.setattr(rec, "_run", lambda w: seen.append(len(w)) or run(w))
+    monkeypatch.setattr(rec, "_run", lambda f, p, centres: seen.append(len(centres)) or run(f, p, centres))
     emb, probs = rec.per_frame(tone(160, 60.0))
     assert len(emb) == len(probs) == 1500
     assert sum(seen) == int(np.ceil(1500 / rec.stride)) + (1499 % rec.stride != 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -20,81 +21,120 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".
                     ".mkv", ".webm", ".avi", ".flv", ".mpg")
 
 
-def _load_pyav(path: str, sr: int | None = None, mono: bool = True, warn: bool = True) -> tuple[np.ndarray, int]:
-    """(channels, samples) float32 and the rate: mono at ``sr``, or (``mono=False``) one or two channels
-    at ``sr`` or the file's own rate. Damaged packets become silence, so later sound stays in time."""
+MEL_CHUNK_FRAMES = 60 * FPS   # log_mel analyses longer speech in pieces of this many video frames
+READ_BLOCK = 1 << 16    # samples per block read from a file (memory does not grow with its length)
+MAX_SAMPLE = 1e6       # float samples beyond this are damage, not sound (and would overflow the float32 spectra)
+AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+
+
+def _checked(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"audio file {path} does not exist; pass an existing speech recording")
+    if path.stat().st_size == 0:
+        raise InputError(f"audio file {path} is empty (0 bytes); pass a speech recording")
+    return path
+
+
+def sound_format(path: str | Path) -> tuple[str, int, int]:
+    """(codec, rate, channels) the video's sound track gets from this file: its own rate (one AAC lacks
+    becomes 48 kHz) and one or two channels (more are mixed down to stereo)."""
+    import av
+    path = _checked(path)
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.audio:
+                raise InputError(f"{path} has no audio track; pass a file that contains speech")
+            s = c.streams.audio[0]
+            codec, rate, channels = s.codec_context.name, int(s.rate or 0), int(s.channels or 0)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"could not decode audio from {path} (damaged, truncated or not audio: "
+                         f"{type(exc).__name__}); convert it to WAV, FLAC, MP3 or M4A") from None
+    if rate <= 0 or channels <= 0:
+        raise InputError(f"{path} has an audio track without samples; pass a speech recording")
+    return codec, (rate if rate in AAC_RATES else 48000), min(channels, 2)
+
+
+def iter_audio(path: str | Path, rate: int, channels: int, warn: bool = True) -> Iterator[np.ndarray]:
+    """The first audio track as float32 (channels, n) blocks at ``rate``, decoded as it is read (memory
+    does not grow with the length). Damaged packets become silence, so later sound stays in time."""
     import av
 
     from .video import decoded_packets
-    chunks = []
-    with av.open(path) as container:
+    path = _checked(path)
+    bad = 0
+    with av.open(str(path)) as container:
         if not container.streams.audio:
             raise InputError(f"{path} has no audio track; pass a file that contains speech")
         stream = container.streams.audio[0]
-        rate = sr or stream.rate
-        layout = "mono" if mono or stream.channels == 1 else "stereo"
-        channels = 1 if layout == "mono" else 2
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-        bad = 0
+        resampler = av.AudioResampler(format="fltp", layout="mono" if channels == 1 else "stereo", rate=rate)
         for packet, frames in decoded_packets(container, stream):
             if frames is None:
                 bad += 1
                 if packet.duration and packet.time_base:
-                    n = int(round(float(packet.duration * packet.time_base) * rate))
-                    chunks.append(np.zeros((channels, n), np.float32))
+                    yield np.zeros((channels, int(round(float(packet.duration * packet.time_base) * rate))), np.float32)
                 continue
             for frame in frames:
-                chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
-        chunks.extend(out.to_ndarray() for out in resampler.resample(None))
-    if bad and chunks and warn:
+                for out in resampler.resample(frame):
+                    yield out.to_ndarray().astype(np.float32, copy=False)
+        for out in resampler.resample(None):
+            yield out.to_ndarray().astype(np.float32, copy=False)
+    if bad and warn:
         warnings.warn(f"{path}: {bad} damaged audio packet(s) replaced by silence", InputWarning, stacklevel=3)
+
+
+def _load_pyav(path: str, sr: int | None = None, mono: bool = True, warn: bool = True) -> tuple[np.ndarray, int]:
+    """(channels, samples) float32 and the rate: mono at ``sr``, or (``mono=False``) one or two channels
+    at ``sr`` or the sound track's rate (:func:`sound_format`)."""
+    _, rate, channels = sound_format(path)
+    rate, channels = sr or rate, 1 if mono else channels
+    chunks = list(iter_audio(path, rate, channels, warn=warn))
     y = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
-    return y.astype(np.float32), int(rate)
-
-
-AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
-
-
-def _as_stereo_at_most(y: np.ndarray) -> np.ndarray:
-    """(channels, samples) with more than two channels folded to stereo (odd channels left, even right)."""
-    if len(y) <= 2:
-        return y
-    return np.stack([y[0::2].mean(axis=0), y[1::2].mean(axis=0)])
+    return y, int(rate)
 
 
 def load_audio_as_is(path: str | Path) -> tuple[np.ndarray, int]:
-    """The recording as it was, for the video's sound track: float32 (channels, samples) at its own
-    rate (more than two channels folded to stereo; a rate AAC lacks becomes 48 kHz).
+    """The recording as the video carries it: float32 (channels, samples) at its own rate (see
+    :func:`sound_format`). The models listen to :func:`load_audio`'s 16-kHz mono copy; the viewer hears
+    this one (the writer streams it from the file, :class:`~ventriloquist.video.VideoWriter`)."""
+    y, rate = _load_pyav(str(path), mono=False, warn=False)
+    if not np.all(np.isfinite(y)):
+        raise InputError(f"{path} contains invalid samples (NaN or Inf); re-export the audio")
+    return np.ascontiguousarray(y), rate
 
-    The models listen to :func:`load_audio`'s 16-kHz mono copy; the viewer hears this one.
-    """
-    path = Path(path)
-    try:
-        import soundfile as sf
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        y = data.T
-    except Exception:
-        y, rate = _load_pyav(str(path), mono=False, warn=False)      # the models' copy warned already
-    y = _as_stereo_at_most(np.asarray(y, np.float32))
-    if rate not in AAC_RATES:
-        import librosa
-        y, rate = librosa.resample(y, orig_sr=rate, target_sr=48000, res_type="soxr_hq", axis=-1), 48000
-    return np.ascontiguousarray(y, dtype=np.float32), int(rate)
+
+def _read_mono(path: Path, sr: int) -> np.ndarray:
+    """A file soundfile reads, block by block: mixed to mono, resampled to ``sr`` as it streams (soxr, the
+    same samples as librosa's ``soxr_hq`` on the whole file), so a long recording is never held at its own
+    rate and channel count."""
+    import soundfile as sf
+    with sf.SoundFile(str(path)) as f:
+        file_sr, total = f.samplerate, f.frames
+        stream = None
+        if file_sr != sr:
+            import soxr
+            stream = soxr.ResampleStream(file_sr, sr, 1, dtype="float32", quality="HQ")
+        parts = []
+        for block in f.blocks(blocksize=READ_BLOCK, dtype="float32", always_2d=True):
+            mono = block.mean(axis=1)
+            parts.append(mono if stream is None else stream.resample_chunk(mono))
+        if stream is not None:
+            parts.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    y = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    if stream is not None:                        # librosa's length: ceil(n * ratio), padded or cut
+        n = int(np.ceil(total * sr / file_sr))
+        y = np.pad(y, (0, max(0, n - len(y))))[:n]
+    return y
 
 
 def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Mono float32 samples at ``sr`` from any common audio file or the audio track of a video."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"audio file {path} does not exist; pass an existing speech recording")
+    path = _checked(path)
     y = None
     try:
-        import soundfile as sf
-        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
-        y = data.mean(axis=1)
-        if file_sr != sr:
-            import librosa
-            y = librosa.resample(y, orig_sr=file_sr, target_sr=sr, res_type="soxr_hq")
+        y = _read_mono(path, sr)
     except InputError:
         raise
     except Exception:
@@ -103,12 +143,15 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
         except InputError:
             raise
         except Exception as exc:
-            raise InputError(f"could not decode audio from {path} ({type(exc).__name__}); "
-                             "convert it to WAV, FLAC, MP3 or M4A") from None
+            raise InputError(f"could not decode audio from {path} (damaged, truncated or not audio: "
+                             f"{type(exc).__name__}); convert it to WAV, FLAC, MP3 or M4A") from None
     if y is None or len(y) < SAMPLES_PER_FRAME:
         raise InputError(f"{path} holds no usable audio (shorter than one frame); pass a longer speech recording")
     if not np.all(np.isfinite(y)):
         raise InputError(f"{path} contains invalid samples (NaN or Inf); re-export the audio")
+    if float(np.abs(y).max()) > MAX_SAMPLE:
+        raise InputError(f"{path} has samples far outside -1..1 (peak {float(np.abs(y).max()):.3g}); "
+                         "re-export it as 16-bit PCM")
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
@@ -128,16 +171,35 @@ def _mel_basis() -> np.ndarray:
     return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX).astype(np.float32)
 
 
-def log_mel(y: np.ndarray) -> np.ndarray:
-    """Log-Mel spectrogram (n_frames * MEL_PER_FRAME, N_MELS) aligned to ``FPS`` video frames."""
+def _mel_power(y: np.ndarray, center: bool) -> np.ndarray:
     import librosa
+    spec = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH,
+                               center=center, pad_mode="constant")) ** 2
+    return _mel_basis() @ spec
+
+
+def log_mel(y: np.ndarray) -> np.ndarray:
+    """Log-Mel spectrogram (n_frames * MEL_PER_FRAME, N_MELS) aligned to ``FPS`` video frames.
+
+    Speech longer than MEL_CHUNK_FRAMES is analysed in pieces of that many frames, each with the
+    samples its edge windows reach, so a 10-minute input never holds its whole complex spectrogram
+    (the rows agree with a one-piece analysis within 1e-6; shorter clips, all training clips, are
+    analysed in one piece as before).
+    """
     n = num_frames(len(y))
+    rows = n * MEL_PER_FRAME
     # shift by half a hop so the rows of frame t are centred inside it, symmetrically
     y = _pad_to_frames(y, n)[HOP_LENGTH // 2:]
-    spec = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH,
-                               center=True, pad_mode="constant")) ** 2
-    mel = _mel_basis() @ spec
-    return np.log(mel[:, : n * MEL_PER_FRAME].T + LOG_EPS).astype(np.float32)
+    if n <= MEL_CHUNK_FRAMES:
+        return np.log(_mel_power(y, center=True)[:, :rows].T + LOG_EPS).astype(np.float32)
+    half, step = N_FFT // 2, MEL_CHUNK_FRAMES * MEL_PER_FRAME
+    out = np.empty((rows, N_MELS), np.float32)
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        a, b = r0 * HOP_LENGTH - half, (r1 - 1) * HOP_LENGTH + half         # row r spans y[r*hop -+ half]
+        piece = np.pad(y[max(0, a): min(len(y), b)], (max(0, -a), max(0, b - len(y))))
+        out[r0:r1] = np.log(_mel_power(piece, center=False).T + LOG_EPS)
+    return out
 
 
 def mfcc(y: np.ndarray | None = None, mel: np.ndarray | None = None) -> np.ndarray:

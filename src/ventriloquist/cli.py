@@ -54,6 +54,8 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
                         "changes are eased (see README)")
     p.add_argument("--head-motion", type=_between(0, HEAD_MOTION_MAX), default=1.0, metavar="H",
                    help=f"head sway and nods, 0-{HEAD_MOTION_MAX:g} (default 1; 0 = a still head)")
+    p.add_argument("--face-index", type=int, default=None, metavar="N",
+                   help="which face of a group photo talks, counted from the left from 0 (default: the largest)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -61,7 +63,7 @@ def _config(a: argparse.Namespace) -> GenerateConfig:
     return generate_config({"size": a.size, "crop": a.crop, "fps": a.fps, "seed": a.seed,
                             "expression": 0.0 if a.neutral else a.expression, "articulation": a.articulation,
                             "emotion": a.emotion, "emotion_intensity": a.emotion_intensity,
-                            "head_motion": a.head_motion},
+                            "head_motion": a.head_motion, "face_index": a.face_index},
                            device=a.device, emotion_timeline=a.emotion_timeline)
 
 
@@ -108,8 +110,11 @@ def _cmd_demo(a: argparse.Namespace) -> None:
 
 
 def _cmd_bench(a: argparse.Namespace) -> None:
-    from .bench import run_bench
-    run_bench(sizes=a.sizes, seconds=a.seconds, threads=a.threads, json_path=a.json)
+    from .bench import run_bench, run_lengths
+    if a.lengths:
+        run_lengths(a.lengths, size=a.sizes[-1], json_path=a.json)
+    else:
+        run_bench(sizes=a.sizes, seconds=a.seconds, threads=a.threads, json_path=a.json)
 
 
 def _cmd_train(a: argparse.Namespace) -> None:
@@ -126,7 +131,7 @@ def _cmd_prepare(a: argparse.Namespace) -> None:
 
 def _cmd_evaluate(a: argparse.Namespace) -> None:
     from .evaluate import evaluate
-    evaluate(Path(a.data), Path(a.out), quick=a.quick, progress=not a.quiet)
+    evaluate(Path(a.data), Path(a.out), quick=a.quick, progress=not a.quiet, cache=Path(a.cache))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     b.add_argument("--seconds", type=float, default=10.0, help="video length per size")
     b.add_argument("--threads", type=int, default=1, help="CPU threads for OpenCV and the encoder (default 1)")
+    b.add_argument("--lengths", type=float, nargs="+", metavar="S",
+                   help="instead: whole `generate` runs on S seconds of speech each (fresh processes; e.g. 10 60 600): "
+                        "s/s and peak memory by length (at the last --sizes)")
     b.add_argument("--json", help="also write the results to this JSON file")
     b.set_defaults(func=_cmd_bench)
     from .train import DEFAULT_DATA, STAGES
@@ -213,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="metrics, baselines, plots and a report on held-out clips")
     e.add_argument("--data", default=str(DEFAULT_DATA), help="data root, a folder of videos, or a manifest CSV")
     e.add_argument("--out", default="report", help="report folder (default ./report)")
+    e.add_argument("--cache", default="cache", help="the prepared cache of a data root like ../shared/data "
+                   "(default ./cache, the training cache); a folder of videos is cached in the user cache folder")
     e.add_argument("--quick", action="store_true", help="a few clips only (smoke test)")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_evaluate)
@@ -237,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except VentriloquistError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -1,20 +1,35 @@
-"""Errors a user can act on; the CLI prints their message as one line and exits non-zero."""
+"""Errors a user can act on; the CLI prints their message as one line and exits with the class's code.
+
+Exit codes: 0 done, 1 an unexpected error (a bug: rerun with --debug and report it), 2 a bad input or
+option (:class:`InputError`), 3 the output cannot be written (:class:`OutputError`), 4 model weights
+are missing (:class:`MissingWeightsError`), 130 interrupted (Ctrl-C).
+"""
 
 
 class VentriloquistError(Exception):
     """Base class: the message names the file and says what to do."""
 
+    exit_code = 2
+
 
 class InputError(VentriloquistError):
-    """An input file is missing, unreadable or unsuitable."""
+    """An input file is missing, unreadable or unsuitable, or an option is out of range."""
 
 
 class FaceNotFoundError(InputError):
     """No face could be found where one is needed."""
 
 
+class OutputError(VentriloquistError):
+    """An output cannot be written: its folder is missing or read-only, it is an input, the disk is full."""
+
+    exit_code = 3
+
+
 class MissingWeightsError(VentriloquistError):
     """Model weights needed for a step are not available."""
+
+    exit_code = 4
 
 
 class InputWarning(UserWarning):

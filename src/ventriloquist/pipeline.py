@@ -20,8 +20,9 @@ from .face.track import track_video
 from .motion.sequence import LandmarkSequence, Motion
 from .render import Renderer
 from .render.framing import make_canvas
-from .video import VideoWriter, video_info
+from .video import VideoWriter, check_output, video_info
 
+SILENCE_PEAK = 1e-4          # speech whose loudest sample is below this is taken for silence (said, not refused)
 MOTION_SHARE = 0.1           # progress reported once the motion exists; rendering is the rest
 
 
@@ -39,19 +40,20 @@ class Result:
 Progress = Callable[[float], None]     # called with the share done (0-1); raising from it stops the render
 
 
-def _sound_track(path: str | Path, heard: np.ndarray) -> tuple[np.ndarray, int]:
-    """The input's own audio (its rate and up to two channels) for the video; the 16-kHz mono copy the
-    models heard, with a warning, where the original cannot be read again."""
+def _sound_source(path: str | Path) -> Path | None:
+    """The file whose own sound the video carries (streamed by the writer), or None, with a warning,
+    where it cannot be read again as a sound track (the video then carries the models' 16-kHz copy)."""
     import warnings
 
-    from .audio import load_audio_as_is
+    from .audio import sound_format
     from .errors import InputWarning
     try:
-        return load_audio_as_is(path)
+        sound_format(path)
+        return Path(path)
     except Exception as exc:
         warnings.warn(f"could not keep the original sound of {path} ({type(exc).__name__}); the video carries "
                       "the 16-kHz mono copy the models heard", InputWarning, stacklevel=3)
-        return heard, SAMPLE_RATE
+        return None
 
 
 class Ventriloquist:
@@ -96,7 +98,7 @@ class Ventriloquist:
         what will be animated, checked before anything is rendered."""
         import cv2
         photo = load_image(face)
-        k = face_landmarks(photo, str(face))
+        k = face_landmarks(photo, str(face), self.cfg.face_index)
         canvas = make_canvas(photo, k, self.cfg.render)
         img = canvas.image.copy()
         r = max(1, round(max(img.shape[:2]) / 256))
@@ -116,21 +118,24 @@ class Ventriloquist:
         bar = progress is True
         if sum(x is not None for x in (driving_video, landmarks)) > 1:
             raise InputError("pass only one of --driving-video and --landmarks")
-        out = Path(out)
-        if out.suffix.lower() != ".mp4":
-            raise InputError(f"output {out} must end in .mp4")
-        if export_landmarks is not None and Path(export_landmarks).suffix not in (".npz", ".json"):
-            raise InputError(f"cannot export landmarks to {export_landmarks}; use a .npz or .json file name")
+        inputs = (face, audio, driving_video, landmarks, self.cfg.emotion_timeline)
+        out = check_output(out, inputs)
+        if export_landmarks is not None:
+            check_output(export_landmarks, inputs + (out,), "--export-landmarks", (".npz", ".json"))
         if export_emotions is not None:
-            if Path(export_emotions).suffix.lower() not in (".csv", ".json"):
-                raise InputError(f"cannot export emotions to {export_emotions}; use a .csv or .json file name")
+            check_output(export_emotions, inputs + (out,), "--export-emotions", (".csv", ".json"))
             if audio is None or driving_video is not None or landmarks is not None:
                 raise InputError("--export-emotions needs speech-driven motion: pass --audio without "
                                  "--driving-video or --landmarks")
         timeline = self.timeline()
         photo = load_image(face)
-        source_k = face_landmarks(photo, str(face))
+        source_k = face_landmarks(photo, str(face), self.cfg.face_index)
         speech = load_audio(audio) if audio is not None else None
+        if speech is not None and float(np.abs(speech).max()) < SILENCE_PEAK:
+            import warnings
+
+            from .errors import InputWarning
+            warnings.warn(f"{audio} is silent; the face will not speak", InputWarning, stacklevel=2)
         emotions = None
 
         if driving_video is not None:
@@ -170,12 +175,10 @@ class Ventriloquist:
                             teeth=r.teeth, feather=r.feather)
         from tqdm.auto import tqdm
         every = max(1, n // 100)
-        track, rate = speech, SAMPLE_RATE            # what the models heard; the viewer hears the original
         source = audio if audio is not None else (driving_video if driving_video is not None and info["has_audio"] else None)
-        if source is not None:
-            track, rate = _sound_track(source, speech)
-        with VideoWriter(out, *canvas.size, cfg=replace(self.cfg.video, fps=fps), audio=track,
-                         sample_rate=rate) as writer:
+        sound = _sound_source(source) if source is not None else None     # the viewer hears the original
+        with VideoWriter(out, *canvas.size, cfg=replace(self.cfg.video, fps=fps),
+                         audio=speech if sound is None else None, sound=sound) as writer:
             for i, k in enumerate(tqdm(target, desc="render", unit="frame", disable=not bar, leave=False)):
                 writer.write(renderer.render(k))
                 if report and i % every == 0:

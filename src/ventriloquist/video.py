@@ -15,31 +15,76 @@ from typing import Iterator
 import numpy as np
 
 from .config import AUDIO_CODEC, FPS, PIX_FMT, SAMPLE_RATE, VIDEO_CODEC, VideoConfig
-from .errors import InputError, InputWarning
+from .errors import InputError, InputWarning, OutputError
 
 
 def _fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-class VideoWriter:
-    """Write RGB frames and a mono or stereo sound track to an MP4, atomically.
+def _write_failed(path: Path, exc: OSError) -> OutputError:
+    import errno
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return OutputError(f"could not write {path}: the disk is full or the file is too large; free some space "
+                           "or choose another --out")
+    reason = exc.strerror or type(exc).__name__
+    return OutputError(f"could not write {path} ({reason}); choose a folder you can write to with --out")
 
-    Use as a context manager: on an exception the partial file is deleted and nothing
-    appears at ``path``.
+
+def check_output(path: str | Path, inputs: tuple = (), what: str = "--out", suffixes: tuple[str, ...] = (".mp4",)) -> Path:
+    """Refuse an output that cannot be written, before any work: a folder, a wrong suffix, a missing or
+    read-only folder, or one of the ``inputs`` (the atomic rename would replace it)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is a folder; pass a file name such as {path / ('video' + suffixes[0])}")
+    if path.suffix.lower() not in suffixes:
+        raise OutputError(f"{what} {path} must end in {' or '.join(suffixes)}")
+    folder = path.parent
+    if not folder.exists():
+        raise OutputError(f"output folder {folder} does not exist; create it or choose another {what}")
+    if not folder.is_dir():
+        raise OutputError(f"{what} {path}: {folder} is a file, not a folder; choose another {what}")
+    for given in inputs:
+        if given is not None and Path(given).exists() and path.exists() and os.path.samefile(given, path):
+            raise OutputError(f"{what} {path} is also an input; writing it would destroy {given}: choose another name")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise _write_failed(path, exc) from None
+    return path
+
+
+class VideoWriter:
+    """Write RGB frames and a sound track to an MP4, atomically.
+
+    The sound is ``audio`` (mono or (channels, samples) at ``sample_rate``) or the audio track of
+    the file ``sound``, read block by block when the video is closed: copied as it is when it is AAC,
+    otherwise AAC-encoded at its own rate and up to two channels (:func:`~ventriloquist.audio.sound_format`);
+    either way trimmed or padded to the picture. Use as a context manager: on an exception the partial
+    file is deleted and nothing appears at ``path``.
     """
 
     def __init__(self, path: str | Path, width: int, height: int, cfg: VideoConfig | None = None,
-                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE) -> None:
+                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE, sound: str | Path | None = None) -> None:
         import av
         self.cfg = cfg or VideoConfig()
         self.fps = float(self.cfg.fps or FPS)
         self.path = Path(path)
         if self.path.parent and not self.path.parent.exists():
-            raise InputError(f"output folder {self.path.parent} does not exist; create it or choose another --out")
+            raise OutputError(f"output folder {self.path.parent} does not exist; create it or choose another --out")
         if width % 2 or height % 2:
             raise ValueError("H.264 with yuv420p needs even frame sizes")
-        fd, self._tmp = tempfile.mkstemp(suffix=".mp4", prefix=f".{self.path.stem}.", dir=self.path.parent or ".")
+        if audio is not None and sound is not None:
+            raise ValueError("pass audio samples or a sound file, not both")
+        codec = channels = None
+        if sound is not None:
+            from .audio import sound_format
+            codec, sample_rate, channels = sound_format(sound)
+        try:
+            fd, self._tmp = tempfile.mkstemp(suffix=".mp4", prefix=f".{self.path.stem}.", dir=self.path.parent or ".")
+        except OSError as exc:
+            raise _write_failed(self.path, exc) from None
         os.close(fd)
         self.container = av.open(self._tmp, mode="w", format="mp4")
         self.vstream = self.container.add_stream(VIDEO_CODEC, rate=_fps_fraction(self.fps))
@@ -48,14 +93,19 @@ class VideoWriter:
         self.vstream.options = {"crf": str(self.cfg.crf), "preset": self.cfg.preset}
         if self.cfg.threads:
             self.vstream.thread_count = self.cfg.threads
-        # the sound track: (samples,) mono or (channels, samples), one or two channels, at sample_rate
         self.audio = None if audio is None else np.atleast_2d(np.asarray(audio, dtype=np.float32))
+        self.sound = None if sound is None else Path(sound)
         self.sample_rate = sample_rate
-        self.astream = None
+        self.astream = self._source = None
         if self.audio is not None:
-            self.layout = "mono" if len(self.audio) == 1 else "stereo"
+            channels = len(self.audio)
+        if codec == AUDIO_CODEC:                     # AAC already: its packets go in unchanged
+            self._source = av.open(str(self.sound))
+            self.astream = self.container.add_stream_from_template(self._source.streams.audio[0])
+        elif channels:
+            self.layout = "mono" if channels == 1 else "stereo"
             self.astream = self.container.add_stream(AUDIO_CODEC, rate=sample_rate)
-            self.astream.bit_rate = self.cfg.audio_bitrate * len(self.audio)
+            self.astream.bit_rate = self.cfg.audio_bitrate * channels
             self.astream.layout = self.layout
         self.frames = 0
 
@@ -66,44 +116,82 @@ class VideoWriter:
         """Encode one (H, W, 3) uint8 RGB frame."""
         import av
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        for packet in self.vstream.encode(vf):
-            self.container.mux(packet)
+        try:
+            for packet in self.vstream.encode(vf):
+                self.container.mux(packet)
+        except OSError as exc:
+            raise _write_failed(self.path, exc) from None
         self.frames += 1
 
-    def _write_audio(self) -> None:
+    def _encode(self, block: np.ndarray, pts: int) -> None:
         import av
-        n = int(round(self.frames / self.fps * self.sample_rate))
-        y = self.audio[:, :n]
-        if y.shape[1] < n:
-            y = np.pad(y, ((0, 0), (0, n - y.shape[1])))
+        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(np.clip(block, -1, 1)), format="fltp", layout=self.layout)
+        af.sample_rate, af.pts = self.sample_rate, pts
+        for packet in self.astream.encode(af):
+            self.container.mux(packet)
+
+    def _blocks(self) -> Iterator[np.ndarray]:
         step = 1024 * 16
-        for i in range(0, y.shape[1], step):
-            chunk = np.clip(y[:, i:i + step], -1, 1)
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=self.layout)
-            af.sample_rate = self.sample_rate
-            af.pts = i
-            for packet in self.astream.encode(af):
-                self.container.mux(packet)
+        if self.audio is not None:
+            for i in range(0, self.audio.shape[1], step):
+                yield self.audio[:, i:i + step]
+        else:
+            from .audio import iter_audio
+            yield from iter_audio(self.sound, self.sample_rate, 1 if self.layout == "mono" else 2, warn=False)
+
+    def _write_audio(self) -> None:
+        """The sound, as long as the picture: encoded block by block, padded with silence."""
+        n = int(round(self.frames / self.fps * self.sample_rate))
+        done = 0
+        for block in self._blocks():
+            block = block[:, : n - done]
+            if block.shape[1] == 0:
+                break
+            self._encode(block, done)
+            done += block.shape[1]
+        for i in range(done, n, 1024 * 16):
+            self._encode(np.zeros((1 if self.layout == "mono" else 2, min(1024 * 16, n - i)), np.float32), i)
         for packet in self.astream.encode(None):
+            self.container.mux(packet)
+
+    def _copy_audio(self) -> None:
+        """The source's AAC packets up to the end of the picture (a shorter sound simply ends)."""
+        end = self.frames / self.fps
+        ins = self._source.streams.audio[0]
+        for packet in self._source.demux(ins):
+            if packet.size == 0 or packet.pts is None:
+                continue
+            if float(packet.pts * packet.time_base) >= end:
+                break
+            packet.stream = self.astream
             self.container.mux(packet)
 
     def close(self) -> None:
         """Flush encoders and move the finished file into place."""
-        for packet in self.vstream.encode(None):
-            self.container.mux(packet)
-        if self.astream is not None:
-            self._write_audio()
-        self.container.close()
+        try:
+            for packet in self.vstream.encode(None):
+                self.container.mux(packet)
+            if self._source is not None:
+                self._copy_audio()
+                self._source.close()
+            elif self.astream is not None:
+                self._write_audio()
+            self.container.close()
+        except OSError as exc:
+            self.abort()
+            raise _write_failed(self.path, exc) from None
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(self._tmp, 0o666 & ~umask)       # mkstemp makes 0600; a video should read like any file
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
-        try:
-            self.container.close()
-        except Exception:
-            pass
+        for c in (self.container, self._source):
+            try:
+                if c is not None:
+                    c.close()
+            except Exception:
+                pass
         if os.path.exists(self._tmp):
             os.remove(self._tmp)
 

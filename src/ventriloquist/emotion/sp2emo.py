@@ -206,11 +206,13 @@ class EmotionRecognizer:
         from ..weights import load_checkpoint
         return cls(load_sp2emo(load_checkpoint("sp2emo", folder)), **kw)
 
-    def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, feats: np.ndarray, pad: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings and probabilities of the windows centred on ``centres``, built a batch at a time
+        (all windows of a 10-minute speech at once would be tens of MB)."""
         embs, probs = [], []
         with torch.inference_mode():
-            for i in range(0, len(x), self.batch):
-                q, logits = self.model(torch.from_numpy(x[i:i + self.batch]))
+            for i in range(0, len(centres), self.batch):
+                q, logits = self.model(torch.from_numpy(windows(feats, pad, centres[i:i + self.batch])))
                 embs.append(q.numpy())
                 probs.append(torch.softmax(logits, dim=1).numpy())
         return np.concatenate(embs), np.concatenate(probs)
@@ -221,7 +223,7 @@ class EmotionRecognizer:
         centres = np.arange(0, t_total, self.stride)
         if centres[-1] != t_total - 1:
             centres = np.append(centres, t_total - 1)
-        emb, probs = self._run(windows(feats, pad, centres))
+        emb, probs = self._run(feats, pad, centres)
         if len(centres) == t_total:
             return emb, probs
         t = np.arange(t_total)
@@ -240,7 +242,7 @@ class EmotionRecognizer:
         speech = np.flatnonzero(speech_frames(mask))
         centres = speech if len(speech) else np.arange(t_total)
         centres = centres[:: self.stride] if len(centres) > self.stride else centres
-        _, probs = self._run(windows(feats, pad, centres))
+        _, probs = self._run(feats, pad, centres)
         p = probs.mean(axis=0)
         return (p / p.sum()).astype(np.float32)
 

@@ -16,6 +16,9 @@ from ..errors import FaceNotFoundError, InputError, MissingWeightsError
 
 DETECT_MAX_SIDE = 640     # detection runs on a copy no larger than this (HOG cost grows with area) ...
 DETECT_RETRY_SIDE = 4096  # ... and, only when that finds no face, on one this large (a small face in a big photo: ~0.6 s)
+MAX_PHOTO_SIDE = 4096    # bigger photos are downscaled on load: the output is at most 512 px, detection needs less
+MAX_PHOTO_PIXELS = 150_000_000  # more than this is refused before decoding (a decompression bomb; 450 MB as RGB)
+MIN_PHOTO_FACE_PX = 64    # a face narrower than this in the photo is enlarged into a soft video: say so
 FACE_SCORE = 0.5          # HOG detector score above which a box is taken for a real face (a face-like badge: 0.0)
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -49,16 +52,11 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3].mean(axis=2).astype(np.uint8))
 
 
-def detect_box(image: np.ndarray, thorough: bool = True) -> tuple[int, int, int, int] | None:
-    """The main face box ``(left, top, right, bottom)`` in an RGB or gray image, or None.
+def face_boxes(image: np.ndarray, thorough: bool = True) -> tuple[list[tuple[int, int, int, int]], list[float]]:
+    """All face boxes ``(left, top, right, bottom)`` of an RGB or gray image and their detector scores.
 
     ``thorough`` adds a last pass at up to DETECT_RETRY_SIDE pixels when the quick passes find
     nothing: worth it once for a photo, too slow to repeat on every faceless video frame.
-
-    The largest of the boxes that are clearly faces (score >= FACE_SCORE), so in a photo of
-    several people the most prominent one talks; size alone is not enough, as on a photo with a
-    face-like badge or print the biggest box can be the badge. With no clear face, the most
-    confident box.
     """
     import cv2
     detector, _ = _models()
@@ -66,18 +64,32 @@ def detect_box(image: np.ndarray, thorough: bool = True) -> tuple[int, int, int,
     passes = [(DETECT_MAX_SIDE, 0), (DETECT_MAX_SIDE, 1)]     # upsampling finds smaller faces, at 4x the cost
     if thorough and max(gray.shape) > 2 * DETECT_MAX_SIDE:    # (the upsampled pass saw smaller images in full)
         passes.append((DETECT_RETRY_SIDE, 0))
-    dets, scale = [], 1.0
+    dets, scores, scale = [], [], 1.0
     for max_side, upsample in passes:
         scale = min(1.0, max_side / max(gray.shape))
         small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
         dets, scores, _ = detector.run(small, upsample, 0.0)
         if len(dets):
             break
-    if len(dets) == 0:
+    boxes = [(int(d.left() / scale), int(d.top() / scale), int(d.right() / scale), int(d.bottom() / scale))
+             for d in dets]
+    return boxes, [float(x) for x in scores]
+
+
+def detect_box(image: np.ndarray, thorough: bool = True) -> tuple[int, int, int, int] | None:
+    """The main face box ``(left, top, right, bottom)`` in an RGB or gray image, or None.
+
+    The largest of the boxes that are clearly faces (score >= FACE_SCORE), so in a photo of
+    several people the most prominent one talks; size alone is not enough, as on a photo with a
+    face-like badge or print the biggest box can be the badge. With no clear face, the most
+    confident box.
+    """
+    boxes, scores = face_boxes(image, thorough)
+    if not boxes:
         return None
     clear = [i for i, sc in enumerate(scores) if sc >= FACE_SCORE]
-    d = dets[max(clear, key=lambda i: dets[i].area())] if clear else dets[int(np.argmax(scores))]
-    return (int(d.left() / scale), int(d.top() / scale), int(d.right() / scale), int(d.bottom() / scale))
+    area = [(r - l) * (b - t) for l, t, r, b in boxes]
+    return boxes[max(clear, key=lambda i: area[i])] if clear else boxes[int(np.argmax(scores))]
 
 
 def landmarks_in_box(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -130,23 +142,86 @@ def box_from_landmarks(k: np.ndarray) -> tuple[int, int, int, int]:
     return (int(x0 - 0.05 * w), int(y0 - 0.12 * h), int(x1 + 0.05 * w), int(y1 + 0.02 * h))
 
 
+def _to_rgb(im) -> np.ndarray:
+    """Any Pillow mode as RGB uint8: 16-bit and float scaled (not clipped), transparency over white."""
+    from PIL import Image
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I") and a.max(initial=0) > 255 else max(255.0, a.max(initial=0))
+        if im.mode == "F" and a.max(initial=0) <= 1.0:
+            top = 1.0
+        a = np.nan_to_num(np.clip(a / top, 0, 1) * 255)
+        return np.repeat(a.round().astype(np.uint8)[..., None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, im)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
 def load_image(path: str | Path) -> np.ndarray:
-    """Read a photo as RGB uint8, with a clear error when it is missing or not an image."""
-    import cv2
+    """Read a photo as RGB uint8, upright as its EXIF orientation says, no larger than MAX_PHOTO_SIDE.
+
+    Any mode Pillow reads is accepted (gray, CMYK, 16-bit, palette, transparent over white); a
+    missing, empty, damaged or oversized file is one clear error.
+    """
+    import warnings
+
+    from PIL import Image, ImageOps
     path = Path(path)
     if not path.is_file():
         raise InputError(f"face image {path} does not exist; pass an existing photo with --face")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise InputError(f"{path} is not a readable image; use a JPEG or PNG photo")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if path.stat().st_size == 0:
+        raise InputError(f"face image {path} is empty (0 bytes); pass a JPEG or PNG photo")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # our own limit follows
+            with Image.open(path) as im:
+                if im.size[0] * im.size[1] > MAX_PHOTO_PIXELS:
+                    raise Image.DecompressionBombError(im.size)
+                if max(im.size) > MAX_PHOTO_SIDE:
+                    im.draft("RGB", (MAX_PHOTO_SIDE, MAX_PHOTO_SIDE))     # a JPEG decodes at 1/2, 1/4 or 1/8 scale
+                im = ImageOps.exif_transpose(im)
+                img = _to_rgb(im)
+    except Image.DecompressionBombError:
+        raise InputError(f"face image {path} has too many pixels to read safely; downscale it below "
+                         f"{MAX_PHOTO_PIXELS // 1_000_000} megapixels") from None
+    except Exception:
+        raise InputError(f"{path} is not a readable image (damaged, truncated or not a photo); "
+                         "use a JPEG or PNG photo") from None
+    scale = MAX_PHOTO_SIDE / max(img.shape[:2])
+    if scale < 1:
+        import cv2
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(img)
 
 
-def face_landmarks(image: np.ndarray, source: str = "image") -> np.ndarray:
-    """Landmarks of the main face of a photo, or a FaceNotFoundError naming ``source``."""
-    k = detect_landmarks(image)
-    if k is None:
+def face_landmarks(image: np.ndarray, source: str = "image", index: int | None = None) -> np.ndarray:
+    """Landmarks of the main face of a photo (see ``detect_box``), or of face ``index`` counted from the
+    left; a FaceNotFoundError naming ``source`` when there is none, a warning when the face is small."""
+    import warnings
+
+    from ..errors import InputWarning
+    if index is None:
+        box = detect_box(image)
+    else:
+        found, scores = face_boxes(image)
+        clear = [b for b, sc in zip(found, scores) if sc >= FACE_SCORE]
+        boxes = sorted(clear or found)                 # a face-like print is not counted among real faces
+        if not boxes:
+            box = None
+        elif not 0 <= index < len(boxes):
+            raise InputError(f"{source} shows {len(boxes)} face(s); --face-index must be 0-{len(boxes) - 1} "
+                             "(counted from the left)")
+        else:
+            box = boxes[index]
+    if box is None:
         raise FaceNotFoundError(
-            f"no face found in {source}; use a photo with one clearly visible, roughly frontal face")
+            f"no face found in {source}; use a photo with one clearly visible, roughly frontal face "
+            f"at least {MIN_PHOTO_FACE_PX} px wide")
+    k = landmarks_in_box(image, box)
+    width = float(np.ptp(k[:, 0]))
+    if width < MIN_PHOTO_FACE_PX:
+        warnings.warn(f"the face in {source} is only {width:.0f} px wide; the video will look soft: use a photo "
+                      f"where it is at least {MIN_PHOTO_FACE_PX} px wide", InputWarning, stacklevel=2)
     return k

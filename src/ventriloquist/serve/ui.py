@@ -35,19 +35,20 @@ def build(speech_motion=None, workdir: Path | None = None):
     out_dir = Path(workdir or tempfile.mkdtemp(prefix="ventriloquist-app-"))
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def options(size, crop, expression, articulation, emotion, intensity, head, seed) -> dict:
+    def options(size, crop, expression, articulation, emotion, intensity, head, seed, which) -> dict:
         return {"size": size, "crop": crop, "expression": expression, "articulation": articulation,
-                "emotion": emotion, "emotion_intensity": intensity, "head_motion": head, "seed": seed}
+                "emotion": emotion, "emotion_intensity": intensity, "head_motion": head, "seed": seed,
+                "face_index": which}
 
-    def preview(face, size, crop):
+    def preview(face, size, crop, which):
         if not face:
             return None
         try:
-            return Ventriloquist(generate_config({"size": size, "crop": crop})).preview(face)
+            return Ventriloquist(generate_config({"size": size, "crop": crop, "face_index": which})).preview(face)
         except VentriloquistError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
-    def render(face, audio, size, crop, expression, articulation, emotion, intensity, timeline, head, seed,
+    def render(face, audio, size, crop, expression, articulation, emotion, intensity, timeline, head, seed, which,
                progress=gr.Progress()):
         if not face:
             raise gr.Error("add a face photo first (or pick the example below)", print_exception=False)
@@ -55,7 +56,7 @@ def build(speech_motion=None, workdir: Path | None = None):
             raise gr.Error("add a speech recording first: upload a file or record with the microphone",
                            print_exception=False)
         try:
-            cfg = generate_config(options(size, crop, expression, articulation, emotion, intensity, head, seed),
+            cfg = generate_config(options(size, crop, expression, articulation, emotion, intensity, head, seed, which),
                                   emotion_timeline=timeline or None)
             vt = Ventriloquist(cfg, speech_motion=speech)
             out = Path(tempfile.mkstemp(suffix=".mp4", dir=out_dir)[1])
@@ -97,6 +98,8 @@ def build(speech_motion=None, workdir: Path | None = None):
                 with gr.Row():
                     head = gr.Slider(0.0, HEAD_MOTION_MAX, value=1.0, step=0.1, label="head motion (0 = still)")
                     seed = gr.Number(value=0, precision=0, label="seed (blinks, head motion)")
+                    which = gr.Number(value=None, precision=0, minimum=0, label="face in a group photo "
+                                      "(0 = leftmost; empty = the largest)")
                 go = gr.Button("Generate", variant="primary", elem_id="generate")
                 video = gr.Video(label="video", buttons=["download"], height=400, elem_id="video")
                 emotions = gr.Image(label="emotion over time", interactive=False, height=200, elem_id="emotions")
@@ -104,10 +107,10 @@ def build(speech_motion=None, workdir: Path | None = None):
                                 elem_id="track")
         gr.Examples([[str(demo_face()), str(DEMO_SPEECH)]], inputs=[face, audio], label="example: the bundled "
                     "portrait and speech", elem_id="examples")
-        for trigger in (face.change, size.release, crop.change):
-            trigger(preview, [face, size, crop], landmarks)
-        go.click(render, [face, audio, size, crop, expression, articulation, emotion, intensity, timeline, head, seed],
-                 [video, emotions, track])
+        for trigger in (face.change, size.release, crop.change, which.change):
+            trigger(preview, [face, size, crop, which], landmarks)
+        go.click(render, [face, audio, size, crop, expression, articulation, emotion, intensity, timeline, head, seed,
+                          which], [video, emotions, track])
     app.queue(default_concurrency_limit=1)
     return app
 
