@@ -134,3 +134,25 @@ def test_audio_is_read_in_blocks_as_librosa_reads_it_whole(monkeypatch, tmp_path
     written, _ = sf.read(str(path), dtype="float32", always_2d=True)
     want = librosa.resample(written.mean(axis=1), orig_sr=44100, target_sr=16000, res_type="soxr_hq")
     assert got.shape == want.shape and np.array_equal(got, want)
+
+
+def test_log_mel_is_librosas_without_importing_it(speech_wav):
+    """The inference path computes librosa's log-Mel to the bit from the shipped filterbank and window, and
+    never imports librosa (its import and JIT were seconds of every start)."""
+    import subprocess
+    import sys
+
+    import librosa
+    mel, window = audio.mel_constants_librosa()
+    shipped = audio._mel_constants()
+    assert np.array_equal(shipped[0], mel) and np.array_equal(shipped[1], window)
+    y = audio.load_audio(speech_wav)
+    n = audio.num_frames(len(y))
+    shifted = audio._pad_to_frames(y, n)[audio.HOP_LENGTH // 2:]
+    spec = np.abs(librosa.stft(shifted, n_fft=audio.N_FFT, hop_length=audio.HOP_LENGTH,
+                               win_length=audio.WIN_LENGTH, center=True, pad_mode="constant")) ** 2
+    want = np.log((mel @ spec)[:, : n * MEL_PER_FRAME].T + audio.LOG_EPS).astype(np.float32)
+    assert np.array_equal(audio.log_mel(y), want)
+    code = ("import sys; from ventriloquist.audio import load_audio, log_mel; "
+            f"log_mel(load_audio({str(speech_wav)!r})); print('librosa' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -300,3 +300,17 @@ def test_the_head_nods_on_stressed_syllables_and_rests_in_silence():
     assert min(dip) > 0.015                                   # the head dips on each
     quiet = head_motion(np.zeros(n), np.random.default_rng(0))
     assert np.abs(np.diff(quiet, axis=0)).mean() < 0.5 * np.abs(np.diff(pose, axis=0)).mean()
+
+
+def test_find_peaks_is_scipys():
+    """life.find_peaks replaces scipy.signal.find_peaks (two seconds of import at every start) to the index,
+    plateaus and equal heights included."""
+    from scipy.signal import find_peaks as scipy_find_peaks
+
+    from ventriloquist.motion.life import find_peaks
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        x = rng.normal(size=int(rng.integers(1, 300))) * 0.1
+        x = np.round(x, 1) if i % 2 else x.astype(np.float32)
+        for d in (1, 3, 10):
+            assert np.array_equal(find_peaks(x, 0.04, d), scipy_find_peaks(x, height=0.04, distance=d)[0])

@@ -165,17 +165,45 @@ def _pad_to_frames(y: np.ndarray, n: int) -> np.ndarray:
     return np.pad(y, (0, want - len(y))) if len(y) < want else y[:want]
 
 
-@lru_cache(maxsize=1)
-def _mel_basis() -> np.ndarray:
+MEL_FILTERS = Path(__file__).parent / "assets" / "mel_filters.npz"   # filterbank + window (tools/make_mel_filters.py)
+
+
+def _analysis() -> np.ndarray:
+    return np.array([SAMPLE_RATE, N_FFT, WIN_LENGTH, N_MELS, FMIN, FMAX], np.float64)
+
+
+def mel_constants_librosa() -> tuple[np.ndarray, np.ndarray]:
+    """The Mel filterbank (N_MELS, N_FFT // 2 + 1) and the centred Hann window (N_FFT,) as librosa makes them."""
     import librosa
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX).astype(np.float32)
+    mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX).astype(np.float32)
+    window = librosa.util.pad_center(librosa.filters.get_window("hann", WIN_LENGTH, fftbins=True), size=N_FFT)
+    return mel, window
+
+
+@lru_cache(maxsize=1)
+def _mel_constants() -> tuple[np.ndarray, np.ndarray]:
+    """The shipped filterbank and window: no librosa import (and its JIT, seconds) on the inference path.
+    Made by librosa for these settings; other settings (or a missing file) are computed by it again."""
+    try:
+        with np.load(MEL_FILTERS) as z:
+            if np.array_equal(z["analysis"], _analysis()):
+                return z["mel"], z["window"]
+    except (OSError, KeyError, ValueError):
+        pass
+    return mel_constants_librosa()
 
 
 def _mel_power(y: np.ndarray, center: bool) -> np.ndarray:
-    import librosa
-    spec = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH,
-                               center=center, pad_mode="constant")) ** 2
-    return _mel_basis() @ spec
+    """Mel power (N_MELS, frames): librosa's STFT (constant padding) step for step, so the same numbers."""
+    mel, window = _mel_constants()
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    if center:
+        y = np.pad(y, (N_FFT // 2, N_FFT // 2))
+    n = 1 + (len(y) - N_FFT) // HOP_LENGTH
+    frames = np.lib.stride_tricks.as_strided(y, (max(n, 0), N_FFT), (y.strides[0] * HOP_LENGTH, y.strides[0]),
+                                             writeable=False)
+    spec = np.fft.rfft(window * frames, axis=-1).astype(np.complex64).T
+    return mel @ (np.abs(spec) ** 2)
 
 
 def log_mel(y: np.ndarray) -> np.ndarray:
