@@ -149,9 +149,9 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
         raise InputError(f"{path} holds no usable audio (shorter than one frame); pass a longer speech recording")
     if not np.all(np.isfinite(y)):
         raise InputError(f"{path} contains invalid samples (NaN or Inf); re-export the audio")
-    if float(np.abs(y).max()) > MAX_SAMPLE:
-        raise InputError(f"{path} has samples far outside -1..1 (peak {float(np.abs(y).max()):.3g}); "
-                         "re-export it as 16-bit PCM")
+    peak = float(np.abs(y).max())
+    if peak > MAX_SAMPLE:
+        raise InputError(f"{path} has samples far outside -1..1 (peak {peak:.3g}); re-export it as 16-bit PCM")
     return np.ascontiguousarray(y, dtype=np.float32)
 
 

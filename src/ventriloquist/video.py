@@ -18,6 +18,9 @@ from .config import AUDIO_CODEC, FPS, PIX_FMT, SAMPLE_RATE, VIDEO_CODEC, VideoCo
 from .errors import InputError, InputWarning, OutputError
 
 
+AUDIO_BLOCK = 1024 * 16     # samples per block handed to the AAC encoder
+
+
 def _fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
@@ -131,10 +134,9 @@ class VideoWriter:
             self.container.mux(packet)
 
     def _blocks(self) -> Iterator[np.ndarray]:
-        step = 1024 * 16
         if self.audio is not None:
-            for i in range(0, self.audio.shape[1], step):
-                yield self.audio[:, i:i + step]
+            for i in range(0, self.audio.shape[1], AUDIO_BLOCK):
+                yield self.audio[:, i:i + AUDIO_BLOCK]
         else:
             from .audio import iter_audio
             yield from iter_audio(self.sound, self.sample_rate, 1 if self.layout == "mono" else 2, warn=False)
@@ -149,8 +151,8 @@ class VideoWriter:
                 break
             self._encode(block, done)
             done += block.shape[1]
-        for i in range(done, n, 1024 * 16):
-            self._encode(np.zeros((1 if self.layout == "mono" else 2, min(1024 * 16, n - i)), np.float32), i)
+        for i in range(done, n, AUDIO_BLOCK):
+            self._encode(np.zeros((1 if self.layout == "mono" else 2, min(AUDIO_BLOCK, n - i)), np.float32), i)
         for packet in self.astream.encode(None):
             self.container.mux(packet)
 
