@@ -199,3 +199,33 @@ def test_a_small_face_in_a_big_photo_is_found(face_image):
     assert box is not None
     ref = detect_box(face_image)
     np.testing.assert_allclose(np.subtract(box, (2500, 1500, 2500, 1500)), ref, atol=0.15 * (ref[2] - ref[0]))
+
+
+def test_a_turn_swings_the_nose_past_the_eyes_and_a_nod_tips_it_down(face_landmarks):
+    """Out-of-plane pose: points get an average face's depth and rotate about the neck, so a yaw moves
+    the nose tip further than the eye corners and widens one cheek as the other narrows; the gaze
+    shift keeps the irises on the camera, against the turn."""
+    kn, _ = align.normalise(face_landmarks)
+    still = align.turn(kn[None], np.zeros(1), np.zeros(1))[0]
+    np.testing.assert_allclose(still, kn, atol=1e-12)
+    right = align.turn(kn[None], np.array([0.1]), np.zeros(1))[0]
+    dx = right[:, 0] - kn[:, 0]
+    assert dx[30] > dx[39] > 0 and dx[30] > dx[42] > 0                # nose tip before the inner eye corners
+    cheek_r, cheek_l = kn[30, 0] - kn[2, 0], kn[14, 0] - kn[30, 0]
+    assert right[30, 0] - right[2, 0] > cheek_r and right[14, 0] - right[30, 0] < cheek_l
+    down = align.turn(kn[None], np.zeros(1), np.array([0.1]))[0]
+    dy = down[:, 1] - kn[:, 1]
+    assert dy[30] > dy[27] > 0                                        # the nose tip dips more than its root
+    g = align.gaze_shift(np.array([0.1]), np.array([-0.05]))[0]
+    assert g[0] < 0 < g[1] and abs(g[0]) == pytest.approx(align.EYEBALL_RADIUS * np.sin(0.1))
+    # the retargeter applies yaw and pitch when the pose has them, and hands the renderer the gaze in pixels
+    rt = align.Retargeter(face_landmarks)
+    pose6 = np.array([[0.0, 0.0, 0.0, 0.0, 0.1, 0.0]])
+    assert rt(kn[None], kn, pose6)[0][30, 0] - face_landmarks[30, 0] > 0.02 * float(topology.interocular(face_landmarks))
+    np.testing.assert_array_equal(rt.gaze(pose6[:, :4], 1), np.zeros((1, 2)))
+    gaze = rt.gaze(pose6, 1)[0]
+    r, l = topology.eye_centres(face_landmarks)
+    along = (l - r) / np.linalg.norm(l - r)                           # the face's own right, in the image
+    assert gaze @ along < 0 and abs(gaze[0] * along[1] - gaze[1] * along[0]) < 1e-6
+    assert np.linalg.norm(gaze) == pytest.approx(align.EYEBALL_RADIUS * np.sin(0.1) * float(topology.interocular(face_landmarks)), rel=1e-3)
+    assert np.all(align.Retargeter(face_landmarks, head_motion=0.0).gaze(pose6, 1) == 0)

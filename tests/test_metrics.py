@@ -193,3 +193,29 @@ def test_plots_write_pngs(tmp_path, grid_pixels):
     for p in paths:
         img = cv2.imread(str(p))
         assert img is not None and img.shape[0] > 50 and img.std() > 10
+
+
+def test_the_real_step_bound_is_what_real_faces_do(shared_data):
+    """REAL_STEP_P99 is measured, not chosen: re-detected on real clips (GRID s1, MEAD emotions, wild
+    speakers), the median of each clip's 99th-percentile largest landmark step lies within a third of it."""
+    from ventriloquist.face.track import track_video
+    from ventriloquist.motion.sequence import resample
+    clips = (sorted((shared_data / "talking_face" / "grid_s1").glob("*.mp4"))[:4]
+             + sorted((shared_data / "emotion_video" / "mead").glob("*.mp4"))[:4]
+             + sorted((shared_data / "talking_face" / "wild").glob("*.mp4"))[:1])
+    assert len(clips) >= 5
+    p99 = []
+    for clip in clips:
+        k, fps, _ = track_video(clip, progress=False)
+        k = resample(k, fps, 25.0, int(round(len(k) / fps * 25)))
+        p99.append(np.percentile(M.largest_steps(k), 99))
+    assert M.REAL_STEP_P99 / 1.33 <= np.median(p99) <= 1.33 * M.REAL_STEP_P99
+
+
+def test_largest_steps_finds_the_one_point_that_jumps(grid_pixels):
+    k = np.repeat(grid_pixels[:1], 6, axis=0)
+    iod = float(topology.interocular(k[0]))
+    k[3:, 57, 1] += 0.1 * iod                                     # the lower lip drops 0.1 IOD at frame 3
+    steps = M.largest_steps(k * 2.0 + 7.0)                        # whatever the scale and position
+    np.testing.assert_allclose(steps, [0, 0, 0.1, 0, 0], atol=1e-9)
+    assert M.largest_steps(k[:1]).shape == (0,)

@@ -213,3 +213,38 @@ def test_a_closed_eye_is_drawn_closed_and_an_open_one_is_left_alone(photo, rende
     shut = renderer.render(closed)
     found = face_landmarks(shut, "frame")
     assert float(eye_opening(found)) < 0.3 * float(eye_opening(face_landmarks(renderer.render(k), "frame")))  # warp alone: 0.46
+
+
+def test_the_gaze_moves_the_iris_against_the_lids(photo, renderer):
+    """The eye's centre is a mesh point of its own: a gaze shift moves the dark iris by about as much
+    against still lids, and leaves the eye outline and the rest of the face where they were; as the
+    lids close the shift fades out, so a blink never folds the eye."""
+    from ventriloquist.face.topology import LEFT_EYE, RIGHT_EYE
+    from ventriloquist.face.topology import eye_centres
+    image, k = photo
+    eye = np.logical_or(polygon_mask(image.shape, k[RIGHT_EYE]), polygon_mask(image.shape, k[LEFT_EYE]))
+    dotted = image.copy()                      # a black pupil dot at each eye's centre, to follow exactly
+    for c in eye_centres(k):
+        cv2.circle(dotted, (int(round(c[0] * 16)), int(round(c[1] * 16))), 2 * 16, (0, 0, 0), -1, cv2.LINE_AA, 4)
+    dot = Renderer(dotted, k)
+
+    def pupil_x(frame):
+        w = np.where(eye, np.clip(40.0 - frame.astype(np.float64).max(2), 0, None), 0)
+        return float((w * np.arange(frame.shape[1])[None]).sum() / w.sum())
+
+    base = dot.render(k)
+    shift = 0.1 * float(np.linalg.norm(k[39] - k[36]))
+    looked = dot.render(k, np.array([shift, 0.0]))
+    assert pupil_x(looked) - pupil_x(base) == pytest.approx(shift, rel=0.3)
+    far = ~cv2.dilate(eye.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert np.array_equal(looked[far], base[far])                     # the lids and the face stay put
+    dst = renderer.mesh.vertices(k, np.array([100.0, 100.0]))          # a wild request is held inside the eye
+    eyes = dst[renderer.mesh.i_eyes]
+    for centre, idx in zip(eyes, (RIGHT_EYE, LEFT_EYE)):
+        assert cv2.pointPolygonTest(k[idx].astype(np.float32), tuple(map(float, centre)), False) > 0
+    shut = k.copy()
+    from ventriloquist.face.topology import LID_PAIRS
+    for up, down in LID_PAIRS:
+        shut[up] = shut[down]
+    np.testing.assert_allclose(renderer.mesh.vertices(shut, np.array([shift, shift]))[renderer.mesh.i_eyes],
+                               renderer.mesh.vertices(shut)[renderer.mesh.i_eyes])

@@ -167,7 +167,9 @@ class Ventriloquist:
             speech = np.zeros(want, np.float32) if speech is None else np.pad(speech[:want], (0, max(0, want - len(speech))))
         motion = motion.retimed(fps, n)
         face_k = canvas.map(source_k)
-        target = Retargeter(face_k)(motion.shapes, motion.rest, motion.pose).astype(np.float32)
+        retarget = Retargeter(face_k)
+        target = retarget(motion.shapes, motion.rest, motion.pose).astype(np.float32)
+        gaze = retarget.gaze(motion.pose, n)
         seq = LandmarkSequence(target, fps, *canvas.size)
 
         r = self.cfg.render
@@ -180,7 +182,7 @@ class Ventriloquist:
         with VideoWriter(out, *canvas.size, cfg=replace(self.cfg.video, fps=fps),
                          audio=speech if sound is None else None, sound=sound) as writer:
             for i, k in enumerate(tqdm(target, desc="render", unit="frame", disable=not bar, leave=False)):
-                writer.write(renderer.render(k))
+                writer.write(renderer.render(k, gaze[i]))
                 if report and i % every == 0:
                     report(min(1.0, MOTION_SHARE + (1 - MOTION_SHARE) * (i + 1) / n))
         if export_landmarks is not None:

@@ -265,7 +265,9 @@ def render_section(sets: dict[str, list[dict]], speech, out: Path, progress: boo
                 dk = metrics.deformations(k, rest)
                 rows[-1].update({f"redetected_{tag}_stability": metrics.stability_ratio(dk),
                                  f"redetected_{tag}_velocity": metrics.velocity_energy(dk),
-                                 f"redetected_{tag}_blinks_per_min": metrics.blink_rate(k)})
+                                 f"redetected_{tag}_blinks_per_min": metrics.blink_rate(k),
+                                 f"redetected_{tag}_head_speed": metrics.head_motion_energy(k) / FPS})
+            rows[-1]["source_head_speed"] = metrics.head_motion_energy(c["landmarks"]) / FPS     # the real video itself
     return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
 
@@ -351,6 +353,10 @@ def markdown(r: dict) -> str:
                       f"velocity ours {_f(m['redetected_ours_velocity'], 4)} vs real {_f(m['redetected_real_velocity'], 4)}, "
                       f"blinks per minute ours {_f(m['redetected_ours_blinks_per_min'], 1)} vs real "
                       f"{_f(m['redetected_real_blinks_per_min'], 1)}"]
+        if "redetected_ours_head_speed" in m:
+            lines += ["- head speed (eye midpoint, IOD per frame): ours re-detected "
+                      f"{_f(m['redetected_ours_head_speed'], 4)}, real motion through our renderer "
+                      f"{_f(m['redetected_real_head_speed'], 4)}, the real videos {_f(m['source_head_speed'], 4)}"]
         lines.append("")
     lines += ["## Speed (speech -> 512 px MP4, whole process incl. start-up)", ""]
     for length, s in r["speed"].items():

@@ -86,6 +86,48 @@ def relative_pose(m: np.ndarray) -> np.ndarray:
     return out
 
 
+# Depth of each landmark towards the camera on an average face (canonical units, eye centres at 0):
+# what lets 2-D landmarks turn a little out of plane. Hand-set from facial proportions (the nose tip
+# stands ~0.4 inter-ocular distances proud of the eyes, the jaw's ends ~0.75 behind them).
+_JAW_T = np.abs(np.arange(17) - 8) / 8.0
+DEPTH = np.concatenate([
+    0.05 - 0.8 * _JAW_T ** 1.6,                                                  # jaw 0-16
+    [-0.25, -0.1, 0.0, 0.06, 0.08, 0.08, 0.06, 0.0, -0.1, -0.25],                # brows 17-26
+    [0.05, 0.15, 0.27, 0.40, 0.12, 0.2, 0.25, 0.2, 0.12],                        # nose 27-35
+    [-0.12, 0.0, 0.02, -0.02, 0.0, -0.02, -0.02, 0.02, 0.0, -0.12, -0.02, 0.0],  # eyes 36-47
+    [0.02, 0.14, 0.22, 0.25, 0.22, 0.14, 0.02, 0.12, 0.18, 0.2, 0.18, 0.12],     # outer lips 48-59
+    [0.04, 0.16, 0.18, 0.16, 0.04, 0.14, 0.16, 0.14],                            # inner lips 60-67
+])
+TURN_PIVOT = (0.5, -1.2)     # (y, depth) of the axis a head turns and nods about: the neck, behind the ears
+EYEBALL_RADIUS = 0.19        # 12 mm over a 63-mm inter-ocular distance: how far the iris sits before the eye's centre
+POSE_COLUMNS = ("angle", "log_scale", "dx", "dy", "yaw", "pitch")   # a pose row; the last two are optional
+
+
+def turn(k: np.ndarray, yaw: np.ndarray, pitch: np.ndarray) -> np.ndarray:
+    """Canonical landmarks (T, 68, 2) seen after the head turns by ``yaw`` and nods by ``pitch`` (T,), radians.
+
+    The points get :data:`DEPTH` and rotate about the neck (:data:`TURN_PIVOT`), seen in parallel
+    projection: the nose swings further than the eyes and one cheek's outline widens as the other
+    narrows, which a 2-D warp of the photo renders as a small turn. Positive yaw turns the nose to
+    the image's right, positive pitch tips it down.
+    """
+    yp, zp = TURN_PIVOT
+    k = np.asarray(k, np.float64)
+    cy, sy = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    cp, sp = np.cos(pitch)[:, None], np.sin(pitch)[:, None]
+    x, y, z = k[..., 0], k[..., 1], DEPTH[None, :] - zp
+    x2 = x * cy + z * sy
+    z2 = -x * sy + z * cy
+    y2 = yp + (y - yp) * cp + z2 * sp
+    return np.stack([x2, y2], axis=-1)
+
+
+def gaze_shift(yaw: np.ndarray, pitch: np.ndarray) -> np.ndarray:
+    """Canonical shift (T, 2) of the irises against the eye's outline that keeps them on the camera
+    while the head turns: the eyes counter-rotate, so the iris lags the lids by EYEBALL_RADIUS · sin."""
+    return -EYEBALL_RADIUS * np.stack([np.sin(yaw), np.sin(pitch)], axis=-1)
+
+
 def pose_matrix(rel: np.ndarray) -> np.ndarray:
     """Canonical-space similarity (T, 2, 3) for relative poses from :func:`relative_pose`."""
     ang, ls, tx, ty = rel[..., 0], rel[..., 1], rel[..., 2], rel[..., 3]
@@ -187,7 +229,20 @@ class Retargeter:
         _uncross(out, INNER_LIP_PAIRS)
         _uncross(out, LID_PAIRS)
         if pose is not None and self.head_motion > 0:
-            out = apply(pose_matrix(np.asarray(pose) * self.head_motion), out)
+            p = np.asarray(pose, np.float64) * self.head_motion
+            if p.shape[-1] > 4:
+                out = turn(out, p[:, 4], p[:, 5])
+            out = apply(pose_matrix(p[:, :4]), out)
         return apply(self.to_image, out)
+
+    def gaze(self, pose: np.ndarray | None, n: int) -> np.ndarray:
+        """Image-pixel shift (n, 2) of the irises against the lids that keeps the eyes on the camera
+        through the head's out-of-plane turns (zero without them); the renderer applies it."""
+        p = None if pose is None or self.head_motion <= 0 else np.asarray(pose, np.float64) * self.head_motion
+        if p is None or p.shape[-1] <= 4:
+            return np.zeros((n, 2))
+        m = pose_matrix(p[:, :4])[:, :, :2]
+        lin = np.einsum("ij,tjk->tik", self.to_image[:, :2], m)
+        return np.einsum("tij,tj->ti", lin, gaze_shift(p[:, 4], p[:, 5]))
 
 

@@ -20,7 +20,10 @@ HEAD_ANGLE = 0.035      # radians, sway amplitude at full speech energy
 HEAD_SHIFT = 0.04       # inter-ocular units
 HEAD_SCALE = 0.01       # log-scale
 SILENT_DRIVE = 0.15     # share of the sway left in silence
-NOD_SHIFT = 0.05        # inter-ocular units the head dips on the strongest stressed syllable
+HEAD_YAW = 0.12         # radians, the head's turns left and right at full speech energy
+HEAD_PITCH = 0.06       # radians, its tipping up and down
+TURN_S = 0.20           # time scale of the turns: quicker than the sway, as heads move with the phrasing
+NOD_PITCH = 0.09        # radians the head tips down on the strongest stressed syllable (the eyes dip ~0.1 IOD)
 NOD_S = 0.4             # a nod's duration
 NOD_GAP_S = 0.25        # stressed syllables closer than this make one nod
 BLINK_SNAP_S = 0.8      # a blink this close to a pause moves into it
@@ -115,9 +118,9 @@ def stressed(energy: np.ndarray, fps: float = FPS) -> tuple[np.ndarray, np.ndarr
 
 
 def head_motion(energy: np.ndarray, rng: np.random.Generator, fps: float = FPS, scale: float = 1.0) -> np.ndarray:
-    """Relative head pose (T, 4) = (angle, log-scale, dx, dy): a sway livelier while speaking, calm
-    in silence, and a nod (the head dips and comes back) on each stressed syllable; ``scale``
-    multiplies it all (0 = a still head)."""
+    """Relative head pose (T, 6) = (angle, log-scale, dx, dy, yaw, pitch) (``align.POSE_COLUMNS``): a
+    sway and small turns, livelier while speaking, calm in silence, and a nod (the head tips down and
+    comes back) on each stressed syllable; ``scale`` multiplies it all (0 = a still head)."""
     n = len(energy)
     e = energy / (np.percentile(energy, 95) + 1e-9)
     from scipy.ndimage import gaussian_filter1d
@@ -125,13 +128,14 @@ def head_motion(energy: np.ndarray, rng: np.random.Generator, fps: float = FPS, 
     pose = np.stack([HEAD_ANGLE * _smooth_noise(n, rng, 0.6, fps),
                      HEAD_SCALE * _smooth_noise(n, rng, 1.0, fps),
                      HEAD_SHIFT * _smooth_noise(n, rng, 0.8, fps),
-                     0.6 * HEAD_SHIFT * _smooth_noise(n, rng, 0.5, fps)], axis=1) * drive[:, None]
+                     0.6 * HEAD_SHIFT * _smooth_noise(n, rng, 0.5, fps),
+                     HEAD_YAW * _smooth_noise(n, rng, TURN_S, fps),
+                     HEAD_PITCH * _smooth_noise(n, rng, TURN_S, fps)], axis=1) * drive[:, None]
     width = max(2, int(round(NOD_S * fps)))
     bump = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(width) / width)
     nods = np.zeros(n)
     for i, strength in zip(*stressed(energy, fps)):
         m = min(width, n - i)
         nods[i:i + m] = np.maximum(nods[i:i + m], strength * bump[:m])
-    pose[:, 3] += NOD_SHIFT * nods               # image y grows downwards: the head dips
-    pose[:, 1] -= 0.2 * HEAD_SCALE * nods        # and, tipping forward, looks a little shorter
+    pose[:, 5] += NOD_PITCH * nods
     return pose * scale

@@ -40,8 +40,9 @@ class Renderer:
         self.src_half_gap = self.mesh.src_gap / 2
         self.lids = EyelidPainter(self.image, k, float(interocular(k)))
 
-    def render(self, target: np.ndarray) -> np.ndarray:
-        """Frame (H, W, 3) uint8 RGB, a new array, for target landmarks (68, 2) in image pixels.
+    def render(self, target: np.ndarray, gaze: np.ndarray | None = None) -> np.ndarray:
+        """Frame (H, W, 3) uint8 RGB, a new array, for target landmarks (68, 2) in image pixels;
+        ``gaze`` (2,): the irises' shift against the lids, in pixels (``Retargeter.gaze``).
 
         Non-finite targets give the photo itself; targets far off are pulled inside the ring.
         """
@@ -51,7 +52,7 @@ class Renderer:
         out = self.image.copy()
         if not np.isfinite(t).all():
             return out
-        dst = self.mesh.vertices(t)
+        dst = self.mesh.vertices(t, gaze)
         self.mesh.warp(self.image, dst, out)
         if self.painter is not None:
             upper, lower = self.mesh.mouth_chains(dst)

@@ -1,6 +1,7 @@
 """Piecewise-affine mesh warp of the source photo, driven by 68 target landmarks.
 
-The mesh is the 68 landmarks, a row of forehead points that follow the head rigidly, six
+The mesh is the 68 landmarks, a row of forehead points that follow the head rigidly, a point
+in each eye that carries the iris (so the gaze can stay on the camera while the head turns), six
 mouth-interior points that split the inner-lip opening into an upper part (riding on the
 upper lip), a lower part (riding on the lower lip) and a "tear" between them (the newly
 opened cavity, painted by :mod:`.mouth`), and a fixed elliptical ring of anchors around the
@@ -17,7 +18,7 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from ..config import N_LANDMARKS
-from ..face.topology import BROWS, INNER_LIPS, JAW, OUTER_LIPS, STABLE, eye_centres, interocular
+from ..face.topology import BROWS, INNER_LIPS, JAW, LEFT_EYE, OUTER_LIPS, RIGHT_EYE, STABLE, eye_centres, interocular
 
 FOREHEAD_HEIGHT = 0.6        # forehead row above the brows, in inter-ocular distances
 RING_SCALE = 1.7             # anchor ellipse diameter over the size of the face (landmarks + forehead)
@@ -29,6 +30,7 @@ MIN_AREA = 1e-6              # pixels^2 (twice the area); flatter destination tr
 SUBPIXEL_BITS = 4            # fixed-point precision of the rasteriser
 BOX_PAD = 1.0                # pixels of slack around each triangle's source box
 UNBOUNDED = 1e6              # source box of the identity (unmoved) pixels
+GAZE_LIMIT = 0.15            # the irises never move against the lids by more than this share of the eye's width
 MAX_TRIANGLES = 255          # ids 1..255 in a uint8 image, 0 is "not moved"
 
 FAR = 4.0                    # targets are first clipped to this many image sizes around the image
@@ -68,6 +70,11 @@ def _strip(a: list[int], b: list[int]) -> list[tuple[int, int, int]]:
     return tris
 
 
+def _eye_heights(k: np.ndarray) -> np.ndarray:
+    """Each eye's lid opening (2,), right then left: the mean gap of its two lid pairs."""
+    return np.array([np.linalg.norm(k[e[[1, 2]]] - k[e[[5, 4]]], axis=1).mean() for e in (RIGHT_EYE, LEFT_EYE)])
+
+
 def _face_frame(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unit vectors (right, down) of the face: along the eye line and perpendicular to it."""
     right, left = eye_centres(k)
@@ -99,7 +106,11 @@ class MeshWarper:
         self.i_ring = np.arange(N_LANDMARKS + len(self.forehead), N_LANDMARKS + len(self.forehead) + RING_POINTS)
         self.i_upper = np.arange(self.i_ring[-1] + 1, self.i_ring[-1] + 4)
         self.i_lower = self.i_upper + 3
-        self.src = np.concatenate([k, self.forehead, ring, mid, mid]).astype(np.float64)
+        self.i_eyes = self.i_lower[-1] + 1 + np.arange(2)
+        eyes = np.stack(eye_centres(k))
+        self.src = np.concatenate([k, self.forehead, ring, mid, mid, eyes]).astype(np.float64)
+        self.src_eye_open = _eye_heights(k)
+        self.src_eye_width = float(np.linalg.norm(k[39] - k[36]) + np.linalg.norm(k[45] - k[42])) / 2
         self.src_gap = np.linalg.norm(k[LOWER_INNER] - k[UPPER_INNER], axis=1)
         self.triangles = self._triangulate(k, iod, ey, ring)
         if len(self.triangles) > MAX_TRIANGLES:
@@ -129,12 +140,24 @@ class MeshWarper:
         mouth = (_strip(up, lo)                                             # tear (new cavity)
                  + _strip(UPPER_CHAIN.tolist(), up)                         # upper interior
                  + _strip(lo, [a, *LOWER_INNER.tolist(), b]))               # lower interior
+        keep = np.asarray(keep, dtype=np.int64).reshape(-1, 3)
+        # each eye: a fan from its centre to its outline, so the iris moves with the centre as a whole
+        # (where the outline is a chain of mesh edges, as it is on any ordinary face)
+        for c, e in zip(self.i_eyes, (RIGHT_EYE, LEFT_EYE)):
+            outline = {frozenset((int(e[i]), int(e[(i + 1) % 6]))) for i in range(6)}
+            have = {frozenset((int(a), int(b))) for t in keep for a, b in ((t[0], t[1]), (t[1], t[2]), (t[0], t[2]))}
+            if outline <= have:
+                poly = k[e].astype(np.float32)
+                keep = np.array([t for t in keep if not (set(t.tolist()) <= set(e.tolist()) and
+                                 cv2.pointPolygonTest(poly, tuple(map(float, k[t].mean(0))), False) > 0)])
+                keep = np.concatenate([keep, [(c, int(e[i]), int(e[(i + 1) % 6])) for i in range(6)]])
         # mouth first: where the lips close, the lip triangles drawn after cover the thin strips
-        return np.concatenate([np.array(mouth), np.asarray(keep, dtype=np.int64).reshape(-1, 3)])
+        return np.concatenate([np.array(mouth), keep])
 
     # ----------------------------------------------------------------------------- per frame
-    def vertices(self, target: np.ndarray) -> np.ndarray:
-        """Destination mesh vertices for target landmarks (68, 2), all finite."""
+    def vertices(self, target: np.ndarray, gaze: np.ndarray | None = None) -> np.ndarray:
+        """Destination mesh vertices for target landmarks (68, 2), all finite; ``gaze`` (2,) moves the
+        irises against the lids, in pixels (scaled down as an eye closes, so a blink never folds it)."""
         far = FAR * max(self.h, self.w)
         k = self._inside_ring(np.clip(np.asarray(target, dtype=np.float64), -far, far))
         head = similarity(self.src[STABLE], k[STABLE])
@@ -145,7 +168,13 @@ class MeshWarper:
         f = np.where(gap > 1e-6, np.minimum(0.5, self.src_gap / 2 / np.maximum(gap, 1e-6)), 0.5)[:, None]
         upper = k[UPPER_INNER] + f * d
         lower = k[LOWER_INNER] - f * d
-        return np.concatenate([k, fore, self.src[self.i_ring], upper, lower])
+        eyes = np.stack(eye_centres(k))
+        if gaze is not None:
+            g = np.clip(np.nan_to_num(np.asarray(gaze, np.float64)), -far, far)
+            open_share = np.clip(_eye_heights(k) / np.maximum(self.src_eye_open, 1e-6), 0.0, 1.0)
+            g = g * min(1.0, GAZE_LIMIT * self.src_eye_width / (float(np.linalg.norm(g)) + 1e-9))
+            eyes = eyes + open_share[:, None] * g
+        return np.concatenate([k, fore, self.src[self.i_ring], upper, lower, eyes])
 
     def mouth_chains(self, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Upper and lower outlines (5, 2) of the tear in destination vertices ``dst``, corner to corner."""
