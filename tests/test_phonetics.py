@@ -64,3 +64,19 @@ def test_every_phone_has_values_and_diphthongs_glide():
     assert phonetics.articulation_of("+NSN+")[SILENCE] == 1          # fillers and noise read as silence
     first, second = phonetics.DIPHTHONGS["AY"]
     assert phonetics.articulation_of(first)[OPEN] > phonetics.articulation_of(second)[OPEN]
+
+
+def test_what_was_heard_before_does_not_change_a_clips_phones(speech_wav):
+    """A decoder is reused (loading it costs 0.6 s) but starts each utterance afresh: pocketsphinx's live
+    cepstral mean once carried over, so a server's second request or a worker's second clip heard other
+    phones than the same file alone (and a cache depended on --workers)."""
+    from ventriloquist.audio import load_audio
+    y = load_audio(speech_wav)
+    t = np.arange(4 * SAMPLE_RATE) / SAMPLE_RATE
+    rng = np.random.default_rng(0)
+    for before, clip in ((0.8 * np.sin(2 * np.pi * 120 * t), 0.05 * y),           # quiet speech after a loud tone
+                         (0.5 * rng.standard_normal(len(t)), y)):                   # speech after hiss
+        clip = clip.astype(np.float32)
+        first = phonetics.phones(clip)
+        phonetics.phones(before.astype(np.float32))
+        assert phonetics.phones(clip) == first

@@ -62,9 +62,14 @@ _local = threading.local()
 
 
 def _decoder():
-    """This thread's decoder (a decoder holds one utterance at a time, so threads never share one)."""
+    """This thread's decoder (a decoder holds one utterance at a time, so threads never share one),
+    with its feature state (the live cepstral mean among it) back at the start: pocketsphinx otherwise
+    carries what it heard into the next utterance, so a clip's phones depended on what the process
+    decoded before (a server's second request, a worker's second clip), and a cache on its --workers."""
     if getattr(_local, "decoder", None) is None:
         _local.decoder = _new_decoder()
+    else:
+        _local.decoder.reinit_feat()
     return _local.decoder
 
 
