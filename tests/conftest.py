@@ -1,6 +1,7 @@
 """Shared fixtures: a shipped face photo, speech from espeak-ng, and ../shared data when present."""
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -65,3 +66,29 @@ def damage():
         out.write_bytes(bytes(data))
         return out
     return make
+
+
+def _subset(src_csv: Path, dst_csv: Path, keep) -> None:
+    with open(src_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    dst_csv.parent.mkdir(parents=True, exist_ok=True)
+    with open(dst_csv, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep(rows))
+    for entry in src_csv.parent.iterdir():
+        if entry.is_dir():
+            (dst_csv.parent / entry.name).symlink_to(entry)
+
+
+@pytest.fixture(scope="session")
+def mini_data(shared_data, tmp_path_factory) -> Path:
+    """A miniature data root of ../shared/data: a handful of rows of each labels file, linked to the shared files."""
+    root = tmp_path_factory.mktemp("mini")
+    _subset(shared_data / "talking_face" / "clips.csv", root / "talking_face" / "clips.csv",
+            lambda rows: [r for r in rows if r["split"] == "train"][:8] + [r for r in rows if r["split"] == "test"][:2])
+    _subset(shared_data / "emotion_video" / "labels.csv", root / "emotion_video" / "labels.csv",
+            lambda rows: [r for r in rows if r["corpus"] == "MEAD"][:6] + [r for r in rows if r["corpus"] != "MEAD"][:3])
+    _subset(shared_data / "speech_emotion" / "labels.csv", root / "speech_emotion" / "labels.csv",
+            lambda rows: rows[::40])
+    return root

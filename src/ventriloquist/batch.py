@@ -127,8 +127,16 @@ def _render(row: Row) -> tuple[int, str, float, str]:
         return row.index, "failed", time.perf_counter() - t0, f"unexpected {type(exc).__name__}: {exc}"
 
 
-def run_batch(rows: list[Row], out_dir: Path, workers: int | None = None, progress: bool = True) -> dict:
-    """Render every row not yet done; write ``out_dir/summary.csv``; return the counts."""
+def run_batch(rows: list[Row], out_dir: Path, workers: int | None = None, progress: bool = True,
+              engine: str = "local", address: str | None = None) -> dict:
+    """Render every row not yet done; write ``out_dir/summary.csv``; return the counts.
+
+    ``engine`` "local": worker processes here; "ray": one pipeline per Ray actor, on a local runtime
+    of ``workers`` CPUs or the cluster at ``address``, each video sent back and written here."""
+    if engine not in ("local", "ray"):
+        raise InputError(f"unknown engine {engine!r}; choose local or ray")
+    if address and engine != "ray":
+        raise InputError("--address joins a Ray cluster: pass it with --engine ray")
     from tqdm.auto import tqdm
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +155,9 @@ def run_batch(rows: list[Row], out_dir: Path, workers: int | None = None, progre
     bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc="batch", unit="video", disable=not progress)
     t0 = time.perf_counter()
     try:
-        if workers == 1:
+        if engine == "ray" and todo:
+            _ray_run(todo, workers, address, results, bar)
+        elif workers == 1:
             _init(max(1, os.cpu_count() or 1))
             for r in todo:
                 i, status, secs, err = _render(r)
@@ -187,6 +197,72 @@ def _pool_run(rows: list[Row], workers: int, results: dict, bar) -> list[Row]:
             results[i] = (status, secs, err)
             bar.update(1)
     return sorted(lost, key=lambda r: r.index)
+
+
+class _RayRenderer:
+    """A Ray actor: one loaded pipeline, rendering rows into its own temporary folder and sending each
+    video back as bytes (a cluster node need not see the output folder)."""
+
+    def __init__(self) -> None:
+        _init(1)
+
+    def render(self, row: Row) -> tuple[int, str, float, str, bytes | None]:
+        import dataclasses
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="ventriloquist-ray-") as tmp:
+            local = Path(tmp) / row.out.name
+            i, status, secs, err = _render(dataclasses.replace(row, out=local))
+            return i, status, secs, err, local.read_bytes() if status == "done" else None
+
+
+def _ray_run(todo: list[Row], workers: int, address: str | None, results: dict, bar) -> None:
+    """Render ``todo`` on Ray actors; the driver writes each video where its row asks (atomically). A row
+    whose actor died is retried once on a fresh actor, then reported."""
+    import tempfile
+
+    from . import cluster
+
+    def finish(row: Row, result) -> None:
+        i, status, secs, err, data = result
+        if data is not None:                     # complete or absent, as a local render leaves it
+            fd, tmp = tempfile.mkstemp(prefix=f".{row.out.stem}.", suffix=".part", dir=row.out.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, row.out)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        results[i] = (status, secs, err)
+        bar.update(1)
+
+    with cluster.connect(address, workers) as ray:
+        worker = ray.remote(num_cpus=1)(_RayRenderer)
+        actors = [worker.remote() for _ in range(max(1, min(len(todo), cluster.workers_of(ray))))]
+        load = {k: 0 for k in range(len(actors))}
+        owner: dict[int, int] = {}
+
+        def submit(row: Row):
+            k = min(load, key=load.get)          # the least busy actor
+            load[k] += 1
+            owner[row.index] = k
+            return actors[k].render.remote(row)
+
+        lost = []
+        for row, result, error in cluster.as_completed(ray, submit, todo, 2 * len(actors)):
+            load[owner.pop(row.index)] -= 1
+            if error is not None:
+                lost.append(row)
+            else:
+                finish(row, result)
+        for row in lost:                          # alone on a fresh actor: only the row that kills it fails
+            retry = worker.remote()
+            try:
+                finish(row, ray.get(retry.render.remote(row)))
+            except Exception:
+                results[row.index] = ("failed", 0.0, "the Ray worker crashed on this row")
+                bar.update(1)
+            ray.kill(retry)
 
 
 def _write_summary(path: Path, rows: list[Row], results: dict) -> None:

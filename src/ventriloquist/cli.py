@@ -98,7 +98,7 @@ def _cmd_batch(a: argparse.Namespace) -> None:
         rows = pair_folders(Path(a.faces), Path(a.audio), out, every=a.every)
     else:
         raise VentriloquistError("nothing to do: pass a manifest CSV, or --faces DIR and --audio DIR")
-    counts = run_batch(rows, out, workers=a.workers, progress=not a.quiet)
+    counts = run_batch(rows, out, workers=a.workers, progress=not a.quiet, engine=a.engine, address=a.address)
     if counts["failed"]:
         raise VentriloquistError(f"{counts['failed']} of {counts['rows']} rows failed; see {counts['summary']}")
 
@@ -126,7 +126,8 @@ def _cmd_train(a: argparse.Namespace) -> None:
 
 def _cmd_prepare(a: argparse.Namespace) -> None:
     from .data.prepare import prepare
-    prepare([Path(p) for p in a.inputs], Path(a.out), workers=a.workers, progress=not a.quiet)
+    prepare([Path(p) for p in a.inputs], Path(a.out), workers=a.workers, progress=not a.quiet, engine=a.engine,
+            address=a.address, shards=a.shards)
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> None:
@@ -184,7 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--audio", help="folder of speech files, paired with the faces by file name")
     bt.add_argument("--every", action="store_true", help="every face with every speech file instead")
     bt.add_argument("--out", required=True, help="output folder (finished videos are skipped on a rerun)")
-    bt.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU core)")
+    bt.add_argument("--workers", type=int, default=None,
+                    help="processes, or CPUs of a local Ray runtime (default: one per CPU core)")
+    bt.add_argument("--engine", choices=("local", "ray"), default="local",
+                    help="local processes (default) or one pipeline per Ray actor (pip install 'ventriloquist[cluster]')")
+    bt.add_argument("--address", default=None, help="with --engine ray: join this Ray cluster (e.g. HEAD:6379 or auto)")
     bt.add_argument("--quiet", action="store_true")
     bt.set_defaults(func=_cmd_batch)
 
@@ -214,7 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("prepare", help="extract landmarks + audio features of videos or a corpus into a cache")
     pr.add_argument("inputs", nargs="+", help="video files, folders of videos, or a data root like ../shared/data")
     pr.add_argument("--out", required=True, help="cache folder")
-    pr.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    pr.add_argument("--workers", type=int, default=2, help="processes, or CPUs of a local Ray runtime (default 2)")
+    pr.add_argument("--engine", choices=("local", "ray"), default="local",
+                    help="local processes (default) or Ray tasks (pip install 'ventriloquist[cluster]')")
+    pr.add_argument("--address", default=None, help="with --engine ray: join this Ray cluster (e.g. HEAD:6379 or auto)")
+    pr.add_argument("--shards", type=int, default=0, metavar="N",
+                    help="also pack the cache into WebDataset tar shards of N clips each, for streaming")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=_cmd_prepare)
 

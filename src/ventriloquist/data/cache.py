@@ -8,6 +8,9 @@ Extraction (face tracking, audio features) is the slow part of training, so it r
       index.csv           one row per clip (INDEX_COLUMNS)
       skipped.csv         videos that could not be used, with the reason (from the last run)
       clips/<key>.npz     the arrays of one clip (see ``write_clip``)
+      shards/             optional (``prepare --shards N``): the same clip files packed N to a tar
+        shard-000000.tar  (WebDataset layout: member ``<key>.npz``), and ``index.json`` saying where
+                          each clip lies; a cache of shards alone reads as one of loose clips
 
 All time series share the model time base ``FPS``: ``landmarks``/``shapes``/``pose``/``energy``
 have T rows, ``mel``/``mfcc``/``artic`` have ``T * MEL_PER_FRAME`` rows (audio clips only).
@@ -104,10 +107,9 @@ def check_format(cache_dir: Path, create: bool = False) -> None:
         raise InputError(f"cache {cache_dir} has no {META_FILE} (written by an older version); {_redo(cache_dir)}")
 
 
-def write_clip(cache_dir: Path, key: str, fields: dict) -> Path:
-    """Write one clip's fields atomically: a half-written file never appears under its final name."""
-    path = clip_file(cache_dir, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def encode_clip(fields: dict) -> bytes:
+    """One clip's fields as the bytes of its ``.npz`` file (what a remote worker sends back)."""
+    import io
     data = {"format": np.int32(FORMAT)}
     for name, value in fields.items():
         if value is None:
@@ -115,10 +117,21 @@ def write_clip(cache_dir: Path, key: str, fields: dict) -> Path:
         if name in ARRAY_FIELDS:
             value = np.asarray(value, dtype=np.float32)
         data[name] = np.asarray(value)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **data)
+    return buf.getvalue()
+
+
+def write_clip(cache_dir: Path, key: str, fields: dict | bytes) -> Path:
+    """Write one clip (its fields, or :func:`encode_clip`'s bytes) atomically: a half-written file
+    never appears under its final name."""
+    path = clip_file(cache_dir, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = fields if isinstance(fields, bytes) else encode_clip(fields)
     fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **data)
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -135,13 +148,14 @@ def _unpack(z) -> dict:
     return out
 
 
-def read_npz(path: Path) -> dict:
-    """All fields of one clip file; scalars come back as Python values."""
+def read_npz(path: Path, data: bytes | None = None) -> dict:
+    """All fields of one clip file (or of its bytes ``data``, from a shard); scalars come back as Python values."""
+    import io
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise InputError(f"cached clip {path} does not exist; {_redo(path.parent.parent)}")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(io.BytesIO(data) if data is not None else path, allow_pickle=False) as z:
             d = _unpack(z)
     except Exception as exc:
         raise InputError(f"cached clip {path} is unreadable ({type(exc).__name__}); delete it and run prepare again") from None
@@ -207,10 +221,94 @@ def load_index(cache_dir: Path | str) -> list[dict]:
 
 
 def load_clip(cache_dir: Path | str, key: str) -> dict:
-    """Arrays and metadata of one clip (see the module docstring for the fields)."""
-    d = read_npz(clip_file(Path(cache_dir), key))
+    """Arrays and metadata of one clip (see the module docstring for the fields): its loose file,
+    else its member of a shard."""
+    path = clip_file(Path(cache_dir), key)
+    where = None if path.is_file() else shard_index(cache_dir).get("members", {}).get(key)
+    if where is None:
+        d = read_npz(path)
+    else:
+        with open(Path(cache_dir) / SHARDS_DIR / where[0], "rb") as f:
+            f.seek(where[1])
+            d = read_npz(path, f.read(where[2]))
     d["key"] = key
     return d
+
+
+# --- shards ------------------------------------------------------------------------------------------------------
+SHARDS_DIR = "shards"
+SHARD_INDEX = "index.json"
+SHARD_NAME = "shard-{:06d}.tar"
+
+
+def shard_index(cache_dir: Path | str) -> dict:
+    """``shards/index.json`` ({"format", "shards": [{"file", "keys"}], "members": {key: [file, offset, size]}}),
+    or {} without shards."""
+    path = Path(cache_dir) / SHARDS_DIR / SHARD_INDEX
+    if not path.is_file():
+        return {}
+    try:
+        index = json.loads(path.read_text())
+    except ValueError:
+        raise InputError(f"{path} is not valid JSON; run `ventriloquist prepare <data> --out {cache_dir} --shards N` "
+                         "again") from None
+    if index.get("format") != FORMAT:
+        raise InputError(f"shards of {cache_dir} have format {index.get('format')}, this version needs {FORMAT}; "
+                         f"{_redo(cache_dir)}")
+    return index
+
+
+def pack_shards(cache_dir: Path | str, per_shard: int) -> list[Path]:
+    """Pack the loose clip files of the index into tar shards of ``per_shard`` clips (WebDataset layout:
+    one member ``<key>.npz`` per clip, in index order) and write ``shards/index.json``; a cluster
+    streams these sequentially, and :func:`load_clip` reads a clip from its shard by offset. Shards
+    of an earlier packing are replaced (the new set is complete before the index names it)."""
+    import tarfile
+    cache_dir = Path(cache_dir)
+    if per_shard < 1:
+        raise InputError(f"--shards must be at least 1 clip per shard, not {per_shard}")
+    rows = load_index(cache_dir)
+    folder = cache_dir / SHARDS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    shards, members, written = [], {}, []
+    for n, start in enumerate(range(0, len(rows), per_shard)):
+        chunk = rows[start:start + per_shard]
+        name = SHARD_NAME.format(n)
+        tmp = folder / f".{name}.tmp"
+        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for r in chunk:
+                info = tar.gettarinfo(clip_file(cache_dir, r["key"]), arcname=f"{r['key']}.npz")
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.mtime = 0                                   # the same clips give the same shard bytes
+                with open(clip_file(cache_dir, r["key"]), "rb") as f:
+                    tar.addfile(info, f)
+        with tarfile.open(tmp) as tar:
+            for m in tar.getmembers():
+                members[m.name[: -len(".npz")]] = [name, m.offset_data, m.size]
+        os.replace(tmp, folder / name)
+        shards.append({"file": name, "keys": [r["key"] for r in chunk]})
+        written.append(folder / name)
+    index = {"format": FORMAT, "clips_per_shard": per_shard, "shards": shards, "members": members}
+    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        json.dump(index, f)
+    os.replace(tmp, folder / SHARD_INDEX)
+    for old in folder.glob("shard-*.tar"):
+        if old not in written:
+            old.unlink()
+    return written
+
+
+def iter_shard(path: Path | str) -> Iterator[dict]:
+    """The clips of one shard in order, read as a stream (no seeking: a pipe or object store works)."""
+    import tarfile
+    with tarfile.open(path, "r|") as tar:
+        for m in tar:
+            if m.isfile() and m.name.endswith(".npz"):
+                d = read_npz(Path(path) / m.name, tar.extractfile(m).read())
+                d["key"] = m.name[: -len(".npz")]
+                yield d
 
 
 def iter_clips(cache_dir: Path | str, split: str | None = None, corpus: str | None = None,

@@ -1,7 +1,7 @@
 """``ventriloquist prepare``: extract landmarks and audio features of every clip once, into a cache.
 
 Face tracking costs far more than training reads, so each clip is processed once, in parallel
-worker processes, and written atomically; a second run skips clips already in the cache (an
+worker processes (or Ray tasks, here or on a cluster), and written atomically; a second run skips clips already in the cache (an
 interrupted run resumes where it stopped). A video that cannot be used (no face, corrupt
 file, unreadable audio) is listed in ``skipped.csv`` with its reason; it never stops the run.
 """
@@ -99,6 +99,38 @@ def _init_worker() -> None:
     _one_thread()
 
 
+_RAY_READY = False
+
+
+def _encoded(item: VideoItem) -> tuple[bytes | None, str | None]:
+    """A Ray task: one clip's file bytes (the driver writes them), or the reason it was skipped.
+    Its worker computes single-threaded, as a local worker does, so the arrays are the same."""
+    global _RAY_READY
+    if not _RAY_READY:
+        _one_thread()
+        _RAY_READY = True
+    try:
+        return cache.encode_clip(extract(item)), None
+    except Exception as exc:
+        return None, _reason(exc)
+
+
+def _run_ray(todo: list[VideoItem], out: Path, workers: int, address: str | None, done) -> None:
+    """Run the clips as Ray tasks (a local runtime of ``workers`` CPUs, or the cluster at ``address``)."""
+    from .. import cluster
+    with cluster.connect(address, workers) as ray:
+        task = ray.remote(num_cpus=1, max_retries=0)(_encoded)
+        limit = cluster.IN_FLIGHT_PER_WORKER * cluster.workers_of(ray)
+        for it, result, error in cluster.as_completed(ray, task.remote, todo, limit):
+            if error is not None:
+                done(it, f"the Ray worker failed on this file ({type(error).__name__})")
+                continue
+            data, reason = result
+            if data is not None:
+                cache.write_clip(out, it.key, data)
+            done(it, reason)
+
+
 @contextmanager
 def _single_threaded():
     """Extraction in this process computes exactly as a worker does."""
@@ -152,14 +184,26 @@ def _run_parallel(todo: list[VideoItem], out: Path, workers: int, done) -> None:
         ex.shutdown()
 
 
-def prepare(inputs: list[Path], out: Path, workers: int = 2, progress: bool = True) -> dict:
+ENGINES = ("local", "ray")
+
+
+def prepare(inputs: list[Path], out: Path, workers: int = 2, progress: bool = True, engine: str = "local",
+            address: str | None = None, shards: int = 0) -> dict:
     """Extract every clip of ``inputs`` into the cache ``out``; returns counts and the paths written.
+
+    ``engine`` "local" runs ``workers`` processes here; "ray" runs Ray tasks, on a local runtime of
+    ``workers`` CPUs or on the cluster at ``address``; the arrays are the same either way. ``shards``
+    > 0 also packs the cache into tar shards of that many clips (:func:`cache.pack_shards`).
 
     Counts: ``found`` clips discovered, ``prepared`` now, ``cached`` already there (made from the
     same file as it is now: a moved or replaced video is extracted again), ``skipped`` unusable (see
     ``skipped.csv``), ``clips`` in the index, ``seconds`` taken; ``keys`` are the clips of ``inputs``.
     """
     from tqdm.auto import tqdm
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if address and engine != "ray":
+        raise InputError("--address joins a Ray cluster: pass it with --engine ray")
     t0 = time.perf_counter()
     out = Path(out)
     items = discover([Path(p) for p in inputs])
@@ -194,7 +238,9 @@ def prepare(inputs: list[Path], out: Path, workers: int = 2, progress: bool = Tr
         bar.set_postfix(skipped=len(skipped), refresh=False)
 
     try:
-        if workers > 1 and len(todo) > 1:
+        if engine == "ray" and todo:
+            _run_ray(todo, out, workers, address, done)
+        elif workers > 1 and len(todo) > 1:
             try:
                 _run_parallel(todo, out, min(workers, len(todo)), done)
             except PoolUnavailable as exc:
@@ -208,9 +254,10 @@ def prepare(inputs: list[Path], out: Path, workers: int = 2, progress: bool = Tr
         bar.close()
     skipped_csv = cache.write_skipped(out, skipped)
     rows = cache.rebuild_index(out)
+    packed = cache.pack_shards(out, shards) if shards else []
     result = {"found": len(items), "prepared": prepared, "cached": cached, "skipped": len(skipped),
               "clips": len(rows), "seconds": round(time.perf_counter() - t0, 1),
-              "index": str(out / cache.INDEX_FILE), "skipped_csv": str(skipped_csv),
+              "index": str(out / cache.INDEX_FILE), "skipped_csv": str(skipped_csv), "shards": [str(p) for p in packed],
               "keys": sorted(set(by_key) - {r["key"] for r in skipped})}    # the clips of these inputs, now
     if progress:
         msg = (f"prepared {prepared} clip(s), {cached} already cached; index {result['index']} holds "

@@ -28,6 +28,10 @@ class TrainOptions:
 
 def run(stage: str, opts: TrainOptions) -> dict:
     import importlib
+    from .distributed import leave
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
-    return importlib.import_module(f".{stage}", __name__).run(opts)
+    try:
+        return importlib.import_module(f".{stage}", __name__).run(opts)
+    finally:
+        leave()                 # under torchrun: the process group ends with the stage

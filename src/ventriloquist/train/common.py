@@ -111,9 +111,13 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 class Checkpointer:
     """``last.pt`` every epoch and ``best.pt`` when ``metric`` improves (``mode`` "max" or "min")."""
 
-    def __init__(self, folder: str | Path, mode: str = "max") -> None:
+    def __init__(self, folder: str | Path, mode: str = "max", world=None) -> None:
+        """``world`` (``distributed.World``): under torchrun only its main process writes, and every
+        process waits for the write, so any of them can read the checkpoint back."""
+        from .distributed import World
         if mode not in ("max", "min"):
             raise ValueError("mode must be 'max' or 'min'")
+        self.world = world or World()
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.mode = mode
@@ -143,15 +147,17 @@ class Checkpointer:
         is_best = metric is not None and self.improved(metric)
         if is_best:
             self.best, self.best_epoch = float(metric), epoch
-        state = {"epoch": epoch, "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict() if optimizer is not None else None,
-                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                 "rng": _rng_state(), "extra_rng": rng, "metric": metric,
-                 "best": self.best, "best_epoch": self.best_epoch, "extra": extra or {}}
-        _atomic_save(state, self.last_path)
-        if is_best:
-            _atomic_save({"epoch": epoch, "model": state["model"], "metric": metric, "extra": extra or {}},
-                         self.best_path)
+        if self.world.main:
+            state = {"epoch": epoch, "model": model.state_dict(),
+                     "optimizer": optimizer.state_dict() if optimizer is not None else None,
+                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                     "rng": _rng_state(), "extra_rng": rng, "metric": metric,
+                     "best": self.best, "best_epoch": self.best_epoch, "extra": extra or {}}
+            _atomic_save(state, self.last_path)
+            if is_best:
+                _atomic_save({"epoch": epoch, "model": state["model"], "metric": metric, "extra": extra or {}},
+                             self.best_path)
+        self.world.barrier()
         return is_best
 
     def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
@@ -189,12 +195,16 @@ def _atomic_save(obj: Any, path: Path) -> None:
 class JsonlLog:
     """``log.jsonl``: one JSON object per epoch. On resume, lines of epochs at or after ``start`` are dropped."""
 
-    def __init__(self, path: str | Path, start_epoch: int = 0) -> None:
+    def __init__(self, path: str | Path, start_epoch: int = 0, write: bool = True) -> None:
+        """``write`` False (a torchrun process other than the main one): records are returned, not written."""
         self.path = Path(path)
+        self.enabled = write
+        self.t0 = time.time()
+        if not write:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = [r for r in self.read() if r.get("epoch", -1) < start_epoch] if start_epoch > 0 else []
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        self.t0 = time.time()
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.is_file():
@@ -203,6 +213,8 @@ class JsonlLog:
 
     def write(self, **record: Any) -> dict[str, Any]:
         record.setdefault("time_s", round(time.time() - self.t0, 2))
+        if not self.enabled:
+            return record
         with open(self.path, "a") as f:
             f.write(json.dumps(_jsonable(record)) + "\n")
         return record

@@ -48,6 +48,7 @@ from ..emotion.vocabulary import EMOTIONS, N_EMOTIONS
 from . import TrainOptions
 from .common import (Checkpointer, JsonlLog, interp_rows, load_config, progress, seed_everything, set_threads,
                      write_json)
+from .distributed import World, join
 
 log = logging.getLogger(__name__)
 RECIPE = "ventriloquist train emotion --config configs/emotion.toml --seed 0 --publish"
@@ -325,7 +326,8 @@ def draw_confusion(cm: list[list[int]], classes: list[str], title: str, path: Pa
 
 # --- the stage -------------------------------------------------------------------------------------------------
 def train_member(k: int, seed: int, cfg: EmotionConfig, opts: TrainOptions, folder: Path, train_mels: list,
-                 train_y: np.ndarray, probs: np.ndarray, val: list, val_feats: list, n_in: int | None) -> Sp2Emo:
+                 train_y: np.ndarray, probs: np.ndarray, val: list, val_feats: list, n_in: int | None,
+                 world: World = World()) -> Sp2Emo:
     """Train one Sp2Emo from ``seed`` (checkpoints and log in ``folder``); returns its final weights, in eval mode.
 
     The final weights are the moving average at the best (``select = "best"``) or last epoch.
@@ -338,16 +340,17 @@ def train_member(k: int, seed: int, cfg: EmotionConfig, opts: TrainOptions, fold
     if ema is not None:
         ema.requires_grad_(False)
     n_steps = 0
+    net = world.wrap(model)            # under torchrun: each process trains on its slice of every batch
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, cfg.lr_halve_every), gamma=0.5)
-    ckpt = Checkpointer(folder, mode="max")
+    ckpt = Checkpointer(folder, mode="max", world=world)
     start = 0
     if opts.resume and (k == 0 or ckpt.last_path.is_file()):     # later members may not have started yet
         start, state = ckpt.resume(model, opt, sched)
         if ema is not None:
             ema.load_state_dict(state["extra"]["ema"])
             n_steps = int(state["extra"].get("ema_steps", 0))
-    jlog = JsonlLog(folder / "log.jsonl", start_epoch=start)
+    jlog = JsonlLog(folder / "log.jsonl", start_epoch=start, write=world.main)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     n_draw = max(cfg.batch_size, int(round(cfg.crops_per_clip * len(train_mels))))
     if opts.smoke:
@@ -366,10 +369,12 @@ def train_member(k: int, seed: int, cfg: EmotionConfig, opts: TrainOptions, fold
             if cfg.mixup > 0:
                 lam = float(rng.beta(cfg.mixup, cfg.mixup))
                 perm = torch.from_numpy(rng.permutation(len(idx)))
-                _, logits = model(lam * xb + (1 - lam) * xb[perm])
-                loss = lam * loss_fn(logits, yb) + (1 - lam) * loss_fn(logits, yb[perm])
+                xb, yb, ym = world.part(lam * xb + (1 - lam) * xb[perm], yb, yb[perm])
+                _, logits = net(xb)
+                loss = lam * loss_fn(logits, yb) + (1 - lam) * loss_fn(logits, ym)
             else:
-                _, logits = model(xb)
+                xb, yb = world.part(xb, yb)
+                _, logits = net(xb)
                 loss = loss_fn(logits, yb)
             opt.zero_grad()
             loss.backward()
@@ -396,8 +401,9 @@ def train_member(k: int, seed: int, cfg: EmotionConfig, opts: TrainOptions, fold
                              "val_metric_raw": val_metric(res_raw)} if res_raw is not None else {}))
         log.info("member %d epoch %d loss %.3f val %.3f%s", k, epoch, rec["train_loss"], metric,
                  " *" if is_best else "")
-    if cfg.select == "last" and ckpt.last_path.is_file():      # the fixed schedule's model is the chosen one
+    if cfg.select == "last" and ckpt.last_path.is_file() and world.main:      # the fixed schedule's model is the chosen one
         shutil.copyfile(ckpt.last_path, ckpt.best_path)
+    world.barrier()
     best_state = ckpt.load_best(model)
     if ema is not None:
         model.load_state_dict(best_state["extra"]["ema"])
@@ -412,6 +418,7 @@ def run(opts: TrainOptions) -> dict:
     if cfg.members < 1:
         raise ValueError(f"members must be at least 1, not {cfg.members}")
     threads = set_threads(cfg.threads)
+    world = join(opts.device)
     out = Path(opts.out) / "emotion"
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
@@ -440,7 +447,7 @@ def run(opts: TrainOptions) -> dict:
     # members from seeds seed, seed + 1, ...: member 0 alone is the single-net recipe
     t_train = time.time()
     nets = [train_member(k, opts.seed + k, cfg, opts, out / f"member{k}", train_mels, train_y, probs, val, val_feats,
-                         n_in) for k in range(cfg.members)]
+                         n_in, world) for k in range(cfg.members)]
     t_train = time.time() - t_train
     model = Sp2EmoEnsemble(nets).eval()
 
@@ -455,6 +462,8 @@ def run(opts: TrainOptions) -> dict:
         members.append({"seed": opts.seed + k, "best_epoch": net.best_epoch,
                         "val_ua": {c: r["ua"] for c, r in m_val.items()},
                         "test_ua": {c: r["ua"] for c, r in m_test.items()}})
+    if not world.main:                 # the evaluation, the baseline and every file are the main process's
+        return {"sp2emo": {"members": members}}
     svm = svm_baseline(train, val, test, mels, cfg, refit_on_val=cfg.train_on_val) if test and val else {}
     n_params = sum(p.numel() for p in model.parameters())
     metrics = {

@@ -25,6 +25,7 @@ from ..motion.sequence import rest_deformations, speaker_key
 from . import TrainOptions
 from .common import (Checkpointer, JsonlLog, interp_rows, load_config, progress, seed_everything, set_threads,
                      write_json)
+from .distributed import World, join
 
 
 @dataclass
@@ -129,23 +130,29 @@ def _batch(items: list[Item], cfg: ExpressionConfig, rng: np.random.Generator):
     return x, y, t, has_t
 
 
-def _loss(model: Exp2Emo, batch, cfg: ExpressionConfig) -> torch.Tensor:
-    x, y, t, has_t = batch
+def _loss(model: Exp2Emo, batch, cfg: ExpressionConfig, world: World = World()) -> torch.Tensor:
+    """Cross-entropy on the labelled windows plus the Sp2Emo agreement on those with a target: means
+    over the global ``batch``, of which this process scores its slice (``World.mean``)."""
+    n_labelled, n_target = int((batch[1] >= 0).sum()), int(batch[3].sum())
+    x, y, t, has_t = world.part(*batch)
     logits = model(x)
-    loss = F.cross_entropy(logits[y >= 0], y[y >= 0]) if (y >= 0).any() else logits.sum() * 0
+    lab = y >= 0
+    loss = world.mean(F.cross_entropy(logits[lab], y[lab], reduction="none"), n_labelled) if lab.any() else logits.sum() * 0
     if has_t.any():
         agree = 1 - F.cosine_similarity(logits[has_t].softmax(-1), t[has_t], dim=-1)
-        loss = loss + cfg.agreement_weight * agree.mean()
+        loss = loss + cfg.agreement_weight * world.mean(agree, n_target)
     return loss
 
 
 def fit(items: list[Item], cfg: ExpressionConfig, seed: int, val: list[Item] | None = None,
         epochs: int | None = None, ckpt: Checkpointer | None = None, log: JsonlLog | None = None,
-        resume: bool = False) -> tuple[Exp2Emo, list[float]]:
-    """Train one model; returns it and the validation UA after each epoch (empty without ``val``)."""
+        resume: bool = False, world: World = World()) -> tuple[Exp2Emo, list[float]]:
+    """Train one model; returns it and the validation UA after each epoch (empty without ``val``).
+    Under torchrun (``world``) each process trains on its slice of every global batch."""
     seed_everything(seed)
     rng = np.random.default_rng(seed)
     model = Exp2Emo(cfg.hidden, dropout=cfg.dropout)
+    net = world.wrap(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = 0
     if resume and ckpt is not None:
@@ -156,7 +163,7 @@ def fit(items: list[Item], cfg: ExpressionConfig, seed: int, val: list[Item] | N
         model.train()
         total = 0.0
         for _ in range(cfg.steps_per_epoch):
-            loss = _loss(model, _batch(items, cfg, rng), cfg)
+            loss = _loss(net, _batch(items, cfg, rng), cfg, world)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -175,6 +182,7 @@ def fit(items: list[Item], cfg: ExpressionConfig, seed: int, val: list[Item] | N
 
 def run(opts: TrainOptions) -> dict:
     set_threads()
+    world = join(opts.device)
     cfg = load_config(ExpressionConfig, opts.config, epochs=opts.epochs)
     if opts.smoke:
         cfg.epochs, cfg.steps_per_epoch, cfg.batch = 2, 2, 8
@@ -189,7 +197,7 @@ def run(opts: TrainOptions) -> dict:
     if cfg.cross_validate and len(speakers) > 1:
         for spk in progress(speakers, "cross-validation"):
             held = [i for i in labelled if i.speaker == spk]
-            model, curve = fit([i for i in items if i.speaker != spk], cfg, opts.seed, val=held)
+            model, curve = fit([i for i in items if i.speaker != spk], cfg, opts.seed, val=held, world=world)
             curves.append(curve)
             fold_preds[spk] = held
         mean_curve = np.mean(curves, axis=0)
@@ -197,15 +205,15 @@ def run(opts: TrainOptions) -> dict:
     else:
         mean_curve, best_epochs = np.zeros(0), cfg.epochs
 
-    ckpt = Checkpointer(out, mode="max")
-    log = JsonlLog(out / "log.jsonl", start_epoch=0)
-    model, _ = fit(items, cfg, opts.seed, epochs=best_epochs, ckpt=ckpt, log=log, resume=opts.resume)
+    ckpt = Checkpointer(out, mode="max", world=world)
+    log = JsonlLog(out / "log.jsonl", start_epoch=0, write=world.main)
+    model, _ = fit(items, cfg, opts.seed, epochs=best_epochs, ckpt=ckpt, log=log, resume=opts.resume, world=world)
 
     # per-clip CV predictions at the chosen epoch count, for the confusion matrix
     y_true, y_pred = [], []
     if fold_preds:
         for spk, held in fold_preds.items():
-            m, _ = fit([i for i in items if i.speaker != spk], cfg, opts.seed, epochs=best_epochs)
+            m, _ = fit([i for i in items if i.speaker != spk], cfg, opts.seed, epochs=best_epochs, world=world)
             for i in held:
                 y_true.append(i.label)
                 y_pred.append(int(np.argmax(predict_clip(m, i.dk, cfg.window))))
@@ -218,6 +226,8 @@ def run(opts: TrainOptions) -> dict:
         "confusion": confusion(y_true, y_pred, N_EMOTIONS).tolist() if y_true else None,
         "classes": list(EMOTIONS), "config": asdict(cfg),
     }
+    if not world.main:
+        return metrics
     write_json(out / "metrics.json", metrics)
     print(f"Exp2Emo leave-one-speaker-out UA {metrics['cv_ua']} (chance {metrics['chance']}), "
           f"{len(labelled)} labelled clips of {len(speakers)} speakers")

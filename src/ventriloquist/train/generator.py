@@ -32,6 +32,7 @@ from . import TrainOptions
 from .backgrounds import SNR_DB, background_pool, mix, silent_mel
 from .common import (Checkpointer, JsonlLog, interp_rows, load_config, progress, seed_everything, set_threads,
                      write_json)
+from .distributed import join
 from .expression import ensure_cache
 from .voices import voice_variants
 
@@ -308,6 +309,7 @@ def run(opts: TrainOptions) -> dict:
         raise InputError(f"energy_points must be one of {', '.join(losses.ENERGY_POINTS)}, "
                          f"not {cfg.energy_points!r} ({opts.config})")
     set_threads(cfg.threads)
+    world = join(opts.device)
     if opts.smoke:
         cfg.epochs, cfg.steps_per_epoch, cfg.batch, cfg.emo_batch, cfg.adv_start_epoch = 2, 2, 4, 2, 1
     seed_everything(opts.seed)
@@ -334,11 +336,12 @@ def run(opts: TrainOptions) -> dict:
                          n_artic=N_ARTIC if cfg.phonetic else 0, mel_bottleneck=cfg.mel_bottleneck)
     voices = voice_variants(train, cfg.voices, cache, opts.seed, progress=True) if cfg.voices else {}
     d = SequenceDiscriminator()
+    net_g, net_d = world.wrap(g), world.wrap(d)        # under torchrun: each process trains on its slice of every batch
     ema = torch.optim.swa_utils.AveragedModel(g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema))
     opt_g = torch.optim.AdamW(g.parameters(), lr=cfg.lr_g, weight_decay=cfg.weight_decay)
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt_g, cfg.lr_g, total_steps=cfg.epochs * cfg.steps_per_epoch)
-    ckpt = Checkpointer(out, mode="min")
+    ckpt = Checkpointer(out, mode="min", world=world)
     start = 0
     if opts.resume:
         start, state = ckpt.resume(g, opt_g, sched)
@@ -346,7 +349,7 @@ def run(opts: TrainOptions) -> dict:
         ema.load_state_dict(state["extra"]["ema"])
         opt_d.load_state_dict(state["extra"]["opt_d"])
         rng.bit_generator.state = state["extra_rng"]
-    log = JsonlLog(out / "log.jsonl", start_epoch=start)
+    log = JsonlLog(out / "log.jsonl", start_epoch=start, write=world.main)
 
     def real_batch(n: int) -> torch.Tensor:
         segs = []
@@ -369,8 +372,9 @@ def run(opts: TrainOptions) -> dict:
                         for i in rng.integers(0, len(train), cfg.batch)])
             e = _stack([_segment(emo_speech[i], cfg.segment, rng, cfg)
                         for i in rng.integers(0, len(emo_speech), cfg.emo_batch)])
-            fake, coef = g(b["mel"], b["q"], return_coef=True)
-            fake_e, coef_e = g(e["mel"], e["q"], return_coef=True)
+            b, e = (dict(zip(x, world.part(*x.values()))) for x in (b, e))
+            fake, coef = net_g(b["mel"], b["q"], return_coef=True)
+            fake_e, coef_e = net_g(e["mel"], e["q"], return_coef=True)
             parts = {"mouth": losses.mouth_l1(fake, b["dk"]), "mouth_distance": losses.mouth_distance(fake, b["dk"]),
                      "energy": losses.energy_loss(clean_pass(g, b) if cfg.energy_clean else fake, b["dk"],
                                                   cfg.energy_relative, losses.ENERGY_POINTS[cfg.energy_points]),
@@ -395,7 +399,8 @@ def run(opts: TrainOptions) -> dict:
             ema.update_parameters(g)
             if adv_on:
                 fake_all = torch.cat([fake.detach(), fake_e.detach()])
-                ld = losses.d_loss(d(real_batch(len(fake_all))), d(fake_all))
+                real = world.part(real_batch(cfg.batch + cfg.emo_batch))[0]      # drawn whole, as every process does
+                ld = losses.d_loss(net_d(real), net_d(fake_all))
                 opt_d.zero_grad()
                 ld.backward()
                 opt_d.step()
@@ -408,11 +413,13 @@ def run(opts: TrainOptions) -> dict:
                   rng=rng.bit_generator.state)
         log.write(epoch=epoch, **{f"loss_{k}": v for k, v in sums.items()}, **{f"val_{k}": v for k, v in val_scores.items()},
                   lr=sched.get_last_lr()[0])
-        print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4f}" for k, v in sums.items())
-              + f" | val mouth LMD {val_scores['mouth_lmd']:.4f} corr {val_scores['aperture_corr']:.3f}")
+        if world.main:
+            print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4f}" for k, v in sums.items())
+                  + f" | val mouth LMD {val_scores['mouth_lmd']:.4f} corr {val_scores['aperture_corr']:.3f}")
 
-    if cfg.select == "last" and ckpt.last_path.is_file():      # the fixed schedule's model is the chosen one
+    if cfg.select == "last" and ckpt.last_path.is_file() and world.main:      # the fixed schedule's model is the chosen one
         shutil.copyfile(ckpt.last_path, ckpt.best_path)
+    world.barrier()
     chosen = ckpt.load_best(g)
     ema.load_state_dict(chosen["extra"]["ema"])
     g = ema.module.eval()
@@ -421,6 +428,8 @@ def run(opts: TrainOptions) -> dict:
                "val": lip_scores(g, val), "test": test_scores,
                "train_clips": len(train), "val_clips": len(val), "test_clips": len(test),
                "emotional_speech_clips": len(emo_speech), "config": asdict(cfg)}
+    if not world.main:
+        return metrics
     write_json(out / "metrics.json", metrics)
     if opts.publish:
         from ..weights import publish
