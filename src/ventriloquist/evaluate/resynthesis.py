@@ -78,8 +78,11 @@ def resynthesise_clip(c: dict, speech, tmp: Path, out: Path | None = None, basel
     photo = first_frame(c["source"])
     photo_path = tmp / "photo.png"
     cv2.imwrite(str(photo_path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    # the head stays still: our turns are not the person's, and a turn moves the mouth against the eyes,
+    # which per-frame alignment (unlike an in-plane sway) cannot take out; this compares lips
     cfg = GenerateConfig(render=RenderConfig(size=min(512, max(photo.shape[:2]))), seed=speech.seed,
-                         expression=speech.strength if speech.emotion else 0.0, articulation=speech.articulation)
+                         expression=speech.strength if speech.emotion else 0.0, articulation=speech.articulation,
+                         head_motion=0.0)
     vt = Ventriloquist(cfg, speech_motion=speech)
     ours_mp4 = tmp / "ours.mp4"
     res = vt.generate(photo_path, ours_mp4, audio=c["source"], progress=False)
