@@ -114,6 +114,32 @@ def test_webdataset_reads_the_shards(local_cache, tmp_path):
 
 # --- training under torchrun ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
+def synthetic_cache(tmp_path_factory, face_landmarks, speech_wav) -> Path:
+    """A cache Exp2Emo trains on, made here: two speakers' clips of four emotions (the photo's landmarks
+    moving each its own way) and two talking clips with espeak speech."""
+    from ventriloquist.audio import load_audio, log_mel
+    from ventriloquist.face.align import normalise
+    out = tmp_path_factory.mktemp("synthetic") / "cache"
+    cache.check_format(out, create=True)
+    rest = normalise(face_landmarks[None].astype(np.float64))[0][0]
+    rng = np.random.default_rng(0)
+    mel = log_mel(load_audio(speech_wav))
+    t = len(mel) // 4
+    clips = [(f"MEAD_{spk}_{emo}", spk, emo, None) for spk in ("m1", "w2") for emo in ("happy", "sad", "angry", "neutral")]
+    clips += [(f"GRID_s1_talk{i}", "s1", "", mel) for i in range(2)]
+    for n, (key, spk, emo, m) in enumerate(clips):
+        way = rng.normal(0, 0.03, (68, 2))
+        shapes = rest + np.sin(np.arange(t) / (3 + n))[:, None, None] * way + rng.normal(0, 0.003, (t, 68, 2))
+        fields = {"landmarks": 100 * shapes + 200, "shapes": shapes, "pose": np.zeros((t, 4)), "source": key,
+                  "corpus": key.split("_")[0], "speaker": spk, "emotion": emo, "split": "train", "stamp": ""}
+        if m is not None:
+            fields.update(mel=m[: 4 * t], energy=np.ones(t))
+        cache.write_clip(out, key, fields)
+    cache.rebuild_index(out)
+    return out
+
+
+@pytest.fixture(scope="module")
 def mini_cache(mini_data, tmp_path_factory) -> Path:
     from ventriloquist.cli import main
     out = tmp_path_factory.mktemp("minicache") / "cache"
@@ -146,21 +172,11 @@ def _difference(a: Path, b: Path) -> float:
     return (num / sum(float(v.pow(2).sum()) for v in pa.values())) ** 0.5
 
 
-@pytest.mark.parametrize("stage, config, tolerance", [
-    # the same global batch, one slice per process: exact for Exp2Emo (its masked means are global, World.mean)
-    ("expression", 'dropout = 0.0\ncross_validate = false\n', 1e-5),
-    # G's prototype and energy terms are batch-level, so each process's slice differs from the whole a little
-    ("generator", 'train_on_val = true\nselect = "last"\ndropout = 0.0\n', 1e-3),
-    # Sp2Emo's BatchNorm normalises each process's slice on the CPU (SyncBatchNorm needs GPUs)
-    ("emotion", 'dropout = 0.0\nmembers = 1\n', 0.05),
-])
-def test_torchrun_two_processes_train_as_one(mini_data, mini_cache, tmp_path, stage, config, tolerance):
-    """`torchrun --nproc_per_node 2` (gloo) for a few steps of each stage gives the weights of one process with
-    the same global batch, within the stage's tolerance; only rank 0 writes."""
+def _train_both(stage: str, toml: Path, data: Path, tmp_path: Path, tolerance: float) -> None:
+    """The stage's smoke run in one process and under torchrun with two: the same weights within
+    ``tolerance``; the log written once."""
     from ventriloquist.cli import main
-    toml = tmp_path / f"{stage}.toml"
-    toml.write_text(f'cache = "{mini_cache}"\n{config}' if stage != "emotion" else config)
-    common = ["--config", str(toml), "--data", str(mini_data), "--smoke"]
+    common = ["--config", str(toml), "--data", str(data), "--smoke"]
     assert main(["train", stage, *common, "--out", str(tmp_path / "one")]) == 0
     _torchrun(["train", stage, *common, "--out", str(tmp_path / "two")], tmp_path)
     folder = "emotion/member0" if stage == "emotion" else stage
@@ -169,14 +185,34 @@ def test_torchrun_two_processes_train_as_one(mini_data, mini_cache, tmp_path, st
     assert len(log) == 2                                  # two epochs, logged once (by rank 0), not twice
 
 
-def test_a_checkpoint_resumes_on_another_number_of_processes(mini_data, mini_cache, tmp_path):
+def test_torchrun_two_processes_train_exp2emo_as_one(synthetic_cache, tmp_path):
+    """The same global batch, one slice per process: exact for Exp2Emo (its masked means are global, World.mean)."""
+    toml = tmp_path / "expression.toml"
+    toml.write_text(f'cache = "{synthetic_cache}"\ndropout = 0.0\ncross_validate = false\n')
+    _train_both("expression", toml, tmp_path, tmp_path, 1e-5)
+
+
+@pytest.mark.parametrize("stage, config, tolerance", [
+    # G's prototype and energy terms are batch-level, so each process's slice differs from the whole a little
+    ("generator", 'train_on_val = true\nselect = "last"\ndropout = 0.0\n', 1e-3),
+    # Sp2Emo's BatchNorm normalises each process's slice on the CPU (SyncBatchNorm needs GPUs)
+    ("emotion", 'dropout = 0.0\nmembers = 1\n', 0.05),
+])
+def test_torchrun_two_processes_train_as_one(mini_data, mini_cache, tmp_path, stage, config, tolerance):
+    """`torchrun --nproc_per_node 2` (gloo) for a few steps of G and Sp2Emo, on real clips of ../shared."""
+    toml = tmp_path / f"{stage}.toml"
+    toml.write_text(f'cache = "{mini_cache}"\n{config}' if stage == "generator" else config)
+    _train_both(stage, toml, mini_data, tmp_path, tolerance)
+
+
+def test_a_checkpoint_resumes_on_another_number_of_processes(synthetic_cache, tmp_path):
     """An epoch under torchrun with two processes, the next one resumed in one process: the weights of two
     epochs in one process (the checkpoint holds the global model, optimiser and random streams)."""
     from ventriloquist.cli import main
     toml = tmp_path / "expression.toml"
-    toml.write_text(f'cache = "{mini_cache}"\ndropout = 0.0\ncross_validate = false\n'
+    toml.write_text(f'cache = "{synthetic_cache}"\ndropout = 0.0\ncross_validate = false\n'
                     'epochs = 2\nsteps_per_epoch = 3\nbatch = 8\nunlabelled_clips = 4\n')
-    common = ["--config", str(toml), "--data", str(mini_data)]
+    common = ["--config", str(toml), "--data", str(tmp_path)]
     assert main(["train", "expression", *common, "--out", str(tmp_path / "one")]) == 0
     _torchrun(["train", "expression", *common, "--epochs", "1", "--out", str(tmp_path / "mixed")], tmp_path)
     assert main(["train", "expression", *common, "--resume", "--out", str(tmp_path / "mixed")]) == 0
