@@ -113,30 +113,63 @@ def test_webdataset_reads_the_shards(local_cache, tmp_path):
 
 
 # --- training under torchrun ------------------------------------------------------------------------------------------
+SENTENCES = ("Put the blue box on the table, please.", "Bin green at four soon.", "Lay red by six again.",
+             "Place white with nine now.", "Set blue in two please.", "Say the word back.",
+             "Where is the shawl?", "I will sell the sheep.", "Seize the shack now.", "Search the hall.")
+
+
+def _espeak(text: str, path: Path, pitch: int) -> Path:
+    import shutil
+    import subprocess
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        pytest.skip("espeak-ng is not installed (scripts/setup.sh installs it)")
+    subprocess.run([exe, "-s", "150", "-p", str(pitch), "-w", str(path), text], check=True, capture_output=True)
+    return path
+
+
 @pytest.fixture(scope="module")
-def synthetic_cache(tmp_path_factory, face_landmarks, speech_wav) -> Path:
-    """A cache Exp2Emo trains on, made here: two speakers' clips of four emotions (the photo's landmarks
-    moving each its own way) and two talking clips with espeak speech."""
-    from ventriloquist.audio import load_audio, log_mel
+def synthetic_data(tmp_path_factory, face_landmarks) -> tuple[Path, Path]:
+    """(data root, cache) every stage trains on, made here: labelled espeak speech (the emotion corpora's
+    layout), two speakers' landmark clips of four emotions (the photo's face moving each its own way)
+    and eight talking clips of espeak speech with a moving mouth (6 train, 2 test)."""
+    from ventriloquist.audio import energy, load_audio, log_mel
     from ventriloquist.face.align import normalise
-    out = tmp_path_factory.mktemp("synthetic") / "cache"
+    from ventriloquist.phonetics import articulation
+    root = tmp_path_factory.mktemp("synthetic")
+    speech = root / "data" / "speech_emotion"
+    speech.mkdir(parents=True)
+    emotions = ("neutral", "happy", "sad", "angry")
+    with open(speech / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "corpus", "speaker", "emotion", "language", "split", "duration_s"])
+        for i, text in enumerate(SENTENCES):
+            for j, (corpus, spk) in enumerate((("TESS", "OAF"), ("EmoDB", "03"))):
+                wav = _espeak(text, speech / f"{corpus}_{i}.wav", 30 + 10 * i + 20 * j)
+                w.writerow([wav.name, corpus, spk, emotions[(i + j) % 4], "en", "test" if i >= 8 else "train", 2.0])
+    out = root / "cache"
     cache.check_format(out, create=True)
     rest = normalise(face_landmarks[None].astype(np.float64))[0][0]
     rng = np.random.default_rng(0)
-    mel = log_mel(load_audio(speech_wav))
-    t = len(mel) // 4
-    clips = [(f"MEAD_{spk}_{emo}", spk, emo, None) for spk in ("m1", "w2") for emo in ("happy", "sad", "angry", "neutral")]
-    clips += [(f"GRID_s1_talk{i}", "s1", "", mel) for i in range(2)]
-    for n, (key, spk, emo, m) in enumerate(clips):
-        way = rng.normal(0, 0.03, (68, 2))
-        shapes = rest + np.sin(np.arange(t) / (3 + n))[:, None, None] * way + rng.normal(0, 0.003, (t, 68, 2))
-        fields = {"landmarks": 100 * shapes + 200, "shapes": shapes, "pose": np.zeros((t, 4)), "source": key,
-                  "corpus": key.split("_")[0], "speaker": spk, "emotion": emo, "split": "train", "stamp": ""}
-        if m is not None:
-            fields.update(mel=m[: 4 * t], energy=np.ones(t))
-        cache.write_clip(out, key, fields)
+    for n, (spk, emo) in enumerate((s, e) for s in ("m1", "w2") for e in emotions):
+        t = 60
+        shapes = rest + np.sin(np.arange(t) / (3 + n))[:, None, None] * rng.normal(0, 0.03, (68, 2))
+        cache.write_clip(out, f"MEAD_{spk}_{emo}", {
+            "landmarks": 100 * shapes + 200, "shapes": shapes, "pose": np.zeros((t, 4)), "source": f"{spk}_{emo}",
+            "corpus": "MEAD", "speaker": spk, "emotion": emo, "split": "train", "stamp": ""})
+    for i in range(8):
+        y = load_audio(_espeak(SENTENCES[i], root / f"talk{i}.wav", 50))
+        mel = log_mel(y)
+        t = len(mel) // 4
+        e = energy(y)[:t]
+        shapes = rest + rng.normal(0, 0.003, (t, 68, 2))
+        shapes[:, 48:68, 1] += 0.3 * (e / (e.max() + 1e-9))[:, None] * np.linspace(0, 1, 20)[None]   # the mouth opens
+        cache.write_clip(out, f"GRID_s1_talk{i}", {
+            "landmarks": 100 * shapes + 200, "shapes": shapes, "pose": np.zeros((t, 4)), "source": f"talk{i}",
+            "corpus": "GRID", "speaker": "s1", "emotion": "", "split": "train" if i < 6 else "test", "stamp": "",
+            "mel": mel[: 4 * t], "energy": e, "artic": articulation(y, t)})
     cache.rebuild_index(out)
-    return out
+    return root / "data", out
 
 
 @pytest.fixture(scope="module")
@@ -185,34 +218,43 @@ def _train_both(stage: str, toml: Path, data: Path, tmp_path: Path, tolerance: f
     assert len(log) == 2                                  # two epochs, logged once (by rank 0), not twice
 
 
-def test_torchrun_two_processes_train_exp2emo_as_one(synthetic_cache, tmp_path):
-    """The same global batch, one slice per process: exact for Exp2Emo (its masked means are global, World.mean)."""
-    toml = tmp_path / "expression.toml"
-    toml.write_text(f'cache = "{synthetic_cache}"\ndropout = 0.0\ncross_validate = false\n')
-    _train_both("expression", toml, tmp_path, tmp_path, 1e-5)
-
-
-@pytest.mark.parametrize("stage, config, tolerance", [
+STAGES = [
+    # the same global batch, one slice per process: exact for Exp2Emo (its masked means are global, World.mean)
+    ("expression", 'dropout = 0.0\ncross_validate = false\n', 1e-5),
     # G's prototype and energy terms are batch-level, so each process's slice differs from the whole a little
     ("generator", 'train_on_val = true\nselect = "last"\ndropout = 0.0\n', 1e-3),
     # Sp2Emo's BatchNorm normalises each process's slice on the CPU (SyncBatchNorm needs GPUs)
     ("emotion", 'dropout = 0.0\nmembers = 1\n', 0.05),
-])
-def test_torchrun_two_processes_train_as_one(mini_data, mini_cache, tmp_path, stage, config, tolerance):
-    """`torchrun --nproc_per_node 2` (gloo) for a few steps of G and Sp2Emo, on real clips of ../shared."""
+]
+
+
+@pytest.mark.parametrize("stage, config, tolerance", STAGES)
+def test_torchrun_two_processes_train_as_one(synthetic_data, tmp_path, stage, config, tolerance):
+    """`torchrun --nproc_per_node 2` (gloo) for a few steps of each stage gives the weights of one process
+    with the same global batch, within the stage's tolerance; only rank 0 writes."""
+    data, made = synthetic_data
     toml = tmp_path / f"{stage}.toml"
-    toml.write_text(f'cache = "{mini_cache}"\n{config}' if stage == "generator" else config)
+    toml.write_text(config if stage == "emotion" else f'cache = "{made}"\n{config}')
+    _train_both(stage, toml, data, tmp_path, tolerance)
+
+
+@pytest.mark.parametrize("stage, config, tolerance", STAGES[1:])
+def test_torchrun_on_real_clips(mini_data, mini_cache, tmp_path, stage, config, tolerance):
+    """The same on real clips of ../shared (GRID s1, MEAD, TESS and EmoDB)."""
+    toml = tmp_path / f"{stage}.toml"
+    toml.write_text(config if stage == "emotion" else f'cache = "{mini_cache}"\n{config}')
     _train_both(stage, toml, mini_data, tmp_path, tolerance)
 
 
-def test_a_checkpoint_resumes_on_another_number_of_processes(synthetic_cache, tmp_path):
+def test_a_checkpoint_resumes_on_another_number_of_processes(synthetic_data, tmp_path):
     """An epoch under torchrun with two processes, the next one resumed in one process: the weights of two
     epochs in one process (the checkpoint holds the global model, optimiser and random streams)."""
     from ventriloquist.cli import main
     toml = tmp_path / "expression.toml"
-    toml.write_text(f'cache = "{synthetic_cache}"\ndropout = 0.0\ncross_validate = false\n'
+    data, made = synthetic_data
+    toml.write_text(f'cache = "{made}"\ndropout = 0.0\ncross_validate = false\n'
                     'epochs = 2\nsteps_per_epoch = 3\nbatch = 8\nunlabelled_clips = 4\n')
-    common = ["--config", str(toml), "--data", str(tmp_path)]
+    common = ["--config", str(toml), "--data", str(data)]
     assert main(["train", "expression", *common, "--out", str(tmp_path / "one")]) == 0
     _torchrun(["train", "expression", *common, "--epochs", "1", "--out", str(tmp_path / "mixed")], tmp_path)
     assert main(["train", "expression", *common, "--resume", "--out", str(tmp_path / "mixed")]) == 0
