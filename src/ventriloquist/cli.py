@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("prepare", help="extract landmarks + audio features of videos or a corpus into a cache")
     pr.add_argument("inputs", nargs="+", help="video files, folders of videos, or a data root like ../shared/data")
     pr.add_argument("--out", required=True, help="cache folder")
-    pr.add_argument("--workers", type=int, default=2, help="processes, or CPUs of a local Ray runtime (default 2)")
+    pr.add_argument("--workers", type=int, default=None,
+                    help="processes (default 2), or CPUs of a local Ray runtime (default: all of this machine's)")
     pr.add_argument("--engine", choices=("local", "ray"), default="local",
                     help="local processes (default) or Ray tasks (pip install 'ventriloquist[cluster]')")
     pr.add_argument("--address", default=None, help="with --engine ray: join this Ray cluster (e.g. HEAD:6379 or auto)")

@@ -187,13 +187,14 @@ def _run_parallel(todo: list[VideoItem], out: Path, workers: int, done) -> None:
 ENGINES = ("local", "ray")
 
 
-def prepare(inputs: list[Path], out: Path, workers: int = 2, progress: bool = True, engine: str = "local",
+def prepare(inputs: list[Path], out: Path, workers: int | None = 2, progress: bool = True, engine: str = "local",
             address: str | None = None, shards: int = 0) -> dict:
     """Extract every clip of ``inputs`` into the cache ``out``; returns counts and the paths written.
 
-    ``engine`` "local" runs ``workers`` processes here; "ray" runs Ray tasks, on a local runtime of
-    ``workers`` CPUs or on the cluster at ``address``; the arrays are the same either way. ``shards``
-    > 0 also packs the cache into tar shards of that many clips (:func:`cache.pack_shards`).
+    ``engine`` "local" runs ``workers`` processes here (None: 2); "ray" runs Ray tasks, on a local runtime
+    of ``workers`` CPUs (None: all of this machine's) or on the cluster at ``address``; the arrays are
+    the same either way. ``shards`` > 0 also packs the cache into tar shards of that many clips
+    (:func:`cache.pack_shards`).
 
     Counts: ``found`` clips discovered, ``prepared`` now, ``cached`` already there (made from the
     same file as it is now: a moved or replaced video is extracted again), ``skipped`` unusable (see
@@ -240,9 +241,9 @@ def prepare(inputs: list[Path], out: Path, workers: int = 2, progress: bool = Tr
     try:
         if engine == "ray" and todo:
             _run_ray(todo, out, workers, address, done)
-        elif workers > 1 and len(todo) > 1:
+        elif (workers or 2) > 1 and len(todo) > 1:
             try:
-                _run_parallel(todo, out, min(workers, len(todo)), done)
+                _run_parallel(todo, out, min(workers or 2, len(todo)), done)
             except PoolUnavailable as exc:
                 print(f"worker processes could not start ({exc}); preparing in this process", file=sys.stderr)
         left = [it for it in todo if it.key not in finished]     # all of them, or what no pool could take
