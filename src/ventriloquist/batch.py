@@ -250,9 +250,11 @@ def _ray_run(todo: list[Row], workers: int, address: str | None, results: dict, 
 
         lost = []
         for row, result, error in cluster.as_completed(ray, submit, todo, 2 * len(actors)):
-            load[owner.pop(row.index)] -= 1
-            if error is not None:
+            k = owner.pop(row.index)
+            load[k] -= 1
+            if error is not None:                 # _render catches a row's own errors: the actor died
                 lost.append(row)
+                actors[k] = worker.remote()       # rows still queued on the dead one fail fast and join `lost`
             else:
                 finish(row, result)
         for row in lost:                          # alone on a fresh actor: only the row that kills it fails
