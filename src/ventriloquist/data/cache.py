@@ -241,12 +241,18 @@ SHARD_INDEX = "index.json"
 SHARD_NAME = "shard-{:06d}.tar"
 
 
+_SHARD_INDEXES: dict[Path, tuple[int, dict]] = {}     # parsed once per index file version: load_clip asks per clip
+
+
 def shard_index(cache_dir: Path | str) -> dict:
     """``shards/index.json`` ({"format", "shards": [{"file", "keys"}], "members": {key: [file, offset, size]}}),
     or {} without shards."""
-    path = Path(cache_dir) / SHARDS_DIR / SHARD_INDEX
+    path = (Path(cache_dir) / SHARDS_DIR / SHARD_INDEX).resolve()
     if not path.is_file():
         return {}
+    mtime = path.stat().st_mtime_ns
+    if path in _SHARD_INDEXES and _SHARD_INDEXES[path][0] == mtime:
+        return _SHARD_INDEXES[path][1]
     try:
         index = json.loads(path.read_text())
     except ValueError:
@@ -255,6 +261,7 @@ def shard_index(cache_dir: Path | str) -> dict:
     if index.get("format") != FORMAT:
         raise InputError(f"shards of {cache_dir} have format {index.get('format')}, this version needs {FORMAT}; "
                          f"{_redo(cache_dir)}")
+    _SHARD_INDEXES[path] = (mtime, index)
     return index
 
 
