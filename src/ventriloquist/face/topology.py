@@ -59,3 +59,10 @@ def eye_opening(k: np.ndarray) -> np.ndarray:
            + np.linalg.norm(k[..., 43, :] - k[..., 47, :], axis=-1)
            + np.linalg.norm(k[..., 44, :] - k[..., 46, :], axis=-1)) / 4.0
     return gap / (interocular(k) + 1e-8)
+
+
+def lid_gap(k: np.ndarray, eye: np.ndarray) -> float:
+    """One eye's opening in pixels (landmarks (68, 2), ``eye`` = RIGHT_EYE or LEFT_EYE): the mean
+    distance between its facing lid points (LID_PAIRS)."""
+    pairs = [(u, d) for u, d in LID_PAIRS if u in eye]
+    return float(sum(np.linalg.norm(k[u] - k[d]) for u, d in pairs) / len(pairs))

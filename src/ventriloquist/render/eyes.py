@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..face.topology import LEFT_EYE, LID_PAIRS, RIGHT_EYE
+from ..face.topology import LEFT_EYE, RIGHT_EYE, lid_gap
 
 CLOSING = (0.45, 0.85)      # lid closure (1 - opening / photo's opening) over which the painted lid fades in
 COVER_UP = 1.1             # the painted lid reaches this share of the photo's eye opening above the closed line
@@ -24,12 +24,6 @@ def _smoothstep(x: float, lo: float, hi: float) -> float:
     return t * t * (3 - 2 * t)
 
 
-def _opening(k: np.ndarray, eye: np.ndarray) -> float:
-    """Mean distance between the eye's facing lid points (topology.LID_PAIRS)."""
-    pairs = [(u, d) for u, d in LID_PAIRS if u in eye]
-    return float(sum(np.linalg.norm(k[u] - k[d]) for u, d in pairs) / len(pairs))
-
-
 class EyelidPainter:
     """Paints closed lids into rendered frames of one photo."""
 
@@ -39,7 +33,7 @@ class EyelidPainter:
         self.eyes = []
         for eye in (RIGHT_EYE, LEFT_EYE):
             pts = landmarks[eye]
-            opening = max(_opening(landmarks, eye), 0.04 * iod)
+            opening = max(lid_gap(landmarks, eye), 0.04 * iod)
             up = np.array([0.0, -1.0]) * opening
             lower = np.vstack([pts[3:], pts[:1]])
             above = np.vstack([pts[:4] + 1.0 * up, (pts[:4] + 2.0 * up)[::-1]])     # the lid, under the brow
@@ -54,7 +48,7 @@ class EyelidPainter:
         """Cover the eyes that the target closes, in place (``target``: the frame's 68 landmarks)."""
         import cv2
         for eye, opening, skin in self.eyes:
-            alpha = _smoothstep(1 - _opening(target, eye) / opening, *CLOSING)
+            alpha = _smoothstep(1 - lid_gap(target, eye) / opening, *CLOSING)
             if alpha <= 0:
                 continue
             pts = target[eye]

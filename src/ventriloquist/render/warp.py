@@ -18,7 +18,8 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from ..config import N_LANDMARKS
-from ..face.topology import BROWS, INNER_LIPS, JAW, LEFT_EYE, OUTER_LIPS, RIGHT_EYE, STABLE, eye_centres, interocular
+from ..face.topology import (BROWS, INNER_LIPS, JAW, LEFT_EYE, OUTER_LIPS, RIGHT_EYE, STABLE, eye_centres, interocular,
+                             lid_gap)
 
 FOREHEAD_HEIGHT = 0.6        # forehead row above the brows, in inter-ocular distances
 RING_SCALE = 1.7             # anchor ellipse diameter over the size of the face (landmarks + forehead)
@@ -71,8 +72,19 @@ def _strip(a: list[int], b: list[int]) -> list[tuple[int, int, int]]:
 
 
 def _eye_heights(k: np.ndarray) -> np.ndarray:
-    """Each eye's lid opening (2,), right then left: the mean gap of its two lid pairs."""
-    return np.array([np.linalg.norm(k[e[[1, 2]]] - k[e[[5, 4]]], axis=1).mean() for e in (RIGHT_EYE, LEFT_EYE)])
+    """Each eye's lid opening (2,), right then left."""
+    return np.array([lid_gap(k, e) for e in (RIGHT_EYE, LEFT_EYE)])
+
+
+def _cycle(points) -> set[frozenset]:
+    """The edges of a closed outline through ``points``."""
+    p = [int(i) for i in points]
+    return {frozenset((p[i], p[(i + 1) % len(p)])) for i in range(len(p))}
+
+
+def _edges(tris) -> set[frozenset]:
+    """The edges of triangles (N, 3) of vertex indices."""
+    return {frozenset((int(a), int(b))) for t in tris for a, b in ((t[0], t[1]), (t[1], t[2]), (t[0], t[2]))}
 
 
 def _face_frame(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,8 +134,7 @@ class MeshWarper:
         The opening grows until every inner-lip edge is a mesh edge (the last try is kept
         otherwise), then the inside of the inner lips is replaced by explicit strips.
         """
-        inner = [int(i) for i in INNER_LIPS]
-        edges = {frozenset((inner[i], inner[(i + 1) % len(inner)])) for i in range(len(inner))}
+        edges = _cycle(INNER_LIPS)
         for opening in REF_OPENINGS:
             ref = k.copy()
             ref[LOWER_BLOCK] += down * opening * iod
@@ -132,8 +143,7 @@ class MeshWarper:
             poly = ref[INNER_LIPS].astype(np.float32)
             keep = [t for t in tris
                     if cv2.pointPolygonTest(poly, tuple(map(float, pts[t].mean(0))), False) < 0]
-            have = {frozenset((int(a), int(b))) for t in keep for a, b in ((t[0], t[1]), (t[1], t[2]), (t[0], t[2]))}
-            if edges <= have:
+            if edges <= _edges(keep):
                 break
         a, b = (int(c) for c in CORNERS)
         up, lo = [a, *self.i_upper.tolist(), b], [a, *self.i_lower.tolist(), b]
@@ -144,9 +154,7 @@ class MeshWarper:
         # each eye: a fan from its centre to its outline, so the iris moves with the centre as a whole
         # (where the outline is a chain of mesh edges, as it is on any ordinary face)
         for c, e in zip(self.i_eyes, (RIGHT_EYE, LEFT_EYE)):
-            outline = {frozenset((int(e[i]), int(e[(i + 1) % 6]))) for i in range(6)}
-            have = {frozenset((int(a), int(b))) for t in keep for a, b in ((t[0], t[1]), (t[1], t[2]), (t[0], t[2]))}
-            if outline <= have:
+            if _cycle(e) <= _edges(keep):
                 poly = k[e].astype(np.float32)
                 keep = np.array([t for t in keep if not (set(t.tolist()) <= set(e.tolist()) and
                                  cv2.pointPolygonTest(poly, tuple(map(float, k[t].mean(0))), False) > 0)])
