@@ -254,8 +254,8 @@ def head_motion_energy(pose_or_k: np.ndarray, fps: float = FPS) -> float:
 
     From landmarks (T, 68, 2) in image pixels: c(t) = midpoint of the eye centres and
     speed = fps · mean_t ‖c(t+1) − c(t)‖ / IOD(t) (IOD = mean of the two frames'). From
-    relative poses (T, 4) of ``align.relative_pose`` (or (T, 6) with yaw and pitch) (angle, log-scale, dx, dy with dx, dy
-    already in IOD): speed = fps · mean_t ‖(dx, dy)(t+1) − (dx, dy)(t)‖. Canonical-space
+    relative poses (T, 4) of ``align.relative_pose`` (angle, log-scale, dx, dy with dx, dy already in
+    IOD), or (T, 6) with yaw and pitch after them: speed = fps · mean_t ‖(dx, dy)(t+1) − (dx, dy)(t)‖. Canonical-space
     landmarks carry no head motion and score 0.
     """
     p = np.asarray(pose_or_k, np.float64)
