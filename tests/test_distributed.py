@@ -218,6 +218,17 @@ def _train_both(stage: str, toml: Path, data: Path, tmp_path: Path, tolerance: f
     assert len(log) == 2                                  # two epochs, logged once (by rank 0), not twice
 
 
+def test_each_process_draws_only_its_own_items_of_a_batch():
+    """World.streams: the items of a global batch that two processes draw, put together, are the items one
+    process draws, whatever the batch size (7 splits 3 + 4)."""
+    from ventriloquist.train.distributed import World
+    one = [r.random(3) for r in World().streams(0, 5, 7)]
+    two = [r.random(3) for rank in (0, 1) for r in World(rank, 2).streams(0, 5, 7)]
+    assert len(two) == 7 and [len(World(k, 2).streams(0, 5, 7)) for k in (0, 1)] == [3, 4]
+    np.testing.assert_array_equal(np.stack(one), np.stack(two))
+    assert not np.allclose(one[0], World().streams(0, 6, 7)[0].random(3))      # another batch, other draws
+
+
 STAGES = [
     # the same global batch, one slice per process: exact for Exp2Emo (its masked means are global, World.mean)
     ("expression", 'dropout = 0.0\ncross_validate = false\n', 1e-5),

@@ -1,7 +1,10 @@
 """Data-parallel training under ``torchrun`` (DistributedDataParallel: gloo on CPU, nccl on GPUs).
 
-Every process draws the same global batch from the same seeded streams and trains on its own
-slice of it; DDP averages the gradients, so a step is the single-process step on the whole batch
+Every global batch is fixed by the seed alone, and each process trains on its own slice of it:
+either it draws the whole batch from the shared seeded stream and keeps its slice (Sp2Emo and
+Exp2Emo, whose items are precomputed rows), or it draws only its own items, each from a stream of
+its own (``World.streams``: the generator, whose items are cut and augmented on the fly, so that
+work is split rather than repeated). DDP averages the gradients, so a step is the single-process step on the whole batch
 (exactly, for the per-sample means of equal slices; BatchNorm statistics and batch-level terms are
 per slice) whatever the number of processes. A checkpoint holds the global state (model,
 optimiser, random streams): rank 0 alone writes it, and it resumes on any number of processes.
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..errors import InputError
@@ -36,12 +40,25 @@ class World:
         else sizes one apart (an epoch's last, short batch)."""
         if self.size == 1:
             return tensors
-        n = len(tensors[0])
+        a, b = self.span(len(tensors[0]))
+        return tuple(t[a:b] for t in tensors)
+
+    def span(self, n: int) -> tuple[int, int]:
+        """The items ``[a, b)`` of an ``n``-item global batch that are this process's."""
         if n < self.size:
             raise InputError(f"a batch of {n} cannot feed {self.size} training processes; choose a batch size "
                              f"of at least {self.size}, best a multiple of it (--nproc_per_node)")
-        a, b = self.rank * n // self.size, (self.rank + 1) * n // self.size
-        return tuple(t[a:b] for t in tensors)
+        return self.rank * n // self.size, (self.rank + 1) * n // self.size
+
+    def streams(self, seed: int, batch: int, n: int) -> list[np.random.Generator]:
+        """The random streams of this process's items of global batch number ``batch`` (``n`` items).
+
+        Item ``i`` draws from a stream seeded by ``(seed, batch, i)`` alone: which clip, window and
+        augmentation it gets is the same whatever the number of processes, each process draws only
+        its own items, and a resumed run needs no saved random state to continue the same batches.
+        """
+        a, b = self.span(n)
+        return [np.random.default_rng((seed, batch, i)) for i in range(a, b)]
 
     def mean(self, values: torch.Tensor, count: int) -> torch.Tensor:
         """This slice's share of a mean over ``count`` items of the global batch, scaled so that DDP's

@@ -313,7 +313,6 @@ def run(opts: TrainOptions) -> dict:
     if opts.smoke:
         cfg.epochs, cfg.steps_per_epoch, cfg.batch, cfg.emo_batch, cfg.adv_start_epoch = 2, 2, 4, 2, 1
     seed_everything(opts.seed)
-    rng = np.random.default_rng(opts.seed)
     out = opts.out / "generator"
     cache = ensure_cache(Path(cfg.cache), opts.data)
     rec = EmotionRecognizer.from_weights()
@@ -348,31 +347,34 @@ def run(opts: TrainOptions) -> dict:
         d.load_state_dict(state["extra"]["d"])
         ema.load_state_dict(state["extra"]["ema"])
         opt_d.load_state_dict(state["extra"]["opt_d"])
-        rng.bit_generator.state = state["extra_rng"]
     log = JsonlLog(out / "log.jsonl", start_epoch=start, write=world.main)
 
-    def real_batch(n: int) -> torch.Tensor:
+    def real_batch(streams: list[np.random.Generator]) -> torch.Tensor:
         segs = []
-        for _ in range(n):
-            if real_pool and rng.random() < 0.3:
-                x = real_pool[rng.integers(len(real_pool))]
-                s = int(rng.integers(0, max(1, len(x) - cfg.segment + 1)))
+        for r in streams:
+            if real_pool and r.random() < 0.3:
+                x = real_pool[r.integers(len(real_pool))]
+                s = int(r.integers(0, max(1, len(x) - cfg.segment + 1)))
                 idx = np.minimum(np.arange(s, s + cfg.segment), len(x) - 1)
                 segs.append(x[idx])
             else:
-                segs.append(_segment(train[rng.integers(len(train))], cfg.segment, rng)["dk"])
+                segs.append(_segment(train[r.integers(len(train))], cfg.segment, r)["dk"])
         return torch.from_numpy(np.stack(segs))
+
+    def talking_item(r: np.random.Generator) -> dict:
+        c = train[r.integers(len(train))]
+        return _segment(c, cfg.segment, r, cfg, backgrounds, voices.get(c["key"]))
 
     for epoch in range(start, cfg.epochs):
         g.train()
         sums: dict[str, float] = {}
         adv_on = epoch >= cfg.adv_start_epoch
-        for _ in progress(range(cfg.steps_per_epoch), f"epoch {epoch}"):
-            b = _stack([_segment(train[i], cfg.segment, rng, cfg, backgrounds, voices.get(train[i]["key"]))
-                        for i in rng.integers(0, len(train), cfg.batch)])
-            e = _stack([_segment(emo_speech[i], cfg.segment, rng, cfg)
-                        for i in rng.integers(0, len(emo_speech), cfg.emo_batch)])
-            b, e = (dict(zip(x, world.part(*x.values()))) for x in (b, e))
+        for i in progress(range(cfg.steps_per_epoch), f"epoch {epoch}"):
+            # this process's items of the step's three global batches (talking, emotional, real for D)
+            step = 3 * (epoch * cfg.steps_per_epoch + i)
+            b = _stack([talking_item(r) for r in world.streams(opts.seed, step, cfg.batch)])
+            e = _stack([_segment(emo_speech[r.integers(len(emo_speech))], cfg.segment, r, cfg)
+                        for r in world.streams(opts.seed, step + 1, cfg.emo_batch)])
             fake, coef = net_g(b["mel"], b["q"], return_coef=True)
             fake_e, coef_e = net_g(e["mel"], e["q"], return_coef=True)
             parts = {"mouth": losses.mouth_l1(fake, b["dk"]), "mouth_distance": losses.mouth_distance(fake, b["dk"]),
@@ -399,7 +401,7 @@ def run(opts: TrainOptions) -> dict:
             ema.update_parameters(g)
             if adv_on:
                 fake_all = torch.cat([fake.detach(), fake_e.detach()])
-                real = world.part(real_batch(cfg.batch + cfg.emo_batch))[0]      # drawn whole, as every process does
+                real = real_batch(world.streams(opts.seed, step + 2, cfg.batch + cfg.emo_batch))
                 ld = losses.d_loss(net_d(real), net_d(fake_all))
                 opt_d.zero_grad()
                 ld.backward()
@@ -409,8 +411,7 @@ def run(opts: TrainOptions) -> dict:
                 sums[k] = sums.get(k, 0.0) + v.item() / cfg.steps_per_epoch
         val_scores = lip_scores(ema.module, val)
         ckpt.save(epoch, g, opt_g, sched, metric=val_scores["mouth_lmd"] if cfg.select == "best" else None,
-                  extra={"d": d.state_dict(), "opt_d": opt_d.state_dict(), "ema": ema.state_dict()},
-                  rng=rng.bit_generator.state)
+                  extra={"d": d.state_dict(), "opt_d": opt_d.state_dict(), "ema": ema.state_dict()})
         log.write(epoch=epoch, **{f"loss_{k}": v for k, v in sums.items()}, **{f"val_{k}": v for k, v in val_scores.items()},
                   lr=sched.get_last_lr()[0])
         if world.main:
