@@ -9,9 +9,9 @@ from ventriloquist.audio import log_mel
 from ventriloquist.config import MEL_PER_FRAME, N_MELS, SAMPLE_RATE
 from ventriloquist.face import topology
 from ventriloquist.motion import losses
-from ventriloquist.motion.generator import EmotiveGenerator, SequenceDiscriminator
+from ventriloquist.motion.generator_net import EmotiveGenerator, SequenceDiscriminator
 from ventriloquist.motion.life import apply_blinks, blink_track, head_motion
-from ventriloquist.motion.speech import run_windows
+from ventriloquist.motion.speech import mean_face, run_windows
 
 EMB = 16
 
@@ -210,7 +210,7 @@ def test_articulation_widens_the_mouth_around_its_closed_rest(speech_wav):
     ap = {a: topology.mouth_aperture(k) for a, k in shapes.items()}
     assert ap[0.5].std() < 0.7 * ap[1.0].std() and ap[1.5].std() > 1.3 * ap[1.0].std()
     assert np.corrcoef(ap[0.5], ap[1.5])[0, 1] > 0.95
-    rest = topology.mouth_aperture(sm.generator.mean_face.numpy() + sm.generator.rest)
+    rest = topology.mouth_aperture(mean_face(sm.generator) + sm.generator.rest)
     closed = ap[1.0] < rest + 0.01                                  # frames at (or near) the closed rest ...
     assert closed.any() and np.abs(ap[1.5][closed] - ap[1.0][closed]).max() < 0.02   # ... stay closed
     np.testing.assert_allclose(shapes[1.5][:, topology.UPPER_FACE], shapes[1.0][:, topology.UPPER_FACE], atol=1e-6)

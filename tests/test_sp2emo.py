@@ -13,7 +13,8 @@ import torch
 
 from ventriloquist.audio import num_frames
 from ventriloquist.config import MEL_PER_FRAME, N_MFCC, SAMPLE_RATE, WINDOW_FRAMES
-from ventriloquist.emotion.sp2emo import EmotionRecognizer, Sp2Emo, config_dict, features
+from ventriloquist.emotion.sp2emo import EmotionRecognizer, features
+from ventriloquist.emotion.sp2emo_net import Sp2Emo, config_dict
 from ventriloquist.emotion.vocabulary import EMOTIONS, INDEX
 from ventriloquist.errors import InputError, MissingWeightsError
 
@@ -42,7 +43,7 @@ def test_model_shapes():
 
 
 def test_delta_channels_and_config_round_trip():
-    from ventriloquist.emotion.sp2emo import mfcc_deltas
+    from ventriloquist.emotion.sp2emo_net import mfcc_deltas
     ramp = torch.arange(10.0)[None, :, None].repeat(2, 1, 3)           # slope 1 along time
     d = mfcc_deltas(ramp, 2)
     assert d.shape == (2, 10, 9)
@@ -224,7 +225,7 @@ def test_smoke_training_run(tmp_path):
 
 
 def test_ensemble_averages_probabilities_and_joins_embeddings():
-    from ventriloquist.emotion.sp2emo import Sp2EmoEnsemble, load_sp2emo
+    from ventriloquist.emotion.sp2emo_net import Sp2EmoEnsemble, load_sp2emo
     torch.manual_seed(0)
     nets = [Sp2Emo(emb_dim=64).eval(), Sp2Emo(emb_dim=64).eval()]
     ens = Sp2EmoEnsemble(nets).eval()

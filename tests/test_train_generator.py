@@ -202,7 +202,7 @@ def test_an_unknown_energy_point_set_is_refused_before_training(tmp_path, capsys
 
 
 def test_clean_pass_is_what_inference_makes_and_trains_on():
-    from ventriloquist.motion.generator import EmotiveGenerator
+    from ventriloquist.motion.generator_net import EmotiveGenerator
     from ventriloquist.train.generator import clean_pass
     torch.manual_seed(0)
     g = EmotiveGenerator(np.zeros((68, 2)), np.random.default_rng(0).normal(size=(4, 68, 2)) * 0.05, 6, hidden=16,

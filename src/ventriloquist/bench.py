@@ -138,6 +138,60 @@ def run_lengths(lengths: list[float], size: int = 512, json_path: str | None = N
     return rows
 
 
+STARTUP_CODE = """
+import sys, time
+marks, t = [], time.perf_counter()
+def mark(name):
+    global t
+    now = time.perf_counter(); marks.append((name, now - t)); t = now
+import numpy
+mark("numpy")
+from ventriloquist.pipeline import Ventriloquist
+mark("the package (pipeline, renderer, video)")
+from ventriloquist.face.detect import face_landmarks, load_image, _models
+_models()
+mark("dlib face detector + 68-point predictor")
+photo = load_image(sys.argv[1]); k = face_landmarks(photo, sys.argv[1], None)
+mark("face detection and landmarks")
+from ventriloquist.audio import load_audio
+y = load_audio(sys.argv[2])
+mark("speech decoded (16 kHz)")
+v = Ventriloquist(); sm = v.speech_motion
+mark("Sp2Emo + G weights (checked, read without torch)")
+v.motion_from_audio(y)
+mark("motion: log-Mel, phones, Sp2Emo, G, life")
+v.generate(sys.argv[1], sys.argv[3], audio=sys.argv[2], progress=False)
+mark("a whole generate, models loaded (render + encode included)")
+print("torch imported:", "torch" in sys.modules)
+for name, s in marks: print(f"{s:.3f} {name}")
+"""
+
+
+def run_startup(json_path: str | None = None) -> list[dict]:
+    """Where a fresh process's time goes before and during a first ``generate`` of the bundled demo
+    (the start-up budget): one line per stage, in a new interpreter."""
+    import subprocess
+    import sys
+
+    from .demo import DEMO_SPEECH, demo_face
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        res = subprocess.run([sys.executable, "-c", STARTUP_CODE, str(demo_face()), str(DEMO_SPEECH),
+                              str(Path(tmp) / "out.mp4")], capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+    if res.returncode:
+        raise RuntimeError(f"start-up bench failed: {res.stderr.strip().splitlines()[-1:]}")
+    lines = res.stdout.strip().splitlines()
+    rows = [{"stage": line.split(" ", 1)[1], "seconds": float(line.split(" ", 1)[0])} for line in lines[1:]]
+    print(lines[0])
+    for r in rows:
+        print(f"{r['seconds']:7.3f} s  {r['stage']}")
+    print(f"{wall:7.3f} s  in all, interpreter start included")
+    if json_path:
+        Path(json_path).write_text(json.dumps({"stages": rows, "wall_s": round(wall, 3)}, indent=2))
+    return rows
+
+
 def run_bench(sizes: list[int], seconds: float = 10.0, threads: int = 1, json_path: str | None = None) -> list[dict]:
     rows = [bench_size(s, seconds, threads) for s in sizes]
     cols = ["size", "frames", "compute_s_per_video_s", "render_s_per_video_s", "frames_per_cpu_s", "wall_fps", "peak_rss_mb"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from . import __version__
 from .config import ARTICULATION_RANGE, FPS, HEAD_MOTION_MAX, MAX_EXPRESSION, GenerateConfig, generate_config
 from .emotion.timeline import EMOTION_CHOICES
-from .errors import InputWarning, VentriloquistError
+from .errors import InputError, InputWarning, VentriloquistError
 
 
 def _positive_int(text: str) -> int:
@@ -75,6 +75,21 @@ def _cmd_generate(a: argparse.Namespace) -> None:
     print(f"wrote {res.path} ({res.frames} frames, {res.width}x{res.height}, {res.fps:g} fps)")
 
 
+def _cmd_live(a: argparse.Namespace) -> None:
+    from .live import run_live
+    from .pipeline import Ventriloquist
+    if a.emotion_timeline:
+        raise InputError("--emotion-timeline needs the whole speech; live mode takes --emotion and --emotion-intensity")
+    if a.fps not in (None, FPS):
+        raise InputError(f"live mode runs at the models' {FPS} fps; leave out --fps")
+    summary = run_live(Ventriloquist(_config(a)), a.face, audio=a.audio, mic=a.mic, realtime=a.realtime,
+                       record=a.record, stats=a.stats, serve=not a.no_page, port=a.port, open_browser=a.open)
+    print(f"live: {summary['frames']} frames for {summary['speech_s']:g} s of speech; latency p50 "
+          f"{summary['latency_p50_ms']:g} ms, p95 {summary['latency_p95_ms']:g} ms; first frame after "
+          f"{summary['first_frame_s']} s; CPU {100 * summary['cpu_share_of_one_core']:.0f} % of one core"
+          + (f"; recorded {a.record}" if a.record else ""))
+
+
 def _cmd_app(a: argparse.Namespace) -> None:
     from .serve.ui import launch
     launch(a.host, a.port, a.share)
@@ -110,8 +125,10 @@ def _cmd_demo(a: argparse.Namespace) -> None:
 
 
 def _cmd_bench(a: argparse.Namespace) -> None:
-    from .bench import run_bench, run_lengths
-    if a.lengths:
+    from .bench import run_bench, run_lengths, run_startup
+    if a.startup:
+        run_startup(json_path=a.json)
+    elif a.lengths:
         run_lengths(a.lengths, size=a.sizes[-1], json_path=a.json)
     else:
         run_bench(sizes=a.sizes, seconds=a.seconds, threads=a.threads, json_path=a.json)
@@ -160,6 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
     # a portrait crop: in the full photo the face is small and the suit's mission patch looks face-like
     d.set_defaults(func=_cmd_demo, crop="face", size=512)
 
+    lv = sub.add_parser("live", help="speech in, a talking face out, as it is spoken: a page on 127.0.0.1, an MP4, latencies")
+    lv.add_argument("--face", required=True, help="photo with one clearly visible face (JPEG/PNG)")
+    lv.add_argument("--mic", action="store_true", help="speech from the microphone (needs sounddevice)")
+    lv.add_argument("--audio", help="speech from a file, or - for raw 16-kHz mono s16le PCM on stdin; the session "
+                                    "ends when it does")
+    lv.add_argument("--realtime", action="store_true", help="play --audio FILE at its real pace (else as fast as it goes)")
+    lv.add_argument("--record", metavar="OUT.mp4", help="also record the session (picture and sound, frame-exact)")
+    lv.add_argument("--stats", metavar="F.json", help="write latency per frame, p50/p95 and CPU use here")
+    lv.add_argument("--port", type=int, default=8765, help="the page's port on 127.0.0.1 (default 8765; 0: any free)")
+    lv.add_argument("--no-page", action="store_true", help="serve no page (record and stats only)")
+    lv.add_argument("--open", action="store_true", help="open the page in the browser")
+    _add_render_args(lv)
+    lv.set_defaults(func=_cmd_live, size=256)
+
     w = sub.add_parser("app", help="the web page: upload a face and speech, watch the video (Gradio)")
     w.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     w.add_argument("--port", type=int, default=7860)
@@ -200,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--lengths", type=float, nargs="+", metavar="S",
                    help="instead: whole `generate` runs on S seconds of speech each (fresh processes; e.g. 10 60 600): "
                         "s/s and peak memory by length (at the last --sizes)")
+    b.add_argument("--startup", action="store_true",
+                   help="the start-up budget: where a fresh process's first generate spends its time, stage by stage")
     b.add_argument("--json", help="also write the results to this JSON file")
     b.set_defaults(func=_cmd_bench)
     from .train import DEFAULT_DATA, STAGES

@@ -37,6 +37,31 @@ class Result:
     emotions: np.ndarray | None = field(default=None, repr=False)   # (T, 7) that drove the face, per model frame
 
 
+@dataclass
+class FaceRig:
+    """One photo made ready to animate: the canvas the video shows, the face's landmarks on it, the
+    retargeting of canonical motion onto this face, and the renderer."""
+
+    canvas: object                       # render.framing.Canvas
+    landmarks: np.ndarray                # (68, 2) on the canvas
+    retarget: Retargeter
+    renderer: Renderer
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.canvas.size
+
+    def place(self, shapes: np.ndarray, rest: np.ndarray, pose: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Canonical shapes (T, 68, 2) with their rest and head pose (T, 6) -> canvas landmarks (T, 68, 2)
+        and the irises' gaze shift (T, 2)."""
+        target = self.retarget(shapes, rest, pose).astype(np.float32)
+        return target, self.retarget.gaze(pose, len(shapes))
+
+    def render(self, landmarks: np.ndarray, gaze: np.ndarray | None = None) -> np.ndarray:
+        """One RGB frame (H, W, 3) uint8 of the face at these canvas landmarks."""
+        return self.renderer.render(landmarks, gaze)
+
+
 Progress = Callable[[float], None]     # called with the share done (0-1); raising from it stops the render
 
 
@@ -67,6 +92,7 @@ class Ventriloquist:
     def __init__(self, cfg: GenerateConfig | None = None, speech_motion=None) -> None:
         self.cfg = cfg or GenerateConfig()
         self._speech = speech_motion
+        self._live = None
 
     @property
     def speech_motion(self):
@@ -80,13 +106,32 @@ class Ventriloquist:
     def motion_from_audio(self, audio: np.ndarray, timeline: tuple | None = None) -> tuple[Motion, np.ndarray]:
         """Speech -> motion and the per-frame emotion that drove it, with this pipeline's settings
         (``timeline``: its segments when already read)."""
-        import torch
         c = self.cfg
         speech = self.speech_motion.with_settings(c.seed, c.expression, c.articulation, c.emotion,
                                                   c.emotion_intensity, self.timeline() if timeline is None else timeline,
                                                   c.head_motion)
-        torch.manual_seed(c.seed)
         return speech(audio)
+
+    def live_motion(self):
+        """A :class:`~ventriloquist.motion.stream.StreamingMotion` with this pipeline's settings, on the
+        causal live generator (loaded once per pipeline): live mode's motion."""
+        from .motion.speech import SpeechMotion
+        from .motion.stream import StreamingMotion
+        if self._live is None:
+            self._live = SpeechMotion.from_weights(device=self.cfg.device, live=True)
+        c = self.cfg
+        return StreamingMotion(self._live.with_settings(c.seed, c.expression, c.articulation, c.emotion,
+                                                        c.emotion_intensity, self.timeline(), c.head_motion))
+
+    def rig(self, face: str | Path, photo: np.ndarray | None = None, landmarks: np.ndarray | None = None) -> FaceRig:
+        """``face`` (a photo file; or its image and 68 landmarks when already read) ready to animate."""
+        photo = load_image(face) if photo is None else photo
+        k = face_landmarks(photo, str(face), self.cfg.face_index) if landmarks is None else landmarks
+        canvas = make_canvas(photo, k, self.cfg.render)
+        face_k = canvas.map(k)
+        r = self.cfg.render
+        return FaceRig(canvas, face_k, Retargeter(face_k),
+                       Renderer(canvas.image, face_k, mouth_interior=r.mouth_interior, teeth=r.teeth, feather=r.feather))
 
     def timeline(self) -> tuple:
         """The emotion timeline's segments (empty without one); read and checked on every call."""
@@ -153,7 +198,7 @@ class Ventriloquist:
         if report:
             report(MOTION_SHARE)
 
-        canvas = make_canvas(photo, source_k, self.cfg.render)
+        rig = self.rig(face, photo, source_k)
         # unless asked otherwise, a reenactment keeps its driver's frame rate (output frame i is
         # driver frame i); speech-driven motion comes at the model's FPS
         fps = float(self.cfg.video.fps or motion.fps)
@@ -166,23 +211,16 @@ class Ventriloquist:
             want = int(round(n / fps * SAMPLE_RATE))
             speech = np.zeros(want, np.float32) if speech is None else np.pad(speech[:want], (0, max(0, want - len(speech))))
         motion = motion.retimed(fps, n)
-        face_k = canvas.map(source_k)
-        retarget = Retargeter(face_k)
-        target = retarget(motion.shapes, motion.rest, motion.pose).astype(np.float32)
-        gaze = retarget.gaze(motion.pose, n)
-        seq = LandmarkSequence(target, fps, *canvas.size)
-
-        r = self.cfg.render
-        renderer = Renderer(canvas.image, face_k, mouth_interior=r.mouth_interior,
-                            teeth=r.teeth, feather=r.feather)
+        target, gaze = rig.place(motion.shapes, motion.rest, motion.pose)
+        seq = LandmarkSequence(target, fps, *rig.size)
         from tqdm.auto import tqdm
         every = max(1, n // 100)
         source = audio if audio is not None else (driving_video if driving_video is not None and info["has_audio"] else None)
         sound = _sound_source(source) if source is not None else None     # the viewer hears the original
-        with VideoWriter(out, *canvas.size, cfg=replace(self.cfg.video, fps=fps),
+        with VideoWriter(out, *rig.size, cfg=replace(self.cfg.video, fps=fps),
                          audio=speech if sound is None else None, sound=sound) as writer:
             for i, k in enumerate(tqdm(target, desc="render", unit="frame", disable=not bar, leave=False)):
-                writer.write(renderer.render(k, gaze[i]))
+                writer.write(rig.render(k, gaze[i]))
                 if report and i % every == 0:
                     report(min(1.0, MOTION_SHARE + (1 - MOTION_SHARE) * (i + 1) / n))
         if export_landmarks is not None:
@@ -194,4 +232,4 @@ class Ventriloquist:
             write_emotions(export_emotions, emotions, level)
         if report:
             report(1.0)
-        return Result(out, n, fps, canvas.size[0], canvas.size[1], seq, emotions)
+        return Result(out, n, fps, rig.size[0], rig.size[1], seq, emotions)

@@ -2,7 +2,10 @@
 
 A small 1-D CNN over one-second MFCC windows (``WINDOW_FRAMES * MEL_PER_FRAME`` rows of
 ``N_MFCC`` coefficients), attentive statistics pooling, then a bounded embedding ``q_emo``
-(tanh, ``emb_dim`` values) and logits over the 7 emotions of :mod:`.vocabulary`.
+(tanh, ``emb_dim`` values) and logits over the 7 emotions of :mod:`.vocabulary`. This module is
+the inference side and needs no PyTorch: the features, the shipped nets on numpy
+(:class:`Sp2EmoNumpy`) and :class:`EmotionRecognizer`; the torch modules that training fits are
+in :mod:`.sp2emo_net`.
 
 Features are normalised per utterance (mean over the speech rows, one scale, see :func:`normalise`):
 the same function serves training and inference, so the statistics always match.
@@ -11,16 +14,14 @@ does that for a whole utterance in a few batched passes.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
+from .. import layers
 from ..audio import log_mel, mfcc
-from ..config import MEL_PER_FRAME, N_MFCC, WINDOW_FRAMES
-from .vocabulary import EMOTIONS, N_EMOTIONS
+from ..config import MEL_PER_FRAME, WINDOW_FRAMES
+from .vocabulary import EMOTIONS
 
 SPEECH_RANGE_DB = 35.0      # rows within this of the loud rows (95th percentile) count as speech
 FLOOR_LOG = -9.0            # mean log-mel below this is digital silence, never speech
@@ -93,109 +94,83 @@ def windows(feats: np.ndarray, pad: np.ndarray, centres: np.ndarray, frames: int
     return np.ascontiguousarray(view[np.asarray(centres, dtype=np.int64)])
 
 
-# --- model -----------------------------------------------------------------------------------------------------
-@dataclass
-class Sp2EmoConfig:
-    n_in: int = N_MFCC
-    channels: tuple[int, int, int] = (64, 128, 128)
-    emb_dim: int = 64
-    dropout: float = 0.3
-    deltas: int = 0          # 1: add delta-MFCC channels, 2: also delta-delta (computed inside the window)
+
+# --- model (numpy) ------------------------------------------------------------------------------------------
+# the trunk of sp2emo_net.Sp2Emo: (module index, dilation) of each conv block; None is a 2x max-pool
+TRUNK = ((0, 1), (1, 1), None, (3, 1), None, (5, 2), (6, 4))
+DELTA_KERNEL = np.array([-2.0, -1.0, 0.0, 1.0, 2.0], np.float32) / 10.0
 
 
-def mfcc_deltas(x: torch.Tensor, order: int) -> torch.Tensor:
+def mfcc_deltas(x: np.ndarray, order: int) -> np.ndarray:
     """(B, rows, F) -> (B, rows, F * (1 + order)): x with its regression deltas (N = 2, edge rows repeated)."""
     out, cur = [x], x
-    k = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0], dtype=x.dtype, device=x.device) / 10.0
     for _ in range(order):
-        pad = torch.cat([cur[:, :1].expand(-1, 2, -1), cur, cur[:, -1:].expand(-1, 2, -1)], dim=1)
-        cur = sum(k[i] * pad[:, i:i + cur.shape[1]] for i in range(5))
+        pad = np.concatenate([np.repeat(cur[:, :1], 2, 1), cur, np.repeat(cur[:, -1:], 2, 1)], axis=1)
+        cur = sum(DELTA_KERNEL[i] * pad[:, i:i + cur.shape[1]] for i in range(5))
         out.append(cur)
-    return torch.cat(out, dim=2)
+    return np.concatenate(out, axis=2).astype(np.float32)
 
 
-def _block(cin: int, cout: int, k: int, dilation: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv1d(cin, cout, k, padding=dilation * (k // 2), dilation=dilation, bias=False),
-                         nn.BatchNorm1d(cout), nn.GELU())
+class _Net:
+    """One Sp2Emo net's eval forward from its state dict."""
+
+    def __init__(self, config: dict, state: dict[str, np.ndarray]) -> None:
+        self.deltas = int(config.get("deltas", 0))
+        self.emb_dim = int(config["emb_dim"])
+        self.state = {k: np.asarray(v, np.float32) for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        st = self.state
+        if self.deltas:
+            x = mfcc_deltas(x, self.deltas)
+        h = np.ascontiguousarray(x.transpose(0, 2, 1))
+        for block in TRUNK:
+            if block is None:
+                h = layers.max_pool1d(h, 2)
+                continue
+            i, dilation = block
+            w = st[f"trunk.{i}.0.weight"]
+            h = layers.conv1d(h, w, padding=dilation * (w.shape[2] // 2), dilation=dilation)
+            h = layers.gelu(layers.batch_norm(h, st, f"trunk.{i}.1"))
+        w = layers.softmax(layers.conv1d(h, st["attn.weight"], st["attn.bias"]), axis=2)
+        mu = (h * w).sum(axis=2)
+        sd = np.sqrt(np.maximum(((h - mu[..., None]) ** 2 * w).sum(axis=2), 1e-5))
+        q = np.tanh(layers.linear(np.concatenate([mu, sd], axis=1), st, "emb.1"))
+        return q, layers.softmax(layers.linear(q, st, "head.1"), axis=1)
 
 
-class Sp2Emo(nn.Module):
-    """MFCC windows (B, rows, n_in) -> (q_emo (B, emb_dim) in [-1, 1], logits (B, 7))."""
+class Sp2EmoNumpy:
+    """The shipped Sp2Emo ensemble's forward on numpy: windows (B, rows, F) -> (q_emo (B, E), probabilities (B, 7)).
 
-    def __init__(self, n_in: int = N_MFCC, channels: tuple[int, int, int] = (64, 128, 128), emb_dim: int = 64,
-                 dropout: float = 0.3, deltas: int = 0) -> None:
-        super().__init__()
-        c1, c2, c3 = channels
-        self.config = Sp2EmoConfig(n_in, tuple(channels), emb_dim, dropout, int(deltas))
-        self.trunk = nn.Sequential(
-            _block(n_in * (1 + int(deltas)), c1, 5), _block(c1, c1, 5), nn.MaxPool1d(2),        # 10 ms rows -> 20 ms
-            _block(c1, c2, 5), nn.MaxPool1d(2),                             # -> 40 ms (one video frame)
-            _block(c2, c3, 3, dilation=2), _block(c3, c3, 3, dilation=4))
-        self.attn = nn.Conv1d(c3, 1, 1)
-        self.emb = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * c3, emb_dim), nn.Tanh())
-        self.head = nn.Sequential(nn.Dropout(dropout / 2), nn.Linear(emb_dim, N_EMOTIONS))
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "Sp2Emo":
-        return cls(**cfg)
-
-    @property
-    def emb_dim(self) -> int:
-        return self.config.emb_dim
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.config.deltas:
-            x = mfcc_deltas(x, self.config.deltas)
-        h = self.trunk(x.transpose(1, 2))                       # (B, C, T)
-        w = torch.softmax(self.attn(h), dim=2)                  # attention over time
-        mu = (h * w).sum(dim=2)
-        sd = ((h - mu[..., None]) ** 2 * w).sum(dim=2).clamp_min(1e-5).sqrt()
-        q = self.emb(torch.cat([mu, sd], dim=1))
-        return q, self.head(q)
-
-
-class Sp2EmoEnsemble(nn.Module):
-    """Several Sp2Emo nets trained from different seeds: their probabilities are averaged, their embeddings joined.
-
-    One net's emotion call swings by several points of UA with its seed on a few hundred
-    clips; the average of three is steadier and better on the validation speakers
-    (docs/MODEL_CARD.md). Each member's embedding lives in its own space, so q_emo is their
-    concatenation (members x emb_dim values), never an average. The "logits" returned are the
-    log of the averaged probabilities, so a softmax of them is that average.
+    As ``sp2emo_net.Sp2EmoEnsemble``: the members' embeddings joined, their probabilities averaged.
     """
 
-    def __init__(self, members: list[Sp2Emo]) -> None:
-        super().__init__()
-        if not members:
-            raise ValueError("an ensemble needs at least one Sp2Emo")
-        self.members = nn.ModuleList(members)
+    def __init__(self, members: list[_Net]) -> None:
+        self.members = members
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> "Sp2EmoNumpy":
+        entries = ckpt["members"] if "members" in ckpt else [ckpt]
+        return cls([_Net(e["config"], e["state_dict"]) for e in entries])
 
     @property
     def emb_dim(self) -> int:
         return sum(m.emb_dim for m in self.members)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        qs, probs = zip(*[(q, torch.softmax(logits, dim=1)) for q, logits in (m(x) for m in self.members)])
-        return torch.cat(qs, dim=1), torch.log(torch.stack(probs).mean(dim=0).clamp_min(1e-12))
-
-
-def load_sp2emo(ckpt: dict) -> Sp2EmoEnsemble:
-    """The model in a checkpoint dict: ``members`` (a list of {config, state_dict}) or one net's own form."""
-    entries = ckpt["members"] if "members" in ckpt else [ckpt]
-    nets = []
-    for e in entries:
-        net = Sp2Emo.from_config(e["config"])
-        net.load_state_dict(e["state_dict"])
-        nets.append(net)
-    return Sp2EmoEnsemble(nets).eval()
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        qs, probs = zip(*(m(x) for m in self.members))
+        return np.concatenate(qs, axis=1), np.mean(probs, axis=0)
 
 
 # --- inference -------------------------------------------------------------------------------------------------
 class EmotionRecognizer:
-    """Sp2Emo (one net or an ensemble) applied to whole utterances (samples at SAMPLE_RATE)."""
+    """Sp2Emo applied to whole utterances (samples at SAMPLE_RATE): the shipped nets on numpy, or (in
+    training) a torch ``Sp2Emo`` / ``Sp2EmoEnsemble`` being fitted."""
 
-    def __init__(self, model: Sp2Emo | Sp2EmoEnsemble, stride: int = 4, batch: int = 256) -> None:
-        self.model = model.eval()
+    def __init__(self, model, stride: int = 4, batch: int = 256) -> None:
+        self.model = model
+        if hasattr(model, "eval"):
+            model.eval()
         self.stride = max(1, int(stride))          # video frames between evaluated windows (interpolated between)
         self.batch = batch
         self.emb_dim = model.emb_dim
@@ -203,18 +178,25 @@ class EmotionRecognizer:
 
     @classmethod
     def from_weights(cls, folder: Path | None = None, **kw) -> "EmotionRecognizer":
-        from ..weights import load_checkpoint
-        return cls(load_sp2emo(load_checkpoint("sp2emo", folder)), **kw)
+        from ..weights import read_checkpoint
+        return cls(Sp2EmoNumpy.from_checkpoint(read_checkpoint("sp2emo", folder)), **kw)
+
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(self.model, Sp2EmoNumpy):
+            return self.model(x)
+        import torch
+        with torch.inference_mode():
+            q, logits = self.model(torch.from_numpy(x))
+            return q.numpy(), torch.softmax(logits, dim=1).numpy()
 
     def _run(self, feats: np.ndarray, pad: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings and probabilities of the windows centred on ``centres``, built a batch at a time
         (all windows of a 10-minute speech at once would be tens of MB)."""
         embs, probs = [], []
-        with torch.inference_mode():
-            for i in range(0, len(centres), self.batch):
-                q, logits = self.model(torch.from_numpy(windows(feats, pad, centres[i:i + self.batch])))
-                embs.append(q.numpy())
-                probs.append(torch.softmax(logits, dim=1).numpy())
+        for i in range(0, len(centres), self.batch):
+            q, p = self._forward(windows(feats, pad, centres[i:i + self.batch]))
+            embs.append(q)
+            probs.append(p)
         return np.concatenate(embs), np.concatenate(probs)
 
     def per_frame_features(self, feats: np.ndarray, pad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -251,7 +233,3 @@ class EmotionRecognizer:
         return self.clip_features(*features(y))
 
 
-def config_dict(model: Sp2Emo) -> dict:
-    d = asdict(model.config)
-    d["channels"] = list(d["channels"])
-    return d

@@ -96,8 +96,10 @@ def fit_baselines(train: list[dict]) -> tuple:
 
 
 def lip_section(sets: dict[str, list[dict]], train: list[dict], speech, out: Path, progress: bool,
-                fitted: tuple) -> dict:
-    """Ours (with and without the emotion branch) vs baselines on every held-out set."""
+                fitted: tuple, live=None) -> dict:
+    """Ours (with and without the emotion branch; ``live``: the live generator streamed) vs baselines on
+    every held-out set."""
+    from ..motion.stream import stream_shapes
     from ..train.common import progress as bar
     ridge, jaw = fitted
     result = {}
@@ -120,6 +122,8 @@ def lip_section(sets: dict[str, list[dict]], train: list[dict], speech, out: Pat
                 if gain != 1.0:        # the default articulation is a typical speaker's, not the lip speaker's
                     own = replace(speech, articulation=1.0 / gain)
                     preds["ours, training speaker's articulation"], _ = own.shapes(c["mel"], c.get("artic"))
+                if live is not None:
+                    preds["ours, live (streamed, 120 ms look-ahead)"], _ = stream_shapes(live, c["mel"])
                 if i == 0:
                     _clip_plots(out, set_name, c, preds["ours"], probs)
             real_dk = metrics.deformations(c["shapes"], kbar)
@@ -180,7 +184,7 @@ def emotion_section(data: Path, speech, out: Path, quick: bool, progress: bool) 
     from ..train.common import progress as bar
     from ..train.expression import clip_windows
     from ..train.generator import load_exp2emo
-    from ..motion.speech import emotion_features
+    from ..motion.speech import emotion_features, mean_face
     import torch
     try:
         items = [i for i in load_speech_items(data) if i.split == "test"]
@@ -197,7 +201,7 @@ def emotion_section(data: Path, speech, out: Path, quick: bool, progress: bool) 
         for flag, key in ((True, "face"), (False, "face_no_branch")):
             speech.emotion = flag
             shapes, _ = speech.shapes(mel, artic)
-            dk = (shapes - speech.generator.mean_face.numpy()).astype(np.float32)
+            dk = (shapes - mean_face(speech.generator)).astype(np.float32)
             with torch.inference_mode():
                 p = exp2emo(torch.from_numpy(clip_windows(dk, 25))).softmax(-1).mean(0).numpy()
             row[key] = int(np.argmax(p))
@@ -289,13 +293,14 @@ def evaluate(data: Path, out: Path, quick: bool = False, progress: bool = True, 
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     speech = SpeechMotion.from_weights()
+    live = SpeechMotion.from_weights(live=True)
     sets, train = talking_sets(data, cache, progress)
     if quick:
         sets = {k: v[:QUICK_CLIPS] for k, v in sets.items()}
         train = train[:: max(1, len(train) // 40)]
     report = {"data": str(data), "quick": quick}
     fitted = fit_baselines(train)
-    report["lip_sync"] = lip_section(sets, train, speech, out, progress, fitted) if sets else {}
+    report["lip_sync"] = lip_section(sets, train, speech, out, progress, fitted, live) if sets else {}
     limit = QUICK_CLIPS if quick else (RESYNTH_CLIPS if shared_layout(data) else None)
     report["resynthesis"] = resynthesis_section(sets, speech, out, fitted, limit, progress) if sets else {}
     report["emotion"] = emotion_section(data, speech, out, quick, progress) if data.is_dir() else {}

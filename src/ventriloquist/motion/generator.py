@@ -5,13 +5,16 @@ G maps per-frame Mel features and the speech emotion embedding to landmark defor
 the linguistic branch drives jaw and lips, the emotion branch the rest of the face (and,
 more weakly, the mouth corners). The emotion branch speaks in a small basis of real
 expression deformations, so whatever it learns stays a face.
+
+This module is inference and needs no PyTorch: G's inputs, the limits on its outputs, and the
+shipped G on numpy (:class:`Generator`). The torch modules that training fits, G and the sequence
+discriminator D, are in :mod:`.generator_net`.
 """
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import nn
 
+from .. import layers
 from ..config import MEL_PER_FRAME, N_MELS
 from ..face.topology import LOWER_FACE
 
@@ -21,13 +24,14 @@ EMO_MOUTH_WEIGHT = 0.25      # share of the mouth the emotion branch may move (s
 # face squint so hard that dlib no longer saw the same person (descriptor distance 0.61 vs 0.48)
 EXPR_LIMIT = 1.0
 DEFORM_LIMIT = 0.8           # no landmark moves further than this (inter-ocular units) from the mean face
+EMO_DILATIONS = (2, 4)       # the emotion branch's temporal blocks (the linguistic branch's are configured)
 
 
-def branch_masks() -> tuple[torch.Tensor, torch.Tensor]:
+def branch_masks() -> tuple[np.ndarray, np.ndarray]:
     """(linguistic, emotion) masks over the 68x2 outputs, fixed (not learned)."""
-    ling = torch.zeros(N_POINTS, 2)
+    ling = np.zeros((N_POINTS, 2), np.float32)
     ling[LOWER_FACE] = 1.0
-    emo = torch.ones(N_POINTS, 2)
+    emo = np.ones((N_POINTS, 2), np.float32)
     emo[LOWER_FACE] = EMO_MOUTH_WEIGHT
     return ling, emo
 
@@ -98,102 +102,79 @@ def soft_range(dk: np.ndarray, span: np.ndarray, points: np.ndarray | list[int])
     return out
 
 
-class TemporalBlock(nn.Module):
-    """Residual dilated 1-D convolution over frames.
+def receptive_field(dilations: tuple[int, ...], causal: bool = False) -> int:
+    """Frames of context each side (causal: before) that influence one of G's output frames: the
+    linguistic blocks (kernel 3), then the larger of its output conv (3) and the emotion branch (5, blocks, 5)."""
+    reach = 2 if causal else 1                          # frames per dilation step a kernel-3 conv reaches on a side
+    return reach * sum(dilations) + max(reach, 2 * reach + reach * sum(EMO_DILATIONS) + 2 * reach)
 
-    Normalised per frame (LayerNorm over channels), never over time, so an output frame
-    depends only on its receptive field: a window with enough context gives exactly what
-    the whole utterance would.
+
+def _causal_pad(x: np.ndarray, frames: int) -> np.ndarray:
+    return np.pad(x, ((0, 0), (0, 0), (frames, 0)))
+
+
+class Generator:
+    """G's eval forward on numpy: ``generator_net.EmotiveGenerator`` without torch, from its state dict.
+
+    Inputs and output as that module's, as arrays: speech rows (B, T*MEL_PER_FRAME, N_MELS + n_artic),
+    q_emo (B, T, E) -> δk (B, T, 68, 2). :func:`ventriloquist.motion.speech.load_generator` adds
+    what inference needs of the checkpoint (reach, range, rest, gain).
     """
 
-    def __init__(self, ch: int, dilation: int, dropout: float) -> None:
-        super().__init__()
-        self.conv = nn.Conv1d(ch, ch, 3, padding=dilation, dilation=dilation)
-        self.norm = nn.LayerNorm(ch)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.norm(self.conv(x).transpose(1, 2)).transpose(1, 2)
-        return x + self.drop(torch.nn.functional.gelu(y))
-
-
-class EmotiveGenerator(nn.Module):
-    """G(s(t), q_emo(t)) -> δk(t). Inputs: speech rows (B, T*MEL_PER_FRAME, N_MELS + n_artic) from
-    :func:`speech_input` (normalised log-Mel, then ``n_artic`` phonetic values), q_emo (B, T, E)."""
-
-    def __init__(self, mean_face: np.ndarray, expr_basis: np.ndarray, emo_dim: int,
-                 hidden: int = 128, dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), dropout: float = 0.1,
-                 n_artic: int = 0, mel_bottleneck: int = 0) -> None:
-        super().__init__()
-        self.emo_dim = emo_dim
-        self.n_artic = n_artic
-        self.mel_bottleneck = mel_bottleneck
-        self.register_buffer("mean_face", torch.as_tensor(mean_face, dtype=torch.float32))
-        self.register_buffer("expr_basis", torch.as_tensor(expr_basis, dtype=torch.float32))  # (K, 68, 2)
-        ling, emo = branch_masks()
-        self.register_buffer("mask_ling", ling)
-        self.register_buffer("mask_emo", emo)
-        # with a bottleneck, a frame's Mel rows reach G only through this many values (the phonetic rows in
-        # full): room for loudness and the spectrum's broad shape, not for one voice's fine detail
-        self.mel_in = nn.Linear(MEL_PER_FRAME * N_MELS, mel_bottleneck) if mel_bottleneck else None
-        width = mel_bottleneck + MEL_PER_FRAME * n_artic if mel_bottleneck else MEL_PER_FRAME * (N_MELS + n_artic)
-        self.frame_in = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, hidden))
-        self.ling = nn.Sequential(*[TemporalBlock(hidden, d, dropout) for d in dilations])
-        self.ling_out = nn.Conv1d(hidden, N_POINTS * 2, 3, padding=1)
-        k = self.expr_basis.shape[0]
-        self.emo_in = nn.Conv1d(emo_dim + hidden, hidden // 2, 5, padding=2)
-        self.emo = nn.Sequential(TemporalBlock(hidden // 2, 2, dropout), TemporalBlock(hidden // 2, 4, dropout))
-        self.emo_out = nn.Conv1d(hidden // 2, k, 5, padding=2)
-        for out in (self.ling_out, self.emo_out):      # start from the mean face, not from noise
-            nn.init.normal_(out.weight, std=1e-3)
-            nn.init.zeros_(out.bias)
+    def __init__(self, state: dict[str, np.ndarray], emo_dim: int, dilations: tuple[int, ...],
+                 n_artic: int = 0, mel_bottleneck: int = 0, causal: bool = False, lookahead: int = 0) -> None:
+        self.state = st = {k: np.asarray(v, np.float32) for k, v in state.items()}
+        self.causal, self.lookahead = causal, int(lookahead) if causal else 0
+        self.mean_face, self.expr_basis = st["mean_face"], st["expr_basis"]
+        self.emo_dim, self.dilations = emo_dim, tuple(dilations)
+        self.n_artic, self.mel_bottleneck = n_artic, mel_bottleneck
 
     @property
     def receptive_field(self) -> int:
-        """Frames of context each side that influence one output frame."""
-        ling = sum(b.conv.dilation[0] for b in self.ling)
-        emo = self.emo_in.padding[0] + sum(b.conv.dilation[0] for b in self.emo) + self.emo_out.padding[0]
-        return ling + max(self.ling_out.padding[0], emo)
+        """Frames of context each side (causal: of the past) that influence one output frame."""
+        return receptive_field(self.dilations, self.causal)
 
-    def forward(self, mel: torch.Tensor, q_emo: torch.Tensor | None, emotion: bool = True,
-                strength: float | torch.Tensor = 1.0, return_coef: bool = False):
-        """``emotion=False`` drops the emotion branch (ablation); ``strength`` (a number, or (B, T) per
-        frame) scales the expression it adds.
+    def _conv(self, x: np.ndarray, name: str, dilation: int = 1) -> np.ndarray:
+        """The ``name`` conv of G (zero padded, symmetric or, causal, on the past side)."""
+        w, b = self.state[f"{name}.weight"], self.state[f"{name}.bias"]
+        reach = dilation * (w.shape[2] - 1)
+        if self.causal:
+            return layers.conv1d(_causal_pad(x, reach), w, b, dilation=dilation)
+        return layers.conv1d(x, w, b, padding=reach // 2, dilation=dilation)
 
-        With ``return_coef`` also the emotion branch's basis coefficients (B, T, K) (None without it).
-        """
+    def _block(self, h: np.ndarray, name: str, dilation: int) -> np.ndarray:
+        y = self._conv(h, f"{name}.conv", dilation)
+        return h + layers.gelu(layers.layer_norm(y, self.state, f"{name}.norm", axis=1))
+
+    def __call__(self, mel: np.ndarray, q_emo: np.ndarray | None, emotion: bool = True,
+                 strength: float | np.ndarray = 1.0) -> np.ndarray:
+        st = self.state
         b, rows, _ = mel.shape
         t = rows // MEL_PER_FRAME
+        la = self.lookahead
         x = mel.reshape(b, t, MEL_PER_FRAME * (N_MELS + self.n_artic))
-        if self.mel_in is not None:
-            rows = x.reshape(b, t, MEL_PER_FRAME, N_MELS + self.n_artic)
-            x = torch.cat([self.mel_in(rows[..., :N_MELS].reshape(b, t, -1)), rows[..., N_MELS:].reshape(b, t, -1)], -1)
-        h = self.frame_in(x).transpose(1, 2)   # (B, H, T)
-        q_ling = self.ling(h)
-        out = self.ling_out(q_ling).transpose(1, 2).reshape(b, t, N_POINTS, 2) * self.mask_ling
-        coef = None
+        if la:             # the last frames' future: silence in normalised units, the emotion held
+            x = np.pad(x, ((0, 0), (0, la), (0, 0)))
+            if q_emo is not None:
+                q_emo = np.concatenate([q_emo, np.repeat(q_emo[:, -1:], la, axis=1)], axis=1)
+            if np.ndim(strength):
+                strength = np.concatenate([strength, np.repeat(strength[:, -1:], la, axis=1)], axis=1)
+        if self.mel_bottleneck:
+            r = x.reshape(b, t + la, MEL_PER_FRAME, N_MELS + self.n_artic)
+            x = np.concatenate([layers.linear(r[..., :N_MELS].reshape(b, t + la, -1), st, "mel_in"),
+                                r[..., N_MELS:].reshape(b, t + la, -1)], axis=-1)
+        h = layers.linear(layers.gelu(layers.linear(x, st, "frame_in.0")), st, "frame_in.2").transpose(0, 2, 1)
+        for i, d in enumerate(self.dilations):
+            h = self._block(h, f"ling.{i}", d)
+        out = self._conv(h, "ling_out").transpose(0, 2, 1).reshape(b, t + la, N_POINTS, 2) * st["mask_ling"]
         if emotion and q_emo is not None:
-            q_emo = q_emo[..., : self.emo_dim]       # an ensemble's embedding: G may read only the first nets'
-            e = torch.cat([q_emo.transpose(1, 2), q_ling.detach()], dim=1)
-            coef = self.emo_out(self.emo(torch.nn.functional.gelu(self.emo_in(e)))).transpose(1, 2)   # (B, T, K)
-            # bounded, so that pleasing the frozen emotion judge can never mean a caricature
-            gain = strength[..., None] if torch.is_tensor(strength) else strength
-            coef = gain * EXPR_LIMIT * torch.tanh(coef / EXPR_LIMIT)
-            out = out + torch.einsum("btk,kpc->btpc", coef, self.expr_basis) * self.mask_emo
-        out = DEFORM_LIMIT * torch.tanh(out / DEFORM_LIMIT)
-        return (out, coef) if return_coef else out
-
-
-class SequenceDiscriminator(nn.Module):
-    """Bi-LSTM over a whole δk sequence: catches static faces, jitter and impossible shapes."""
-
-    def __init__(self, hidden: int = 64) -> None:
-        super().__init__()
-        self.lstm = nn.LSTM(N_POINTS * 2 * 2, hidden, batch_first=True, bidirectional=True)
-        self.out = nn.Linear(2 * hidden, 1)
-
-    def forward(self, dk: torch.Tensor) -> torch.Tensor:
-        x = dk.flatten(2)
-        vel = torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], dim=1)
-        h, _ = self.lstm(torch.cat([x, vel * 5.0], dim=-1))
-        return self.out(h).mean(dim=(1, 2))
+            e = np.concatenate([q_emo[..., : self.emo_dim].transpose(0, 2, 1), h], axis=1)
+            e = layers.gelu(self._conv(e, "emo_in"))
+            for i, d in enumerate(EMO_DILATIONS):
+                e = self._block(e, f"emo.{i}", d)
+            coef = self._conv(e, "emo_out").transpose(0, 2, 1)
+            gain = np.asarray(strength, np.float32)[..., None] if np.ndim(strength) else np.float32(strength)
+            coef = gain * EXPR_LIMIT * np.tanh(coef / EXPR_LIMIT)
+            k = self.expr_basis.shape[0]
+            out = out + (coef @ self.expr_basis.reshape(k, -1)).reshape(b, t + la, N_POINTS, 2) * st["mask_emo"]
+        return (DEFORM_LIMIT * np.tanh(out[:, la:] / DEFORM_LIMIT)).astype(np.float32)

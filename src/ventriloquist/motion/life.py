@@ -117,6 +117,21 @@ def stressed(energy: np.ndarray, fps: float = FPS) -> tuple[np.ndarray, np.ndarr
     return peaks, np.clip(rise[peaks] / 0.2, 0, 1)
 
 
+def head_sway(n: int, rng: np.random.Generator, fps: float = FPS) -> np.ndarray:
+    """The head's sway and turns (n, 6) at full speech energy, before the voice drives them."""
+    return np.stack([HEAD_ANGLE * _smooth_noise(n, rng, 0.6, fps),
+                     HEAD_SCALE * _smooth_noise(n, rng, 1.0, fps),
+                     HEAD_SHIFT * _smooth_noise(n, rng, 0.8, fps),
+                     0.6 * HEAD_SHIFT * _smooth_noise(n, rng, 0.5, fps),
+                     HEAD_YAW * _smooth_noise(n, rng, TURN_S, fps),
+                     HEAD_PITCH * _smooth_noise(n, rng, TURN_S, fps)], axis=1)
+
+
+def head_drive(level: np.ndarray) -> np.ndarray:
+    """How much of the sway shows (T,) for a smoothed speech level relative to the loud frames (0-1+)."""
+    return SILENT_DRIVE + (1 - SILENT_DRIVE) * np.clip(level, 0, 1)
+
+
 def head_motion(energy: np.ndarray, rng: np.random.Generator, fps: float = FPS, scale: float = 1.0) -> np.ndarray:
     """Relative head pose (T, 6) = (angle, log-scale, dx, dy, yaw, pitch) (``align.POSE_COLUMNS``): a
     sway and small turns, livelier while speaking, calm in silence, and a nod (the head tips down and
@@ -124,13 +139,7 @@ def head_motion(energy: np.ndarray, rng: np.random.Generator, fps: float = FPS, 
     n = len(energy)
     e = energy / (np.percentile(energy, 95) + 1e-9)
     from scipy.ndimage import gaussian_filter1d
-    drive = SILENT_DRIVE + (1 - SILENT_DRIVE) * np.clip(gaussian_filter1d(e, sigma=0.5 * fps), 0, 1)
-    pose = np.stack([HEAD_ANGLE * _smooth_noise(n, rng, 0.6, fps),
-                     HEAD_SCALE * _smooth_noise(n, rng, 1.0, fps),
-                     HEAD_SHIFT * _smooth_noise(n, rng, 0.8, fps),
-                     0.6 * HEAD_SHIFT * _smooth_noise(n, rng, 0.5, fps),
-                     HEAD_YAW * _smooth_noise(n, rng, TURN_S, fps),
-                     HEAD_PITCH * _smooth_noise(n, rng, TURN_S, fps)], axis=1) * drive[:, None]
+    pose = head_sway(n, rng, fps) * head_drive(gaussian_filter1d(e, sigma=0.5 * fps))[:, None]
     width = max(2, int(round(NOD_S * fps)))
     bump = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(width) / width)
     nods = np.zeros(n)

@@ -2,7 +2,8 @@
 
 G runs over 1-second windows (with real audio context on each side) that overlap by half;
 the windows are cross-faded, so any length of speech gives one continuous sequence and
-memory stays bounded.
+memory stays bounded. Both nets run on numpy here (no PyTorch import); G runs in torch only on
+another device (``--device cuda``).
 """
 from __future__ import annotations
 
@@ -10,14 +11,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..audio import energy, log_mel, overlap_add, window_starts
 from ..config import ARTICULATION_RANGE, FPS, HEAD_MOTION_MAX, LOG_EPS, MAX_EXPRESSION, MEL_PER_FRAME, WINDOW_FRAMES, WINDOW_STRIDE
 from ..face.topology import LOWER_FACE
 from .. import phonetics
-from ..weights import load_checkpoint
-from .generator import EmotiveGenerator, soft_limit, soft_range, speech_input
+from ..weights import read_checkpoint
+from .generator import Generator, soft_limit, soft_range, speech_input
 from .life import apply_blinks, blink_track, head_motion
 from .sequence import Motion
 
@@ -42,14 +42,23 @@ def release_freed_memory() -> None:
         pass
 
 
-def load_generator(folder: Path | None = None) -> EmotiveGenerator:
-    """G with its shipped weights; ``g.limits`` is the per-landmark reach used at inference."""
-    ckpt = load_checkpoint("generator", folder)
+def load_generator(folder: Path | None = None, device: str = "cpu", name: str = "generator"):
+    """G with its shipped weights (``name``: "generator", or "generator_live", the causal one of live mode): on numpy (:class:`~.generator.Generator`) for the CPU, else the torch
+    module on ``device``; ``g.limits`` is the per-landmark reach used at inference, and so on."""
+    ckpt = read_checkpoint(name, folder)
     cfg = ckpt["config"]
-    g = EmotiveGenerator(np.asarray(ckpt["mean_face"]), np.asarray(ckpt["expr_basis"]), emo_dim=cfg["emo_dim"],
-                         hidden=cfg["hidden"], dilations=tuple(cfg["dilations"]), dropout=0.0,
-                         n_artic=cfg.get("n_artic", 0), mel_bottleneck=cfg.get("mel_bottleneck", 0))
-    g.load_state_dict(ckpt["state_dict"])
+    dims = dict(emo_dim=cfg["emo_dim"], n_artic=cfg.get("n_artic", 0), mel_bottleneck=cfg.get("mel_bottleneck", 0),
+                causal=cfg.get("causal", False), lookahead=cfg.get("lookahead", 0))
+    if device == "cpu":
+        g = Generator(ckpt["state_dict"], dilations=tuple(cfg["dilations"]), **dims)
+    else:
+        import torch
+
+        from .generator_net import EmotiveGenerator
+        g = EmotiveGenerator(np.asarray(ckpt["mean_face"]), np.asarray(ckpt["expr_basis"]), hidden=cfg["hidden"],
+                             dilations=tuple(cfg["dilations"]), dropout=0.0, **dims)
+        g.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ckpt["state_dict"].items()})
+        g = g.eval().to(device)
     g.limits = np.asarray(ckpt["deform_limit"], np.float32)
     rest = ckpt.get("rest_deformation")          # absent in weights published before version 2.1: no lip gate
     g.rest = None if rest is None else np.asarray(rest, np.float32)
@@ -58,7 +67,15 @@ def load_generator(folder: Path | None = None) -> EmotiveGenerator:
     g.articulation = float(ckpt.get("articulation_gain", 1.0))   # the training speaker -> a typical speaker (4.0)
     emb = ckpt.get("emotion_embeddings")         # G's emotion input per class, for --emotion (4.0)
     g.emotion_embeddings = None if emb is None else np.asarray(emb, np.float32)
-    return g.eval()
+    prior = ckpt.get("mel_prior")                # the live G's: where its running normalisation starts
+    g.mel_prior = None if prior is None else np.asarray(prior, np.float64)
+    return g
+
+
+def mean_face(g) -> np.ndarray:
+    """G's mean face k̄ (68, 2) as float64 numpy, whichever form G takes."""
+    m = g.mean_face
+    return np.asarray(m if isinstance(m, np.ndarray) else m.detach().cpu().numpy(), np.float64)
 
 
 def emotion_features(recognizer, mel: np.ndarray,
@@ -117,10 +134,11 @@ def lip_gate(mel: np.ndarray) -> np.ndarray:
     return _eased((level.reshape(t, MEL_PER_FRAME) >= SILENCE_LEVEL).any(axis=1), LIP_HOLD_FRAMES, 1.0)
 
 
-def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion: bool = True,
+def run_windows(g, mel: np.ndarray, q_emo: np.ndarray, emotion: bool = True,
                 strength: float | np.ndarray = 1.0, artic: np.ndarray | None = None) -> np.ndarray:
     """δk (T, 68, 2) for a whole utterance (raw log-Mel, and its phonetic rows when G reads them) through
-    overlapping 1-s windows with context; ``strength`` scales the expression, as one number or per frame (T,)."""
+    overlapping 1-s windows with context; ``strength`` scales the expression, as one number or per frame (T,).
+    ``g``: the numpy :class:`~.generator.Generator`, or a torch ``EmotiveGenerator`` (training, other devices)."""
     if g.n_artic and artic is None:
         raise ValueError("this generator reads phonetic rows: pass artic (ventriloquist.phonetics.articulation)")
     mel = speech_input(mel, artic if g.n_artic else None)
@@ -129,17 +147,28 @@ def run_windows(g: EmotiveGenerator, mel: np.ndarray, q_emo: np.ndarray, emotion
     starts = window_starts(t_total, WINDOW_FRAMES, WINDOW_STRIDE)
     per_frame = isinstance(strength, np.ndarray)
     if per_frame:
-        strength = torch.from_numpy(np.ascontiguousarray(strength, np.float32))[None].to(g.mean_face.device)
+        strength = np.ascontiguousarray(strength, np.float32)[None]
+    forward = g if isinstance(g, Generator) else _torch_forward(g)
     chunks = []
-    with torch.inference_mode():
-        for s in starts:
-            a, b = max(0, s - ctx), min(t_total, s + WINDOW_FRAMES + ctx)
-            m = torch.from_numpy(mel[a * MEL_PER_FRAME:b * MEL_PER_FRAME])[None].to(g.mean_face.device)
-            q = torch.from_numpy(q_emo[a:b])[None].to(g.mean_face.device)
-            st = strength[:, a:b] if per_frame else strength
-            out = g(m, q, emotion=emotion, strength=st)[0].cpu().numpy()
-            chunks.append(out[s - a: s - a + min(WINDOW_FRAMES, t_total)].copy())   # not a view of its context
+    for s in starts:
+        a, b = max(0, s - ctx), min(t_total, s + WINDOW_FRAMES + ctx)
+        st = strength[:, a:b] if per_frame else strength
+        out = forward(mel[None, a * MEL_PER_FRAME:b * MEL_PER_FRAME], q_emo[None, a:b], emotion, st)[0]
+        chunks.append(out[s - a: s - a + min(WINDOW_FRAMES, t_total)].copy())   # not a view of its context
     return overlap_add(chunks, starts, t_total)
+
+
+def _torch_forward(g):
+    """A torch G called as the numpy one: arrays in, an array out, on G's device, without gradients."""
+    import torch
+    dev = g.mean_face.device
+
+    def forward(mel: np.ndarray, q: np.ndarray, emotion: bool, strength) -> np.ndarray:
+        st = torch.from_numpy(strength).to(dev) if isinstance(strength, np.ndarray) else strength
+        with torch.inference_mode():
+            return g(torch.from_numpy(np.ascontiguousarray(mel)).to(dev), torch.from_numpy(np.ascontiguousarray(q)).to(dev),
+                     emotion=emotion, strength=st).cpu().numpy()
+    return forward
 
 
 def _check(strength: float, articulation: float, emotion: str = "auto", intensity: float = 1.0,
@@ -163,7 +192,7 @@ def _check(strength: float, articulation: float, emotion: str = "auto", intensit
 class SpeechMotion:
     """Both networks, loaded once; call with samples at SAMPLE_RATE."""
 
-    generator: EmotiveGenerator
+    generator: Generator                # or a torch EmotiveGenerator on another device
     recognizer: object                  # emotion.sp2emo.EmotionRecognizer
     seed: int = 0
     emotion: bool = True                # False disables the emotion branch (ablation)
@@ -176,17 +205,21 @@ class SpeechMotion:
 
     @classmethod
     def from_weights(cls, seed: int = 0, emotion: bool = True, folder: Path | None = None,
-                     device: str = "cpu", strength: float = 1.0, articulation: float = 1.0) -> "SpeechMotion":
-        """Load the shipped (or ``folder``'s) weights; G runs on ``device``, the small Sp2Emo on the CPU."""
+                     device: str = "cpu", strength: float = 1.0, articulation: float = 1.0,
+                     live: bool = False) -> "SpeechMotion":
+        """Load the shipped (or ``folder``'s) weights; G runs on ``device``, the small Sp2Emo on the CPU.
+        ``live``: the causal live generator (``generator_live``, for :mod:`.stream`) instead of the offline one."""
         from ..emotion.sp2emo import EmotionRecognizer
         from ..errors import InputError
-        try:
-            dev = torch.device(device)
-            torch.empty(0, device=dev)
-        except (RuntimeError, AssertionError) as exc:
-            raise InputError(f"device {device!r} is not usable here ({exc}); use --device cpu") from None
+        if device != "cpu":
+            import torch
+            try:
+                torch.empty(0, device=torch.device(device))
+            except (RuntimeError, AssertionError) as exc:
+                raise InputError(f"device {device!r} is not usable here ({exc}); use --device cpu") from None
         _check(strength, articulation)
-        return cls(load_generator(folder).to(dev), EmotionRecognizer.from_weights(folder), seed, emotion, strength,
+        g = load_generator(folder, device, "generator_live" if live else "generator")
+        return cls(g, EmotionRecognizer.from_weights(folder), seed, emotion, strength,
                    articulation)
 
     def with_settings(self, seed: int, strength: float, articulation: float, chosen: str = "auto",
@@ -241,10 +274,16 @@ class SpeechMotion:
         emb, probs, strength = self.emotion_input(emb[:n], probs[:n], gate)
         dk = run_windows(g, mel[: n * MEL_PER_FRAME], emb, self.emotion, strength, artic)
         release_freed_memory()
+        return self.finish(dk, lip_gate(mel)[:n]), probs[:n]
+
+    def finish(self, dk: np.ndarray, lips: np.ndarray) -> np.ndarray:
+        """Canonical landmarks (T, 68, 2) from G's raw δk (T, 68, 2): the jaw and lips eased to their closed
+        rest where nothing is heard (``lips``, :func:`lip_gate`), the articulation gain, the reach and range."""
+        g = self.generator
         limits, span = g.limits, g.range
         if g.rest is not None:
             rest = g.rest[LOWER_FACE]
-            lips = lip_gate(mel)[:n, None, None]
+            lips = np.asarray(lips)[:, None, None]
             dk[:, LOWER_FACE] = lips * dk[:, LOWER_FACE] + (1 - lips) * rest
             # a wider (or narrower) articulation moves jaw and lips further from their closed rest, and
             # their reach and range grow with it, so the closure stays exact
@@ -259,7 +298,7 @@ class SpeechMotion:
         dk = soft_limit(dk, limits)
         if span is not None:
             dk = soft_range(dk, span, LOWER_FACE)
-        return g.mean_face.cpu().numpy().astype(np.float64) + dk, probs[:n]
+        return mean_face(g) + dk
 
     def __call__(self, y: np.ndarray) -> tuple[Motion, np.ndarray]:
         """Motion at the model rate and the per-frame emotion distribution that shaped it."""
@@ -268,7 +307,7 @@ class SpeechMotion:
         shapes, probs = self.shapes(mel, artic)
         release_freed_memory()
         n = len(shapes)
-        rest = self.generator.mean_face.cpu().numpy().astype(np.float64)
+        rest = mean_face(self.generator)
         rng = np.random.default_rng(self.seed)
         shapes = apply_blinks(shapes, blink_track(n, rng, voiced=voiced_frames(mel)[:n]))
         pose = head_motion(energy(y)[:n], rng, scale=self.head)

@@ -43,7 +43,8 @@ from torch import nn
 from ..audio import load_audio, log_mel, mfcc
 from ..config import MEL_PER_FRAME
 from ..data.speech import SpeechItem, load_speech_items
-from ..emotion.sp2emo import EmotionRecognizer, Sp2Emo, Sp2EmoEnsemble, config_dict, features_from_mel, speech_frames, windows
+from ..emotion.sp2emo import EmotionRecognizer, features_from_mel, speech_frames, windows
+from ..emotion.sp2emo_net import Sp2Emo, Sp2EmoEnsemble, config_dict
 from ..emotion.vocabulary import EMOTIONS, N_EMOTIONS
 from . import TrainOptions
 from .common import (Checkpointer, JsonlLog, interp_rows, load_config, progress, seed_everything, set_threads,

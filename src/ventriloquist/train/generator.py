@@ -23,7 +23,8 @@ from ..errors import InputError
 from ..evaluate.metrics import aperture_corr, lmd_relative
 from ..face.align import closed_frames
 from ..motion import losses
-from ..motion.generator import EmotiveGenerator, SequenceDiscriminator, motion_limits, motion_range, speech_input
+from ..motion.generator import motion_limits, motion_range, speech_input
+from ..motion.generator_net import EmotiveGenerator, SequenceDiscriminator
 from ..phonetics import N_ARTIC, articulation, articulation_of
 from ..motion.sequence import rest_deformations
 from ..motion.speech import emotion_features, run_windows
@@ -90,6 +91,10 @@ class GeneratorConfig:
                                        # (losses.phonetic_opening_loss; needs phonetic): lips for other voices
     articulation_gain: float = 1.0     # inference: jaw and lips move this much further from their closed rest than
                                        # the training speaker's (--articulation 1 = a typical speaker, not GRID s1)
+    causal: bool = False               # a frame hears only the speech up to ``lookahead`` frames after it (live mode)
+    lookahead: int = 0
+    name: str = "generator"            # the weights it publishes (and its run folder): "generator_live" for live mode
+    version: str = "4.0"               # the version it publishes as
 
 
 # --- data --------------------------------------------------------------------------------------------------------
@@ -119,6 +124,14 @@ def load_talking(cache: Path, cfg: GeneratorConfig, rec, smoke: bool) -> tuple[l
     train = sorted([c for c in clips if c["split"] == "train"], key=lambda c: c["key"])
     n_val = max(1, int(round(len(train) * cfg.val_fraction)))
     return train[:-n_val], train[-n_val:], [c for c in clips if c["split"] == "test"]
+
+
+def mel_prior(utterances: list[dict]) -> np.ndarray:
+    """(2, N_MELS): the mean, over training utterances, of each one's per-band log-Mel mean and standard
+    deviation. Live mode starts its running normalisation from it (a stream has no whole utterance yet),
+    so the first words are heard as speech of an average recording, not against the silence before them."""
+    return np.stack([np.mean([u["mel"].mean(axis=0) for u in utterances], axis=0),
+                     np.mean([u["mel"].std(axis=0) for u in utterances], axis=0)]).astype(np.float32)
 
 
 def load_emotional_speech(data: Path, cfg: GeneratorConfig, rec, smoke: bool, split: str = "train") -> list[dict]:
@@ -313,7 +326,7 @@ def run(opts: TrainOptions) -> dict:
     if opts.smoke:
         cfg.epochs, cfg.steps_per_epoch, cfg.batch, cfg.emo_batch, cfg.adv_start_epoch = 2, 2, 4, 2, 1
     seed_everything(opts.seed)
-    out = opts.out / "generator"
+    out = opts.out / cfg.name
     cache = ensure_cache(Path(cfg.cache), opts.data)
     rec = EmotionRecognizer.from_weights()
     exp2emo = load_exp2emo()
@@ -332,7 +345,8 @@ def run(opts: TrainOptions) -> dict:
     if cfg.emo_members:
         emb_dim = min(emb_dim, cfg.emo_members * rec.model.members[0].emb_dim)
     g = EmotiveGenerator(mean_face, basis, emb_dim, cfg.hidden, tuple(cfg.dilations), cfg.dropout,
-                         n_artic=N_ARTIC if cfg.phonetic else 0, mel_bottleneck=cfg.mel_bottleneck)
+                         n_artic=N_ARTIC if cfg.phonetic else 0, mel_bottleneck=cfg.mel_bottleneck,
+                         causal=cfg.causal, lookahead=cfg.lookahead)
     voices = voice_variants(train, cfg.voices, cache, opts.seed, progress=True) if cfg.voices else {}
     d = SequenceDiscriminator()
     net_g, net_d = world.wrap(g), world.wrap(d)        # under torchrun: each process trains on its slice of every batch
@@ -434,15 +448,17 @@ def run(opts: TrainOptions) -> dict:
     write_json(out / "metrics.json", metrics)
     if opts.publish:
         from ..weights import publish
-        publish("generator", {"state_dict": g.state_dict(), "mean_face": mean_face, "expr_basis": basis,
+        publish(cfg.name, {"state_dict": g.state_dict(), "mean_face": mean_face, "expr_basis": basis,
                               "deform_limit": motion_limits([c["dk"] for c in train]),
                               "deform_range": motion_range([c["dk"] for c in train]),
                               "rest_deformation": np.mean([c["shapes"].mean(axis=0) + closed_rest(c) - mean_face
                                                            for c in train], axis=0).astype(np.float32),
                               "config": {"emo_dim": emb_dim, "hidden": cfg.hidden, "dilations": list(cfg.dilations),
-                                         "n_artic": g.n_artic, "mel_bottleneck": g.mel_bottleneck},
+                                         "n_artic": g.n_artic, "mel_bottleneck": g.mel_bottleneck,
+                                         **({"causal": True, "lookahead": g.lookahead} if g.causal else {})},
                               "articulation_gain": float(cfg.articulation_gain),
                               "emotion_embeddings": emotion_embeddings(emo_speech, emb_dim),
-                              "metrics": metrics},
-                version="4.0", recipe="ventriloquist train generator --config configs/generator.toml --seed 0 --publish")
+                              "metrics": metrics, **({"mel_prior": mel_prior(train + emo_speech)} if g.causal else {})},
+                version=cfg.version,
+                recipe=f"ventriloquist train generator --config {opts.config or 'configs/generator.toml'} --seed {opts.seed} --publish")
     return metrics
