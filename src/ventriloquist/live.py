@@ -35,17 +35,25 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>ventriloquist 
 
 # --- sources: (samples, arrival time) blocks ----------------------------------------------------------------------
 def file_source(path: str | Path, realtime: bool = True) -> Iterator[np.ndarray]:
-    """A speech file (any format ``audio.load_audio`` reads), in CHUNK_S blocks, at its real pace when ``realtime``."""
-    from .audio import load_audio
-    y = load_audio(path)
+    """A speech file (any format ``audio.load_audio`` reads), decoded as it is read (a long file starts at
+    once), in CHUNK_S blocks at SAMPLE_RATE, at its real pace when ``realtime``."""
+    from .audio import MAX_SAMPLE, iter_audio
     step = int(CHUNK_S * SAMPLE_RATE)
-    start = time.perf_counter()
-    for i in range(0, len(y), step):
-        if realtime:
-            wait = start + (i + step) / SAMPLE_RATE - time.perf_counter()      # a block arrives once it has been spoken
-            if wait > 0:
-                time.sleep(wait)
-        yield y[i:i + step]
+    start, sent, pending = time.perf_counter(), 0, np.zeros(0, np.float32)
+    for block in iter_audio(path, SAMPLE_RATE, 1):
+        if not np.all(np.isfinite(block)) or (block.size and float(np.abs(block).max()) > MAX_SAMPLE):
+            raise InputError(f"{path} contains invalid samples (NaN, Inf or far outside -1..1); re-export the audio")
+        pending = np.concatenate([pending, block[0]])
+        while len(pending) >= step:
+            piece, pending = pending[:step], pending[step:]
+            if realtime:
+                wait = start + (sent + step) / SAMPLE_RATE - time.perf_counter()    # a block arrives once spoken
+                if wait > 0:
+                    time.sleep(wait)
+            sent += step
+            yield piece
+    if len(pending):
+        yield pending
 
 
 def pcm_source(stream: BinaryIO) -> Iterator[np.ndarray]:

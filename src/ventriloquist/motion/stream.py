@@ -182,16 +182,17 @@ class StreamingMotion:
         new = self.mel.push(y)
         if final:
             new = np.concatenate([new, self.mel.flush(self.samples)])
-        return self.push_rows(new, final)
+        return self.push_rows(new, final, max(1, int(round(self.samples / SAMPLES_PER_FRAME))))
 
-    def push_rows(self, new: np.ndarray, final: bool = False) -> list[Frame]:
+    def push_rows(self, new: np.ndarray, final: bool = False, frames: int | None = None) -> list[Frame]:
         """Feed log-Mel rows (as :class:`MelStream` makes them) instead of samples: :meth:`push` without
-        its sound (the head sways as in silence); the frames they complete."""
+        its sound (the head sways as in silence); the frames they complete. ``frames``: with ``final``,
+        how many the whole stream has (as offline, the speech's length rounded to frames)."""
         if len(new):
             self.rows = np.concatenate([self.rows, new])
             self.x = np.concatenate([self.x, self.norm(new)])
         ready = self.first + len(self.rows) // MEL_PER_FRAME
-        end = ready if final else ready - self.lookahead
+        end = (ready if frames is None else min(ready, frames)) if final else ready - self.lookahead
         if end <= self.emitted:
             return []
         frames = self._frames(self.emitted, end, ready)
