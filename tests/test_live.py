@@ -175,3 +175,31 @@ def test_without_sounddevice_the_microphone_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "sounddevice", None)
     with pytest.raises(MissingWeightsError, match=r"ventriloquist\[live\]"):
         next(mic_source())
+
+
+def test_live_plays_speech_from_a_url_and_refuses_what_is_not_speech(pipeline, face_path, speech_wav, tmp_path):
+    """A URL is decoded as it streams in (here from a local HTTP server); a file that is not audio is one
+    clear error naming it, and no recording is left behind."""
+    import functools
+    import http.server
+
+    from ventriloquist.errors import InputError
+    from ventriloquist.live import run_live
+    from ventriloquist.video import video_info
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(speech_wav.parent))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{speech_wav.name}"
+        out = tmp_path / "url.mp4"
+        run_live(pipeline, face_path, audio=url, realtime=False, record=out, serve=False, log=lambda *_: None)
+    finally:
+        server.shutdown()
+    info = video_info(out)
+    assert abs(info["frames"] / info["fps"] - len(load_audio(speech_wav)) / SAMPLE_RATE) <= 0.1
+    junk = tmp_path / "notes.wav"
+    junk.write_bytes(b"not a sound at all" * 200)
+    with pytest.raises(InputError, match="notes.wav"):
+        run_live(pipeline, face_path, audio=str(junk), record=tmp_path / "junk.mp4", serve=False, log=lambda *_: None)
+    assert not (tmp_path / "junk.mp4").exists()

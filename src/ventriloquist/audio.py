@@ -57,13 +57,19 @@ def sound_format(path: str | Path) -> tuple[str, int, int]:
     return codec, (rate if rate in AAC_RATES else 48000), min(channels, 2)
 
 
+def is_url(path: str | Path) -> bool:
+    """Whether ``path`` names a network stream (http, https, rtmp, ...) rather than a file."""
+    return "://" in str(path) and str(path).split("://", 1)[0].isalpha()
+
+
 def iter_audio(path: str | Path, rate: int, channels: int, warn: bool = True) -> Iterator[np.ndarray]:
     """The first audio track as float32 (channels, n) blocks at ``rate``, decoded as it is read (memory
-    does not grow with the length). Damaged packets become silence, so later sound stays in time."""
+    does not grow with the length); a file or a URL. Damaged packets become silence, so later sound
+    stays in time."""
     import av
 
     from .video import decoded_packets
-    path = _checked(path)
+    path = str(path) if is_url(path) else _checked(path)
     bad = 0
     with av.open(str(path)) as container:
         if not container.streams.audio:

@@ -180,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     lv = sub.add_parser("live", help="speech in, a talking face out, as it is spoken: a page on 127.0.0.1, an MP4, latencies")
     lv.add_argument("--face", required=True, help="photo with one clearly visible face (JPEG/PNG)")
     lv.add_argument("--mic", action="store_true", help="speech from the microphone (needs sounddevice)")
-    lv.add_argument("--audio", help="speech from a file, or - for raw 16-kHz mono s16le PCM on stdin; the session "
-                                    "ends when it does")
+    lv.add_argument("--audio", help="speech from a file or URL, or - for raw 16-kHz mono s16le PCM on stdin; the "
+                                    "session ends when it does")
     lv.add_argument("--realtime", action="store_true", help="play --audio FILE at its real pace (else as fast as it goes)")
     lv.add_argument("--record", metavar="OUT.mp4", help="also record the session (picture and sound, frame-exact)")
     lv.add_argument("--stats", metavar="F.json", help="write latency per frame, p50/p95 and CPU use here")

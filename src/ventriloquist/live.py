@@ -35,12 +35,20 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>ventriloquist 
 
 # --- sources: (samples, arrival time) blocks ----------------------------------------------------------------------
 def file_source(path: str | Path, realtime: bool = True) -> Iterator[np.ndarray]:
-    """A speech file (any format ``audio.load_audio`` reads), decoded as it is read (a long file starts at
-    once), in CHUNK_S blocks at SAMPLE_RATE, at its real pace when ``realtime``."""
+    """A speech file or URL (any format ``audio.load_audio`` reads), decoded as it is read (a long file
+    starts at once), in CHUNK_S blocks at SAMPLE_RATE, at its real pace when ``realtime``."""
+    import av
+
     from .audio import MAX_SAMPLE, iter_audio
     step = int(CHUNK_S * SAMPLE_RATE)
     start, sent, pending = time.perf_counter(), 0, np.zeros(0, np.float32)
-    for block in iter_audio(path, SAMPLE_RATE, 1):
+    try:
+        blocks = iter_audio(path, SAMPLE_RATE, 1)
+        first = next(blocks, None)
+    except av.error.FFmpegError as exc:
+        raise InputError(f"could not read speech from {path} ({exc.strerror or type(exc).__name__}); "
+                         "pass a speech file or a reachable URL") from None
+    for block in _chain(first, blocks):
         if not np.all(np.isfinite(block)) or (block.size and float(np.abs(block).max()) > MAX_SAMPLE):
             raise InputError(f"{path} contains invalid samples (NaN, Inf or far outside -1..1); re-export the audio")
         pending = np.concatenate([pending, block[0]])
@@ -113,6 +121,12 @@ class Listener:
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+
+def _chain(first, rest: Iterator) -> Iterator:
+    if first is not None:
+        yield first
+    yield from rest
 
 
 # --- the page -------------------------------------------------------------------------------------------------------
@@ -331,8 +345,8 @@ def run_live(pipeline, face: str | Path, audio: str | None = None, mic: bool = F
         raise InputError("live needs one speech source: --mic, or --audio FILE (or --audio - for raw PCM on stdin)")
     if stats is not None and Path(stats).suffix.lower() != ".json":
         raise InputError(f"--stats {stats}: the latency log is JSON; name it .json")
-    if audio not in (None, "-"):
-        from .audio import _checked
+    from .audio import _checked, is_url
+    if audio not in (None, "-") and not is_url(audio):
         _checked(audio)
     view = LiveView(port) if serve else None
     try:
