@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ventriloquist.audio import energy, load_audio, log_mel
-from ventriloquist.config import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from ventriloquist.config import SAMPLE_RATE, SAMPLES_PER_FRAME
 
 
 def test_streamed_log_mel_rows_are_the_offline_rows():
