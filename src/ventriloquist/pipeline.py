@@ -106,11 +106,13 @@ class Ventriloquist:
     def motion_from_audio(self, audio: np.ndarray, timeline: tuple | None = None) -> tuple[Motion, np.ndarray]:
         """Speech -> motion and the per-frame emotion that drove it, with this pipeline's settings
         (``timeline``: its segments when already read)."""
+        return self._configured(self.speech_motion, self.timeline() if timeline is None else timeline)(audio)
+
+    def _configured(self, speech, timeline: tuple):
+        """``speech`` (a loaded SpeechMotion) with this pipeline's settings."""
         c = self.cfg
-        speech = self.speech_motion.with_settings(c.seed, c.expression, c.articulation, c.emotion,
-                                                  c.emotion_intensity, self.timeline() if timeline is None else timeline,
-                                                  c.head_motion)
-        return speech(audio)
+        return speech.with_settings(c.seed, c.expression, c.articulation, c.emotion, c.emotion_intensity, timeline,
+                                    c.head_motion)
 
     def live_motion(self):
         """A :class:`~ventriloquist.motion.stream.StreamingMotion` with this pipeline's settings, on the
@@ -119,9 +121,7 @@ class Ventriloquist:
         from .motion.stream import StreamingMotion
         if self._live is None:
             self._live = SpeechMotion.from_weights(device=self.cfg.device, live=True)
-        c = self.cfg
-        return StreamingMotion(self._live.with_settings(c.seed, c.expression, c.articulation, c.emotion,
-                                                        c.emotion_intensity, self.timeline(), c.head_motion))
+        return StreamingMotion(self._configured(self._live, self.timeline()))
 
     def rig(self, face: str | Path, photo: np.ndarray | None = None, landmarks: np.ndarray | None = None) -> FaceRig:
         """``face`` (a photo file; or its image and 68 landmarks when already read) ready to animate."""
