@@ -125,13 +125,17 @@ class Ventriloquist:
 
     def rig(self, face: str | Path, photo: np.ndarray | None = None, landmarks: np.ndarray | None = None) -> FaceRig:
         """``face`` (a photo file; or its image and 68 landmarks when already read) ready to animate."""
-        photo = load_image(face) if photo is None else photo
-        k = face_landmarks(photo, str(face), self.cfg.face_index) if landmarks is None else landmarks
-        canvas = make_canvas(photo, k, self.cfg.render)
-        face_k = canvas.map(k)
+        canvas, face_k = self._canvas(face, photo, landmarks)
         r = self.cfg.render
         return FaceRig(canvas, face_k, Retargeter(face_k),
                        Renderer(canvas.image, face_k, mouth_interior=r.mouth_interior, teeth=r.teeth, feather=r.feather))
+
+    def _canvas(self, face: str | Path, photo: np.ndarray | None = None, landmarks: np.ndarray | None = None):
+        """The canvas the video shows for ``face`` and the face's 68 landmarks on it."""
+        photo = load_image(face) if photo is None else photo
+        k = face_landmarks(photo, str(face), self.cfg.face_index) if landmarks is None else landmarks
+        canvas = make_canvas(photo, k, self.cfg.render)
+        return canvas, canvas.map(k)
 
     def timeline(self) -> tuple:
         """The emotion timeline's segments (empty without one); read and checked on every call."""
@@ -142,12 +146,10 @@ class Ventriloquist:
         """The canvas the video will show (RGB), with the 68 landmarks found on the face drawn on it:
         what will be animated, checked before anything is rendered."""
         import cv2
-        photo = load_image(face)
-        k = face_landmarks(photo, str(face), self.cfg.face_index)
-        canvas = make_canvas(photo, k, self.cfg.render)
+        canvas, face_k = self._canvas(face)
         img = canvas.image.copy()
         r = max(1, round(max(img.shape[:2]) / 256))
-        for x, y in canvas.map(k):
+        for x, y in face_k:
             cv2.circle(img, (int(round(x)), int(round(y))), r, (60, 255, 60), -1, cv2.LINE_AA)
         return img
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..audio import _mel_power
 from ..config import FPS, HOP_LENGTH, LOG_EPS, MEL_PER_FRAME, N_FFT, N_MELS, SAMPLES_PER_FRAME, WINDOW_FRAMES
 from .life import apply_blinks, blink_track, head_drive, head_sway
-from .speech import EMOTION_SMOOTH_S, EXPRESSION_HOLD_S, SpeechMotion
+from .speech import EMOTION_SMOOTH_S, EXPRESSION_HOLD_S, SpeechMotion, lip_gate, voiced_frames
 
 NORM_S = 20.0                  # the running Mel normalisation remembers about this many seconds ...
 PRIOR_S = 3.0                  # ... and starts from the training speech's statistics, worth this many seconds
@@ -151,7 +151,6 @@ class StreamingMotion:
 
     def _gates(self, t: int) -> tuple[float, float]:
         """(expression gate, lip gate) of frame ``t``, from what was heard up to it and its lookahead."""
-        from .speech import lip_gate, voiced_frames
         a = max(self.first, t - GATE_PAST_FRAMES)
         lips = float(lip_gate(self._rows(a, t + 1 + self.lookahead))[t - a])     # the offline gate, on what is known
         context = self._rows(t + 1 - int(EMOTION_CONTEXT_S * FPS), t + 1)
