@@ -59,6 +59,13 @@ def stamp(*paths: Path | str | None) -> str:
     return ";".join(parts)
 
 
+def cache_stamp(cache_dir: Path | str) -> str:
+    """The stamp of a cache's index (and shard index): it changes whenever ``prepare`` rewrites the cache, so
+    what a training run derives from the cache (train/store.py) knows when to derive it again."""
+    cache_dir = Path(cache_dir)
+    return stamp(cache_dir / INDEX_FILE, cache_dir / SHARDS_DIR / SHARD_INDEX)
+
+
 def is_fresh(cache_dir: Path, key: str, source: Path | str, current: str) -> bool:
     """Whether the cached clip ``key`` was made from ``source`` as it is now (stamp ``current``).
 

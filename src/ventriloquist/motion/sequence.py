@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -125,6 +126,22 @@ def rest_faces(clips: list[dict]) -> dict[str, np.ndarray]:
 def speaker_key(clip: dict) -> str:
     """``corpus/speaker``: speaker ids repeat across corpora."""
     return f"{clip['corpus']}/{clip['speaker']}"
+
+
+class RestDeformations(Sequence):
+    """:func:`rest_deformations` of ``clips``, each computed when it is read: a training set kept on disk
+    (train/store.py) is then never held whole. ``rest``: the speakers' rest faces, if already known."""
+
+    def __init__(self, clips: Sequence[dict], rest: dict[str, np.ndarray] | None = None) -> None:
+        self.clips = clips
+        self.rest = rest_faces(clips) if rest is None else rest
+        self.speakers = [speaker_key(c) for c in clips]
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return (self.clips[i]["shapes"] - self.rest[self.speakers[i]]).astype(np.float32)
 
 
 def rest_deformations(clips: list[dict]) -> list[np.ndarray]:

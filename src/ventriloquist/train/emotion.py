@@ -29,12 +29,14 @@ Outputs in ``out/emotion/``: ``member<k>/{last,best}.pt`` and ``member<k>/log.js
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
 import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -42,6 +44,7 @@ from torch import nn
 
 from ..audio import load_audio, log_mel, mfcc
 from ..config import MEL_PER_FRAME
+from ..data.cache import stamp
 from ..data.speech import SpeechItem, load_speech_items
 from ..emotion.sp2emo import EmotionRecognizer, features_from_mel, speech_frames, windows
 from ..emotion.sp2emo_net import Sp2Emo, Sp2EmoEnsemble, config_dict
@@ -50,6 +53,7 @@ from . import TrainOptions
 from .common import (Checkpointer, JsonlLog, interp_rows, load_config, progress, seed_everything, set_threads,
                      write_json)
 from .distributed import World, join
+from .store import build, fingerprint
 
 log = logging.getLogger(__name__)
 RECIPE = "ventriloquist train emotion --config configs/emotion.toml --seed 0 --publish"
@@ -141,8 +145,18 @@ def smoke_subset(items: list[SpeechItem], n: int) -> list[SpeechItem]:
     return train + test
 
 
-def cache_mels(items: list[SpeechItem], desc: str = "features") -> list[np.ndarray]:
-    return [log_mel(load_audio(it.path)) for it in progress(items, desc=desc)]
+class Features(Sequence):
+    """``features_from_mel`` of each Mel, made when it is read: the validation features of every epoch are
+    never all held at once."""
+
+    def __init__(self, mels: Sequence[np.ndarray]) -> None:
+        self.mels = mels
+
+    def __len__(self) -> int:
+        return len(self.mels)
+
+    def __getitem__(self, i: int) -> tuple:
+        return features_from_mel(self.mels[i])
 
 
 def sample_weights(items: list[SpeechItem], balance: float) -> np.ndarray:
@@ -197,19 +211,42 @@ def spec_mask(x: np.ndarray, rng: np.random.Generator, cfg: EmotionConfig) -> np
     return x
 
 
-def draw_windows(mels: list[np.ndarray], labels: np.ndarray, probs: np.ndarray, n: int, rng: np.random.Generator,
-                 cfg: EmotionConfig) -> tuple[np.ndarray, np.ndarray]:
-    """n augmented training windows (n, rows, F) and their labels, one random speech-centred window per draw."""
+def draw_windows(mels: Sequence[np.ndarray], labels: np.ndarray, probs: np.ndarray, n: int, rng: np.random.Generator,
+                 cfg: EmotionConfig, out: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """n augmented training windows (n, rows, F) and their labels, one random speech-centred window per draw;
+    with ``out``, the windows are written to that ``.npy`` file, memory-mapped, instead of held in memory."""
     picks = rng.choice(len(mels), size=n, p=probs)
-    xs = []
-    for k in picks:
+    x = None
+    for j, k in enumerate(picks):
         feats, pad, mask = features_from_mel(augment_mel(mels[k], rng, cfg))
         speech = np.flatnonzero(speech_frames(mask))
         t_total = max(1, len(feats) // MEL_PER_FRAME)
         centre = rng.choice(speech) if len(speech) else rng.integers(0, t_total)
-        xs.append(windows(feats, pad, np.array([centre]))[0])
-    x = spec_mask(np.stack(xs), rng, cfg)
-    return x, labels[picks]
+        w = windows(feats, pad, np.array([centre]))[0]
+        if x is None:
+            x = (np.lib.format.open_memmap(out, "w+", w.dtype, (n, *w.shape)) if out is not None
+                 else np.empty((n, *w.shape), w.dtype))
+        x[j] = w
+    return spec_mask(x, rng, cfg), labels[picks]
+
+
+def draw_epoch(folder: Path, world: World, mels: Sequence[np.ndarray], labels: np.ndarray, probs: np.ndarray, n: int,
+               rng: np.random.Generator, cfg: EmotionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The epoch's windows (:func:`draw_windows`), drawn once, by the main process, into a memory-mapped file that
+    every process reads its batches from: memory does not grow with the data and the draw is not repeated per
+    process. ``rng`` then continues on every process from where the draw left it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    x_path, y_path, state = folder / "windows.npy", folder / "labels.npy", folder / "stream.json"
+    if world.main:
+        x, y = draw_windows(mels, labels, probs, n, rng, cfg, out=x_path)
+        x.flush()
+        np.save(y_path, y)
+        state.write_text(json.dumps(rng.bit_generator.state))
+    world.barrier()
+    if not world.main:
+        x, y = np.load(x_path, mmap_mode="r"), np.load(y_path)
+        rng.bit_generator.state = json.loads(state.read_text())
+    return x, y
 
 
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
@@ -360,7 +397,7 @@ def train_member(k: int, seed: int, cfg: EmotionConfig, opts: TrainOptions, fold
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
         rng = np.random.default_rng([seed, epoch])
-        x, y = draw_windows(train_mels, train_y, probs, n_draw, rng, cfg)
+        x, y = draw_epoch(folder / "epoch", world, train_mels, train_y, probs, n_draw, rng, cfg)
         model.train()
         losses, correct = [], 0
         order = rng.permutation(len(x))
@@ -405,6 +442,8 @@ def train_member(k: int, seed: int, cfg: EmotionConfig, opts: TrainOptions, fold
     if cfg.select == "last" and ckpt.last_path.is_file() and world.main:      # the fixed schedule's model is the chosen one
         shutil.copyfile(ckpt.last_path, ckpt.best_path)
     world.barrier()
+    if world.main:
+        shutil.rmtree(folder / "epoch", ignore_errors=True)       # the last epoch's windows: large, and done with
     best_state = ckpt.load_best(model)
     if ema is not None:
         model.load_state_dict(best_state["extra"]["ema"])
@@ -430,7 +469,10 @@ def run(opts: TrainOptions) -> dict:
     train, val, test = split_items(items, cfg)
     log.info("emotion: %d train, %d val, %d test clips", len(train), len(val), len(test))
     all_items = train + val + test
-    mels = dict(zip([it.path for it in all_items], cache_mels(all_items)))
+    paths = [str(it.path) for it in all_items]
+    store = build(out / "store", all_items, lambda it: {"mel": log_mel(load_audio(it.path))},
+                  fingerprint(paths=paths, stamps=stamp(*paths)), world, lambda it: progress(it, "features"))
+    mels = {it.path: c["mel"] for it, c in zip(all_items, store)}     # memory-mapped (train/store.py)
     t_feat = time.time() - t_start
 
     if cfg.select not in ("best", "last"):
@@ -441,8 +483,8 @@ def run(opts: TrainOptions) -> dict:
     train_mels = [mels[it.path] for it in fit]
     train_y = np.array([it.emotion for it in fit])
     probs = sample_weights(fit, cfg.corpus_balance)
-    val_feats = [features_from_mel(mels[it.path]) for it in val]
-    test_feats = [features_from_mel(mels[it.path]) for it in test]
+    val_feats = Features([mels[it.path] for it in val])
+    test_feats = Features([mels[it.path] for it in test])
     n_in = (val_feats or test_feats)[0][0].shape[1] if (val_feats or test_feats) else None
 
     # members from seeds seed, seed + 1, ...: member 0 alone is the single-net recipe

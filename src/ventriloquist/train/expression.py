@@ -15,17 +15,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.cache import iter_clips
+from ..data.cache import cache_stamp, load_clip, load_index
 from ..emotion.exp2emo import Exp2Emo
 from ..emotion.vocabulary import EMOTIONS, INDEX, N_EMOTIONS
 from ..errors import InputError
 from ..evaluate.metrics import confusion, unweighted_accuracy
 from ..face.topology import MIRROR
-from ..motion.sequence import rest_deformations, speaker_key
+from ..weights import manifest
+from ..motion.sequence import RestDeformations, speaker_key
 from . import TrainOptions
 from .common import (Checkpointer, JsonlLog, interp_rows, load_config, progress, seed_everything, set_threads,
                      write_json)
 from .distributed import World, join
+from .store import build, fingerprint
 
 
 @dataclass
@@ -56,34 +58,49 @@ def ensure_cache(cache: Path, data: Path) -> Path:
     return cache
 
 
-def sp2emo_targets(clips: list[dict]) -> list[np.ndarray | None]:
-    """Clip-level Sp2Emo distributions for clips with audio (None without)."""
-    from ..emotion.sp2emo import EmotionRecognizer, features_from_mel
-    rec = EmotionRecognizer.from_weights()
-    return [rec.clip_features(*features_from_mel(c["mel"])) if "mel" in c else None for c in clips]
-
-
 @dataclass
 class Item:
-    dk: np.ndarray               # (T, 68, 2) deformation from the speaker's rest face
-    label: int                   # vocabulary index, -1 when unlabelled
-    target: np.ndarray | None    # Sp2Emo distribution of the clip's speech
+    deformations: RestDeformations   # the training set's deformations, each read when used (train/store.py)
+    index: int                       # this clip's among them
+    label: int                       # vocabulary index, -1 when unlabelled
+    target: np.ndarray | None        # Sp2Emo distribution of the clip's speech
     speaker: str
 
+    @property
+    def dk(self) -> np.ndarray:
+        """(T, 68, 2) deformation from the speaker's rest face."""
+        return self.deformations[self.index]
 
-def load_items(cache: Path, unlabelled: int, seed: int, smoke: bool = False) -> list[Item]:
-    labelled = [c for c in iter_clips(cache) if c.get("emotion")]
-    talking = [c for c in iter_clips(cache, split="train", has_audio=True) if not c.get("emotion")]
+
+def load_items(cache: Path, unlabelled: int, seed: int, folder: Path, smoke: bool = False,
+               world: World = World()) -> list[Item]:
+    """The labelled clips and ``unlabelled`` talking clips drawn with ``seed``, kept in a memory-mapped
+    store in ``folder`` with each clip's Sp2Emo distribution (for clips with audio)."""
+    from ..emotion.sp2emo import EmotionRecognizer, features_from_mel
+    rows = load_index(cache)
+    labelled = [r for r in rows if r["emotion"]]
+    talking = [r for r in rows if r["split"] == "train" and r["has_audio"] and not r["emotion"]]
     rng = np.random.default_rng(seed)
     talking = [talking[i] for i in rng.permutation(len(talking))[:unlabelled]]
     if smoke:
         labelled, talking = labelled[:8], talking[:4]
     if not labelled:
         raise InputError(f"{cache} holds no emotion-labelled clips; prepare MEAD/CREMA-D/RAVDESS videos first")
+    rec = EmotionRecognizer.from_weights()
+
+    def make(r: dict) -> dict:
+        c = load_clip(cache, r["key"])
+        target = rec.clip_features(*features_from_mel(c["mel"])) if "mel" in c else None
+        return {"shapes": c["shapes"], "corpus": r["corpus"], "speaker": r["speaker"], "emotion": r["emotion"],
+                "target": target}
+
     clips = labelled + talking
-    targets = sp2emo_targets(clips)
-    return [Item(dk, INDEX[c["emotion"]] if c.get("emotion") else -1, t, speaker_key(c))
-            for c, dk, t in zip(clips, rest_deformations(clips), targets)]
+    store = build(folder, clips, make, fingerprint(cache=cache_stamp(cache), rows=clips,
+                                                     sp2emo=manifest()["sp2emo"]["sha256"]),
+                  world, lambda it: progress(it, "clips"))
+    dks = RestDeformations(store)
+    return [Item(dks, k, INDEX[c["emotion"]] if c["emotion"] else -1, c.get("target"), speaker_key(c))
+            for k, c in enumerate(store)]
 
 
 def augment(dk: np.ndarray, rng: np.random.Generator, window: int) -> np.ndarray:
@@ -188,7 +205,7 @@ def run(opts: TrainOptions) -> dict:
         cfg.epochs, cfg.steps_per_epoch, cfg.batch = 2, 2, 8
     out = opts.out / "expression"
     cache = ensure_cache(Path(cfg.cache), opts.data)
-    items = load_items(cache, cfg.unlabelled_clips, opts.seed, opts.smoke)
+    items = load_items(cache, cfg.unlabelled_clips, opts.seed, out / "store", opts.smoke, world)
     labelled = [i for i in items if i.label >= 0]
     speakers = sorted({i.speaker for i in labelled})
 

@@ -17,7 +17,7 @@ import torch
 
 from ..audio import load_audio, log_mel
 from ..config import MEL_PER_FRAME, N_MELS
-from ..data.cache import iter_clips, load_clip, load_index
+from ..data.cache import cache_stamp, load_clip, load_index
 from ..emotion.exp2emo import Exp2Emo
 from ..errors import InputError
 from ..evaluate.metrics import aperture_corr, lmd_relative
@@ -26,15 +26,16 @@ from ..motion import losses
 from ..motion.generator import motion_limits, motion_range, speech_input
 from ..motion.generator_net import EmotiveGenerator, SequenceDiscriminator
 from ..phonetics import N_ARTIC, articulation, articulation_of
-from ..motion.sequence import rest_deformations
+from ..motion.sequence import RestDeformations
 from ..motion.speech import emotion_features, run_windows
-from ..weights import load_checkpoint
+from ..weights import load_checkpoint, manifest
 from . import TrainOptions
 from .backgrounds import SNR_DB, background_pool, mix, silent_mel
 from .common import (Checkpointer, JsonlLog, interp_rows, load_config, progress, seed_everything, set_threads,
                      write_json)
-from .distributed import join
+from .distributed import World, join
 from .expression import ensure_cache
+from .store import ClipStore, build, fingerprint
 from .voices import voice_variants
 
 
@@ -103,27 +104,36 @@ def _emotion_track(rec, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return emb, clip
 
 
-def load_talking(cache: Path, cfg: GeneratorConfig, rec, smoke: bool) -> tuple[list[dict], list[dict], list[dict]]:
-    """(train, val, test) talking-face clips with emotion tracks attached."""
+def load_talking(cache: Path, cfg: GeneratorConfig, rec, smoke: bool, folder: Path,
+                 world: World = World()) -> tuple[ClipStore, ClipStore, ClipStore]:
+    """(train, val, test) talking-face clips with emotion tracks attached, as views of one memory-mapped
+    store in ``folder`` (train/store.py): built once, each process its span of the clips."""
     rows = [r for r in load_index(cache) if r["corpus"].lower() == cfg.talking_corpus.lower() and r["has_audio"]]
     if smoke:
         rows = [r for r in rows if r["split"] == "train"][:6] + [r for r in rows if r["split"] == "test"][:2]
-    clips = [load_clip(cache, r["key"]) for r in rows]
-    if not clips:
+    if not rows:
         raise InputError(f"{cache} holds no {cfg.talking_corpus} clips with audio; prepare talking-face videos "
                          "first (ventriloquist prepare ../shared/data --out cache)")
-    for c in progress(clips, "emotion tracks"):
+    train = sorted([r for r in rows if r["split"] == "train"], key=lambda r: r["key"])
+    ordered = train + [r for r in rows if r["split"] == "test"]
+
+    def make(r: dict) -> dict:
+        c = load_clip(cache, r["key"])
         t = min(len(c["shapes"]), len(c["mel"]) // MEL_PER_FRAME)
-        c["shapes"], c["mel"], c["energy"] = c["shapes"][:t], c["mel"][: t * MEL_PER_FRAME], c["energy"][:t]
-        c["q_emo"], c["l_emo"] = _emotion_track(rec, c["mel"])
-        c["q_emo"], c["artic"] = c["q_emo"][:t], _artic(c, cfg, t)      # artic: None unless G reads phones
-        c["x"] = speech_input(c["mel"], c["artic"])
+        shapes, mel = c["shapes"][:t], c["mel"][: t * MEL_PER_FRAME]
+        q, l = _emotion_track(rec, mel)
+        artic = _artic(c, cfg, t)                        # None unless G reads phones
         # motion around the clip's own mean face: the clip's pose and identity offsets are not
         # predictable from speech and would only add noise to the mouth loss
-        c["dk"] = (c["shapes"] - c["shapes"].mean(axis=0)).astype(np.float32)
-    train = sorted([c for c in clips if c["split"] == "train"], key=lambda c: c["key"])
+        return {"key": r["key"], "source": c["source"], "split": r["split"], "shapes": shapes, "mel": mel,
+                "artic": artic, "x": speech_input(mel, artic), "q_emo": q[:t], "l_emo": l,
+                "dk": (shapes - shapes.mean(axis=0)).astype(np.float32)}
+
+    store = build(folder, ordered, make, fingerprint(cache=cache_stamp(cache), rows=ordered,
+                                                        phonetic=cfg.phonetic, sp2emo=manifest()["sp2emo"]["sha256"]),
+                  world, lambda it: progress(it, "emotion tracks"))
     n_val = max(1, int(round(len(train) * cfg.val_fraction)))
-    return train[:-n_val], train[-n_val:], [c for c in clips if c["split"] == "test"]
+    return store[: len(train) - n_val], store[len(train) - n_val: len(train)], store[len(train):]
 
 
 def mel_prior(utterances: list[dict]) -> np.ndarray:
@@ -134,21 +144,29 @@ def mel_prior(utterances: list[dict]) -> np.ndarray:
                      np.mean([u["mel"].std(axis=0) for u in utterances], axis=0)]).astype(np.float32)
 
 
-def load_emotional_speech(data: Path, cfg: GeneratorConfig, rec, smoke: bool, split: str = "train") -> list[dict]:
-    """Emotional speech with no video: mel, per-frame Sp2Emo embedding, Sp2Emo clip distribution, label."""
+def load_emotional_speech(data: Path, cfg: GeneratorConfig, rec, smoke: bool, folder: Path,
+                          world: World = World(), split: str = "train") -> ClipStore:
+    """Emotional speech with no video (mel, per-frame Sp2Emo embedding, Sp2Emo clip distribution, label),
+    as a memory-mapped store in ``folder`` built once."""
+    from ..data.cache import stamp
     from ..data.speech import load_speech_items
     items = [i for i in load_speech_items(data, cfg.emotion_corpora) if i.split == split]
     if smoke:
         items = items[:8]
-    out = []
-    for it in progress(items, f"emotional speech ({split})"):
+
+    def make(it) -> dict:
         y = load_audio(it.path)
         mel = log_mel(y)
         q, p, l = emotion_features(rec, mel)
         artic = articulation(y, len(mel) // MEL_PER_FRAME) if cfg.phonetic else None
-        out.append({"mel": mel, "artic": artic, "x": speech_input(mel, artic), "q_emo": q, "p_emo": p, "l_emo": l,
-                    "emotion": it.emotion, "corpus": it.corpus})
-    return out
+        return {"mel": mel, "artic": artic, "x": speech_input(mel, artic), "q_emo": q, "p_emo": p, "l_emo": l,
+                "emotion": int(it.emotion), "corpus": it.corpus}
+
+    paths = [str(i.path) for i in items]
+    return build(folder, items, make, fingerprint(paths=paths, labels=[int(i.emotion) for i in items],
+                                                    stamps=stamp(*paths), phonetic=cfg.phonetic,
+                                                    sp2emo=manifest()["sp2emo"]["sha256"]),
+                 world, lambda it: progress(it, f"emotional speech ({split})"))
 
 
 def emotion_embeddings(speech: list[dict], dim: int) -> np.ndarray:
@@ -172,10 +190,18 @@ def emotion_embeddings(speech: list[dict], dim: int) -> np.ndarray:
     return (sums / np.maximum(weights, 1e-9)[:, None]).astype(np.float32)
 
 
-def emotion_deformations(cache: Path) -> tuple[list[np.ndarray], list[str]]:
-    """Deformations (T, 68, 2) of every emotion-labelled clip from its speaker's rest face, and the labels."""
-    clips = [c for c in iter_clips(cache) if c.get("emotion")]
-    return rest_deformations(clips), [str(c["emotion"]) for c in clips]
+def emotion_deformations(cache: Path, folder: Path, world: World = World()) -> tuple[RestDeformations, ClipStore]:
+    """Deformations (T, 68, 2) of every emotion-labelled clip from its speaker's rest face, read as they are
+    used, and the store of those clips (its ``emotion`` scalars are the labels)."""
+    rows = [r for r in load_index(cache) if r["emotion"]]
+
+    def make(r: dict) -> dict:
+        c = load_clip(cache, r["key"])
+        return {"shapes": c["shapes"], "corpus": r["corpus"], "speaker": r["speaker"], "emotion": r["emotion"]}
+
+    store = build(folder, rows, make, fingerprint(cache=cache_stamp(cache), rows=rows), world,
+                  lambda it: progress(it, "emotion clips"))
+    return RestDeformations(store), store
 
 
 def expression_prototypes(deformations: list[np.ndarray], labels: list[str], basis: np.ndarray) -> np.ndarray:
@@ -330,14 +356,18 @@ def run(opts: TrainOptions) -> dict:
     cache = ensure_cache(Path(cfg.cache), opts.data)
     rec = EmotionRecognizer.from_weights()
     exp2emo = load_exp2emo()
-    train, val, test = load_talking(cache, cfg, rec, opts.smoke)
+    # every clip's arrays in memory-mapped files (train/store.py): a process holds offsets, not the data
+    train, val, test = load_talking(cache, cfg, rec, opts.smoke, out / "store" / "talking", world)
     if cfg.train_on_val:
         train = train + val        # val is then scored for the log only, not held out
-    emo_speech = load_emotional_speech(opts.data, cfg, rec, opts.smoke)
-    mean_face = np.mean(np.concatenate([c["shapes"] for c in train]), axis=0).astype(np.float32)
-    real_pool, real_labels = emotion_deformations(cache)          # the basis, and real sequences for D
-    basis = expression_basis(real_pool, cfg.expr_components)
-    prototypes = torch.from_numpy(expression_prototypes(real_pool, real_labels, basis))
+    emo_speech = load_emotional_speech(opts.data, cfg, rec, opts.smoke, out / "store" / "speech", world)
+    sample = train.for_statistics("shapes")                       # every clip, unless the set is very large
+    mean_face = np.mean(sample.rows("shapes"), axis=0).astype(np.float32)
+    real_pool, real_clips = emotion_deformations(cache, out / "store" / "emotion", world)   # real sequences for D
+    real_sample = real_clips.for_statistics("shapes")
+    stat_pool = RestDeformations(real_sample, real_pool.rest)
+    basis = expression_basis(stat_pool, cfg.expr_components)
+    prototypes = torch.from_numpy(expression_prototypes(stat_pool, real_sample.scalar("emotion"), basis))
 
     backgrounds = (background_pool(cfg.background_pool, np.random.default_rng(opts.seed + 1))
                    if cfg.background > 0 or cfg.background_only > 0 else [])
@@ -449,8 +479,8 @@ def run(opts: TrainOptions) -> dict:
     if opts.publish:
         from ..weights import publish
         publish(cfg.name, {"state_dict": g.state_dict(), "mean_face": mean_face, "expr_basis": basis,
-                              "deform_limit": motion_limits([c["dk"] for c in train]),
-                              "deform_range": motion_range([c["dk"] for c in train]),
+                              "deform_limit": motion_limits([sample.rows("dk")]),
+                              "deform_range": motion_range([sample.rows("dk")]),
                               "rest_deformation": np.mean([c["shapes"].mean(axis=0) + closed_rest(c) - mean_face
                                                            for c in train], axis=0).astype(np.float32),
                               "config": {"emo_dim": emb_dim, "hidden": cfg.hidden, "dilations": list(cfg.dilations),
@@ -458,7 +488,7 @@ def run(opts: TrainOptions) -> dict:
                                          **({"causal": True, "lookahead": g.lookahead} if g.causal else {})},
                               "articulation_gain": float(cfg.articulation_gain),
                               "emotion_embeddings": emotion_embeddings(emo_speech, emb_dim),
-                              "metrics": metrics, **({"mel_prior": mel_prior(train + emo_speech)} if g.causal else {})},
+                              "metrics": metrics, **({"mel_prior": mel_prior([*train, *emo_speech])} if g.causal else {})},
                 version=cfg.version,
                 recipe=f"ventriloquist train generator --config {opts.config or 'configs/generator.toml'} --seed {opts.seed} --publish")
     return metrics

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -115,8 +117,9 @@ def variant(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     return (out / peak * rng.uniform(0.3, 0.95) if peak > 0 else out).astype(np.float32), info
 
 
-def voice_variants(clips: list[dict], per_clip: int, cache: Path, seed: int, progress: bool = True) -> dict[str, list[dict]]:
-    """``per_clip`` augmented voices of every clip ({key: [{"mel", "artic"}]}), made once and kept under
+def voice_variants(clips: Sequence[dict], per_clip: int, cache: Path, seed: int,
+                   progress: bool = True) -> dict[str, "VoiceFile"]:
+    """``per_clip`` augmented voices of every clip ({key: [{"mel", "artic"}]}, read on demand), made once and kept under
     ``cache/voices-<settings>/`` (a rerun with the same clips, count and seed reads them back)."""
     from ..phonetics import articulation
     from .common import progress as bar
@@ -125,7 +128,7 @@ def voice_variants(clips: list[dict], per_clip: int, cache: Path, seed: int, pro
                 "snr": NOISE_SNR_DB}
     folder = Path(cache) / ("voices-" + hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:10])
     folder.mkdir(parents=True, exist_ok=True)
-    out: dict[str, list[dict]] = {}
+    out: dict[str, VoiceFile] = {}
     for c in bar(clips, "voice variants", enabled=progress):
         path = folder / f"{c['key']}.npz"
         if not path.is_file():
@@ -137,9 +140,25 @@ def voice_variants(clips: list[dict], per_clip: int, cache: Path, seed: int, pro
                 v, _ = variant(y, rng)
                 n = num_frames(len(v))
                 fields[f"mel{i}"], fields[f"artic{i}"] = log_mel(v), articulation(v, n)
-            tmp = path.with_suffix(".tmp.npz")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")      # processes making the same clip never share a file
             np.savez_compressed(tmp, **fields)
             tmp.replace(path)
-        with np.load(path) as z:
-            out[c["key"]] = [{"mel": z[f"mel{i}"], "artic": z[f"artic{i}"]} for i in range(per_clip)]
+        out[c["key"]] = VoiceFile(path, per_clip)
     return out
+
+
+class VoiceFile(Sequence):
+    """One clip's augmented voices, each read from its file when a segment asks for it: a training
+    process holds no clip's voices for long (train/store.py holds the rest of the set the same way)."""
+
+    def __init__(self, path: Path, count: int) -> None:
+        self.path, self.count = path, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        with np.load(self.path) as z:
+            return {"mel": z[f"mel{i}"], "artic": z[f"artic{i}"]}
