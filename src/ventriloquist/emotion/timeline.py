@@ -21,7 +21,9 @@ from .vocabulary import EMOTIONS, N_EMOTIONS, to_index
 
 AUTO = "auto"
 EMOTION_CHOICES = (AUTO,) + EMOTIONS
-TRANSITION_S = 0.6           # a change of emotion or intensity is eased over this long (a ramp centred on it)
+TRANSITION_S = 0.8           # a change of emotion or intensity is eased over this long (a ramp centred on it;
+                             # G 4.1's emotions lie further apart, and over 0.6 s its happy-to-angry switch stepped
+                             # beyond the face's own motion)
 
 
 @dataclass(frozen=True)
