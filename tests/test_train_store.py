@@ -37,6 +37,10 @@ def test_a_store_gives_back_what_was_made_in_order(tmp_path):
     assert list(s.frames("shapes")) == [5 + 3 * i for i in range(6)]
     assert list(s.frames("nothing")) == [0] * 6
     np.testing.assert_array_equal(s[1:3].rows("mel"), np.concatenate([_clip(1)["mel"], _clip(2)["mel"]]))
+    mels = s.subset([4, 2]).field("mel")                               # one field, read when asked for
+    assert len(mels) == 2 and np.array_equal(mels[0], _clip(4)["mel"]) and np.array_equal(mels[-1], _clip(2)["mel"])
+    with pytest.raises(IndexError):
+        mels[2]
 
 
 def test_a_store_is_reused_until_what_it_depends_on_changes(tmp_path):

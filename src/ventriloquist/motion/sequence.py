@@ -134,8 +134,11 @@ class RestDeformations(Sequence):
 
     def __init__(self, clips: Sequence[dict], rest: dict[str, np.ndarray] | None = None) -> None:
         self.clips = clips
-        self.rest = rest_faces(clips) if rest is None else rest
-        self.speakers = [speaker_key(c) for c in clips]
+        # one pass over the clips (each read from disk, for a store): speakers and per-clip mean faces
+        summary = [{"corpus": c["corpus"], "speaker": c["speaker"], "emotion": c.get("emotion"),
+                    "shapes": c["shapes"].mean(axis=0, keepdims=True)} for c in clips]
+        self.speakers = [speaker_key(c) for c in summary]
+        self.rest = rest_faces(summary) if rest is None else rest
 
     def __len__(self) -> int:
         return len(self.clips)

@@ -36,7 +36,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -303,14 +303,14 @@ def clip_stats(mel: np.ndarray) -> np.ndarray:
     return np.concatenate([m.mean(0), m.std(0), d.mean(0), d.std(0)])
 
 
-def svm_baseline(train: list, val: list, test: list, mels: dict, cfg: EmotionConfig,
+def svm_baseline(train: list, val: list, test: list, mels: Callable[[list], Sequence[np.ndarray]], cfg: EmotionConfig,
                  refit_on_val: bool = False) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
     def xy(items):
-        return np.stack([clip_stats(mels[it.path]) for it in items]), np.array([it.emotion for it in items])
+        return np.stack([clip_stats(m) for m in mels(items)]), np.array([it.emotion for it in items])
 
     xtr, ytr = xy(train)
     xva, _ = xy(val)
@@ -472,7 +472,12 @@ def run(opts: TrainOptions) -> dict:
     paths = [str(it.path) for it in all_items]
     store = build(out / "store", all_items, lambda it: {"mel": log_mel(load_audio(it.path))},
                   fingerprint(paths=paths, stamps=stamp(*paths)), world, lambda it: progress(it, "features"))
-    mels = {it.path: c["mel"] for it, c in zip(all_items, store)}     # memory-mapped (train/store.py)
+    at = {it.path: k for k, it in enumerate(all_items)}
+
+    def mels(items: list[SpeechItem]) -> Sequence[np.ndarray]:
+        """The items' Mels, each read from the store (train/store.py) when asked for."""
+        return store.subset([at[it.path] for it in items]).field("mel")
+
     t_feat = time.time() - t_start
 
     if cfg.select not in ("best", "last"):
@@ -480,11 +485,10 @@ def run(opts: TrainOptions) -> dict:
     if cfg.train_on_val and cfg.select != "last":
         raise ValueError("train_on_val needs select = 'last' (the validation clips are training data then)")
     fit = train + val if cfg.train_on_val else train
-    train_mels = [mels[it.path] for it in fit]
+    train_mels = mels(fit)
     train_y = np.array([it.emotion for it in fit])
     probs = sample_weights(fit, cfg.corpus_balance)
-    val_feats = Features([mels[it.path] for it in val])
-    test_feats = Features([mels[it.path] for it in test])
+    val_feats, test_feats = Features(mels(val)), Features(mels(test))
     n_in = (val_feats or test_feats)[0][0].shape[1] if (val_feats or test_feats) else None
 
     # members from seeds seed, seed + 1, ...: member 0 alone is the single-net recipe

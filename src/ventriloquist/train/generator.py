@@ -9,6 +9,8 @@ whether G's face shows the emotion Sp2Emo hears — the semi-supervised part.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
+from itertools import chain
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -136,12 +138,12 @@ def load_talking(cache: Path, cfg: GeneratorConfig, rec, smoke: bool, folder: Pa
     return store[: len(train) - n_val], store[len(train) - n_val: len(train)], store[len(train):]
 
 
-def mel_prior(utterances: list[dict]) -> np.ndarray:
+def mel_prior(utterances: Iterable[dict]) -> np.ndarray:
     """(2, N_MELS): the mean, over training utterances, of each one's per-band log-Mel mean and standard
     deviation. Live mode starts its running normalisation from it (a stream has no whole utterance yet),
     so the first words are heard as speech of an average recording, not against the silence before them."""
-    return np.stack([np.mean([u["mel"].mean(axis=0) for u in utterances], axis=0),
-                     np.mean([u["mel"].std(axis=0) for u in utterances], axis=0)]).astype(np.float32)
+    stats = [(u["mel"].mean(axis=0), u["mel"].std(axis=0)) for u in utterances]       # one utterance read at a time
+    return np.stack([np.mean([m for m, _ in stats], axis=0), np.mean([d for _, d in stats], axis=0)]).astype(np.float32)
 
 
 def load_emotional_speech(data: Path, cfg: GeneratorConfig, rec, smoke: bool, folder: Path,
@@ -377,7 +379,8 @@ def run(opts: TrainOptions) -> dict:
     g = EmotiveGenerator(mean_face, basis, emb_dim, cfg.hidden, tuple(cfg.dilations), cfg.dropout,
                          n_artic=N_ARTIC if cfg.phonetic else 0, mel_bottleneck=cfg.mel_bottleneck,
                          causal=cfg.causal, lookahead=cfg.lookahead)
-    voices = voice_variants(train, cfg.voices, cache, opts.seed, progress=True) if cfg.voices else {}
+    voices = (voice_variants([{"key": k, "source": src} for k, src in zip(train.scalar("key"), train.scalar("source"))],
+                             cfg.voices, cache, opts.seed, progress=True) if cfg.voices else {})
     d = SequenceDiscriminator()
     net_g, net_d = world.wrap(g), world.wrap(d)        # under torchrun: each process trains on its slice of every batch
     ema = torch.optim.swa_utils.AveragedModel(g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema))
@@ -488,7 +491,7 @@ def run(opts: TrainOptions) -> dict:
                                          **({"causal": True, "lookahead": g.lookahead} if g.causal else {})},
                               "articulation_gain": float(cfg.articulation_gain),
                               "emotion_embeddings": emotion_embeddings(emo_speech, emb_dim),
-                              "metrics": metrics, **({"mel_prior": mel_prior([*train, *emo_speech])} if g.causal else {})},
+                              "metrics": metrics, **({"mel_prior": mel_prior(chain(train, emo_speech))} if g.causal else {})},
                 version=cfg.version,
                 recipe=f"ventriloquist train generator --config {opts.config or 'configs/generator.toml'} --seed {opts.seed} --publish")
     return metrics

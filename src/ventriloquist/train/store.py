@@ -9,7 +9,8 @@ emotion tracks are the slow part), so the store's content and order do not depen
 processes. Layout::
 
     <folder>/store.json            {"fingerprint", "clips", "parts"}: written last, when every part is complete
-    <folder>/part-000/items.json   per clip: its scalars and, per array field, [start, stop, row shape, dtype]
+    <folder>/part-000/items.json   per file its dtype, row shape and rows; per clip its scalars and, per array
+                                   field, [file, first row, end row]
     <folder>/part-000/<field>.bin  the rows of that field of the part's clips, end to end
 """
 from __future__ import annotations
@@ -84,8 +85,9 @@ def _write_part(folder: Path, items: Sequence[Any], make: Callable[[Any], dict],
 
 
 class ClipStore(Sequence):
-    """The clips of a built store (``build``), in the order they were given: ``store[i]`` is a dict of
-    read-only memory-mapped arrays and scalars; ``store[a:b]`` and ``store.subset(ix)`` are views."""
+    """The clips of a built store (``build``), in the order they were given: ``store[i]`` is a dict of the
+    clip's arrays (read from the mapped files then, as ordinary arrays) and scalars; ``store[a:b]``,
+    ``store.subset(ix)`` and ``store.field(name)`` are views that read nothing until asked."""
 
     def __init__(self, folder: Path, order: np.ndarray | None = None) -> None:
         self.folder = Path(folder)
@@ -134,6 +136,16 @@ class ClipStore(Sequence):
             raise ValueError("only views of one store can be joined")
         return self._view(np.concatenate([self._order, other._order]))
 
+    def field(self, name: str) -> "Field":
+        """Array field ``name`` of each clip of this view, read (alone) when asked for."""
+        return Field(self, name)
+
+    def read(self, i: int, name: str) -> np.ndarray:
+        """Array field ``name`` of clip ``i`` of this view."""
+        e = self._entries[int(self._order[i])]
+        key, a, b = e["arrays"][name]
+        return np.array(self._maps[e["part"]][key][a:b])
+
     def scalar(self, name: str) -> list:
         """One scalar field of every clip, without touching the arrays."""
         return [self._entries[int(k)]["scalars"].get(name) for k in self._order]
@@ -167,6 +179,21 @@ class ClipStore(Sequence):
             return self
         keep = max(1, int(len(n) * cap / n.sum()))
         return self.subset(np.unique(np.linspace(0, len(n) - 1, keep).round().astype(np.int64)))
+
+
+class Field(Sequence):
+    """One array field of a store's clips (``ClipStore.field``): ``field[i]`` reads clip i's array alone."""
+
+    def __init__(self, store: ClipStore, name: str) -> None:
+        self.store, self.name = store, name
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return self.store.read(i, self.name)
 
 
 def build(folder: Path | str, items: Sequence[Any], make: Callable[[Any], dict], print_: str,
