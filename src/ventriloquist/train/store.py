@@ -118,11 +118,15 @@ class ClipStore(Sequence):
         if isinstance(i, slice):
             return self._view(self._order[i])
         e = self._entries[int(self._order[i])]
-        maps = self._maps[e["part"]]
         out = dict(e["scalars"])
-        for name, (key, a, b) in e["arrays"].items():
-            out[name] = np.array(maps[key][a:b])          # a copy: an ordinary array, read from the file now
+        for name in e["arrays"]:
+            out[name] = np.array(self._mapped(e, name))          # a copy: an ordinary array, read from the file now
         return out
+
+    def _mapped(self, entry: dict, name: str) -> np.memmap:
+        """The rows of one clip's field in its mapped file (nothing read yet)."""
+        key, a, b = entry["arrays"][name]
+        return self._maps[entry["part"]][key][a:b]
 
     def __iter__(self) -> Iterator[dict]:
         return (self[i] for i in range(len(self)))
@@ -142,9 +146,7 @@ class ClipStore(Sequence):
 
     def read(self, i: int, name: str) -> np.ndarray:
         """Array field ``name`` of clip ``i`` of this view."""
-        e = self._entries[int(self._order[i])]
-        key, a, b = e["arrays"][name]
-        return np.array(self._maps[e["part"]][key][a:b])
+        return np.array(self._mapped(self._entries[int(self._order[i])], name))
 
     def scalar(self, name: str) -> list:
         """One scalar field of every clip, without touching the arrays."""
@@ -160,14 +162,12 @@ class ClipStore(Sequence):
 
     def rows(self, name: str) -> np.ndarray:
         """Array field ``name`` of every clip of this view, end to end (``np.concatenate`` of them, filled in place)."""
-        n = self.frames(name)
-        first = self[0][name]
-        out = np.empty((int(n.sum()), *first.shape[1:]), first.dtype)
+        parts = [self._mapped(self._entries[int(k)], name) for k in self._order]
+        out = np.empty((sum(len(x) for x in parts), *parts[0].shape[1:]), parts[0].dtype)
         at = 0
-        for k, m in zip(self._order, n):
-            key, a, b = self._entries[int(k)]["arrays"][name]
-            out[at:at + m] = self._maps[self._entries[int(k)]["part"]][key][a:b]
-            at += m
+        for x in parts:
+            out[at:at + len(x)] = x
+            at += len(x)
         return out
 
     def for_statistics(self, name: str, cap: int | None = None) -> "ClipStore":
@@ -216,7 +216,10 @@ def build(folder: Path | str, items: Sequence[Any], make: Callable[[Any], dict],
         for old in folder.glob("part-*"):
             shutil.rmtree(old)
     world.barrier()
-    a, b = world.span(len(items)) if len(items) >= world.size else (0, len(items)) if world.main else (0, 0)
+    if len(items) >= world.size:
+        a, b = world.span(len(items))
+    else:                                      # fewer items than processes: the main process builds them all
+        a, b = 0, len(items) if world.main else 0
     _write_part(folder / _part_name(world.rank), items[a:b], make, bar)
     world.barrier()
     if world.main:
