@@ -91,6 +91,26 @@ def test_follow_finds_the_lag_and_the_amplitude_of_a_generated_mouth():
     assert M.follow(ours, np.roll(real, 8))["best_corr"] < 0.5     # beyond the ±3-frame search: no credit
 
 
+def test_opening_bound_keeps_the_opening_and_only_what_it_predicts(grid_pixels):
+    """A mouth that only opens and closes is its own bound; width moving on its own is what the bound leaves."""
+    kn = M.align_clip(grid_pixels)
+    t = len(kn)
+    opening = 0.5 + 0.5 * np.sin(np.arange(t) / 4.0)
+    lips = kn[0].copy()
+    clip = np.repeat(lips[None], t, 0)
+    clip[:, [62, 66, 57, 51], 1] += np.array([-0.02, 0.02, 0.06, -0.01]) * opening[:, None]   # lips part
+    np.testing.assert_allclose(M.opening_bound(clip), clip, atol=5e-4)     # the opening is near-linear in the lips
+    assert M.lmd_relative(M.opening_bound(clip), clip) < 0.01 * M.lmd_relative(np.repeat(clip[:1], t, 0), clip)
+    wide = clip.copy()
+    wide[:, [48, 54], 0] += np.array([-0.03, 0.03]) * np.cos(np.arange(t) / 7.0)[:, None]     # corners on their own
+    bound = M.opening_bound(wide)
+    assert M.follow(topology.mouth_aperture(bound), topology.mouth_aperture(wide))["best_corr"] > 0.999
+    static = M.lmd_relative(np.repeat(wide[:1], t, 0), wide)
+    assert 0.2 * static < M.lmd_relative(bound, wide) < static
+    real = M.lmd_relative(M.opening_bound(grid_pixels), grid_pixels)
+    assert 0 < real < M.lmd_relative(np.repeat(kn[:1], t, 0), kn)
+
+
 def test_aperture_corr(grid_pixels):
     kn = M.align_clip(grid_pixels)
     assert M.aperture_corr(kn, kn) == pytest.approx(1.0)

@@ -158,6 +158,27 @@ def follow(gen_aperture: np.ndarray, real_aperture: np.ndarray, max_lag: int = F
             "amplitude_ratio": float(g.std() / max(r.std(), EPS))}
 
 
+def opening_bound(real: np.ndarray) -> np.ndarray:
+    """The real clip (T, 68, 2) with its mouth reduced to what its opening alone predicts.
+
+    Each mouth coordinate (per-frame eye-aligned) is replaced by its least-squares line in the
+    real inner-lip opening a(t), fitted on the clip itself: a mouth that opens and closes exactly
+    as the real one, in the one shape per opening that suits this clip best. Its ``lmd_relative``
+    is what lips that follow the opening perfectly could reach at best; what is left over is
+    width, corners and asymmetry (smiles, a head turn), which speech hardly says. Canonical out.
+    """
+    k = align_clip(real)
+    if len(k) < 2:
+        return k
+    a = topology.mouth_aperture(k)
+    x = np.stack([np.ones_like(a), a - a.mean()], axis=1)                  # (T, 2)
+    m = k[:, topology.MOUTH].reshape(len(k), -1)
+    coef, *_ = np.linalg.lstsq(x, m, rcond=None)
+    out = k.copy()
+    out[:, topology.MOUTH] = (x @ coef).reshape(len(k), -1, 2)
+    return out
+
+
 def aperture_corr(gen: np.ndarray, real: np.ndarray) -> float:
     """Pearson r of mouth opening (``topology.mouth_aperture``) generated vs real, frame by frame.
 

@@ -5,7 +5,9 @@ first frame of a real clip is the photo and the clip's own audio is the speech; 
 generated video is compared with the real one through landmarks re-detected on both (the
 way ``shared/tools/measure.py follow`` judges a video from the outside). The same clip's
 real landmarks rendered through our renderer onto the same photo give the ceiling: what
-a perfect motion model would score after rendering and re-detection.
+a perfect motion model would score after rendering and re-detection. The opening bound is the
+real mouth reduced to what its opening predicts: the best that lips following the opening
+exactly could score on mouth LMD (:func:`.metrics.opening_bound`).
 """
 from __future__ import annotations
 
@@ -103,6 +105,7 @@ def resynthesise_clip(c: dict, speech, tmp: Path, out: Path | None = None, basel
     closing = closing_frames(c.get("artic"), len(real))
     row = {"clip": Path(str(c["source"])).name, "frames": int(min(len(k_ours), len(real))),
            "ours": scores(k_ours, real, closing), "upper_bound": scores(k_up, real, closing),
+           "opening_bound": scores(metrics.opening_bound(real), real, closing),
            "identity_mean": ident["mean"], "identity_max": ident["max"], "face_lost_share": ident["no_face"],
            "ours_landmarks": scores(res.landmarks.landmarks, real, closing)}
     for name, shapes in (baselines or {}).items():
@@ -119,7 +122,7 @@ def resynthesise_clip(c: dict, speech, tmp: Path, out: Path | None = None, basel
     return row
 
 
-METHODS = ("ours", "upper_bound", "ours_landmarks")     # + any baselines passed in
+METHODS = ("ours", "upper_bound", "opening_bound", "ours_landmarks")     # + any baselines passed in
 
 
 def aggregate(rows: list[dict]) -> dict:
