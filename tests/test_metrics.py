@@ -96,8 +96,7 @@ def test_opening_bound_keeps_the_opening_and_only_what_it_predicts(grid_pixels):
     kn = M.align_clip(grid_pixels)
     t = len(kn)
     opening = 0.5 + 0.5 * np.sin(np.arange(t) / 4.0)
-    lips = kn[0].copy()
-    clip = np.repeat(lips[None], t, 0)
+    clip = np.repeat(kn[:1], t, 0)
     clip[:, [62, 66, 57, 51], 1] += np.array([-0.02, 0.02, 0.06, -0.01]) * opening[:, None]   # lips part
     np.testing.assert_allclose(M.opening_bound(clip), clip, atol=5e-4)     # the opening is near-linear in the lips
     assert M.lmd_relative(M.opening_bound(clip), clip) < 0.01 * M.lmd_relative(np.repeat(clip[:1], t, 0), clip)

@@ -372,7 +372,8 @@ def markdown(r: dict) -> str:
 
 
 RESYNTH_COLUMNS = (("ours", "ours (rendered, re-detected)"), ("upper_bound", "real landmarks rendered (ceiling)"),
-                   ("opening_bound", "real opening, best shape (bound)"), ("ours_landmarks", "ours (landmarks)"), ("energy_jaw", "energy jaw"), ("ridge", "ridge (log-mel)"))
+                   ("opening_bound", "real opening, best shape (bound)"), ("ours_landmarks", "ours (landmarks)"),
+                   ("energy_jaw", "energy jaw"), ("ridge", "ridge (log-mel)"))
 
 
 def resynthesis_markdown(sets: dict) -> list[str]:

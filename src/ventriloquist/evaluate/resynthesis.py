@@ -122,9 +122,6 @@ def resynthesise_clip(c: dict, speech, tmp: Path, out: Path | None = None, basel
     return row
 
 
-METHODS = ("ours", "upper_bound", "opening_bound", "ours_landmarks")     # + any baselines passed in
-
-
 def aggregate(rows: list[dict]) -> dict:
     """Medians over clips of every method's scores, plus identity and face-presence extremes."""
     if not rows:
