@@ -106,6 +106,44 @@ def test_voice_variants_are_made_once_and_read_back(speech_wav, tmp_path, monkey
     assert all(np.array_equal(a["mel"], b["mel"]) for a, b in zip(first, again))
 
 
+def _needs_espeak():
+    import shutil
+    if shutil.which("espeak-ng") is None:
+        if __import__("os").environ.get("CI"):
+            pytest.fail("espeak-ng is not installed; run scripts/setup.sh")
+        pytest.skip("espeak-ng is not installed (scripts/setup.sh installs it)")
+
+
+def test_an_espeak_voice_says_each_word_inside_its_span():
+    """Word-aligned synthesis: speech inside the .align spans, silence in the gaps, a slow word stretched to fit."""
+    from ventriloquist.audio import energy
+    from ventriloquist.train.voices import spoken_by
+    _needs_espeak()
+    times = np.array([[0.2, 0.5], [0.5, 0.7], [1.2, 2.4]])
+    y = spoken_by(["bin", "t", "please"], times, 48000, "en-us+f3")
+    assert y.shape == (48000,) and y.dtype == np.float32
+    e = energy(y)
+    inside = np.zeros(len(e), bool)
+    for a, b in times:
+        inside[int(a * 25):int(np.ceil(b * 25))] = True
+    assert e[~inside].max() < 0.02 * e.max()                      # the pauses stay silent
+    assert (e[30:60] > 0.05 * e.max()).mean() > 0.5               # "please" fills most of its 1.2 s
+
+
+def test_espeak_voice_variants_are_drawn_per_clip_and_need_word_timings(speech_wav, tmp_path):
+    from ventriloquist.errors import InputError
+    from ventriloquist.train import voices
+    _needs_espeak()
+    clip = {"key": "clip0", "source": str(speech_wav), "words": ["put", "the", "blue", "box"],
+            "word_times": np.array([[0.1, 0.4], [0.4, 0.55], [0.55, 0.9], [0.9, 1.4]])}
+    made = voices.voice_variants([clip], 2, tmp_path, seed=0, progress=False, source="espeak")["clip0"]
+    assert len(made) == 2 and not np.array_equal(made[0]["mel"], made[1]["mel"])
+    assert made[0]["artic"].shape == (made[0]["mel"].shape[0], N_ARTIC)
+    assert voices.ESPEAK_HELD_OUT and not {a for a, _ in voices.ESPEAK_HELD_OUT} & set(voices.ESPEAK_ACCENTS)
+    with pytest.raises(InputError, match="voice source"):
+        voices.voice_variants([clip], 1, tmp_path, seed=0, progress=False, source="tts")
+
+
 def test_expression_prototypes_recover_each_emotions_mean_face():
     """Clips built from known basis coefficients give those coefficients back, per emotion; a missing
     emotion gets the neutral (zero) expression; the loss is zero when G makes exactly the prototype."""

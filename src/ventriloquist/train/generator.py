@@ -87,6 +87,8 @@ class GeneratorConfig:
     phonetic: bool = False             # G also reads the phonetic rows (ventriloquist.phonetics) beside the Mel rows
     voices: int = 0                    # augmented voices made per talking-face clip (train/voices.py; 0: none) ...
     voice_share: float = 0.5           # ... and the share of training segments heard in one of them
+    voice_source: str = "world"        # "world": s1's own audio re-synthesised with another pitch and formants;
+                                       # "espeak": the sentence said by espeak-ng voices, word-aligned to s1's
     mel_dropout: float = 0.0           # share of talking-face segments whose Mel rows are blanked: the lips must
                                        # then follow the phones alone, which carry over to other voices
     mel_bottleneck: int = 0            # a frame's Mel rows reach G through this many values (0: all 320)
@@ -136,6 +138,19 @@ def load_talking(cache: Path, cfg: GeneratorConfig, rec, smoke: bool, folder: Pa
                   world, lambda it: progress(it, "emotion tracks"))
     n_val = max(1, int(round(len(train) * cfg.val_fraction)))
     return store[: len(train) - n_val], store[len(train) - n_val: len(train)], store[len(train):]
+
+
+def voice_clips(cache: Path, train: ClipStore, source: str) -> list[dict]:
+    """What train/voices.py needs of each training clip: its recording and, for espeak-ng voices, its word timings."""
+    clips = [{"key": k, "source": src} for k, src in zip(train.scalar("key"), train.scalar("source"))]
+    if source == "espeak":
+        for c in clips:
+            z = load_clip(cache, c["key"])
+            if "words" not in z:
+                raise InputError(f"cached clip {c['key']} has no word timings; espeak-ng voices need a corpus with "
+                                 "alignments (GRID's .align files)")
+            c["words"], c["word_times"] = [str(w) for w in z["words"]], z["word_times"]
+    return clips
 
 
 def mel_prior(utterances: Iterable[dict]) -> np.ndarray:
@@ -379,8 +394,8 @@ def run(opts: TrainOptions) -> dict:
     g = EmotiveGenerator(mean_face, basis, emb_dim, cfg.hidden, tuple(cfg.dilations), cfg.dropout,
                          n_artic=N_ARTIC if cfg.phonetic else 0, mel_bottleneck=cfg.mel_bottleneck,
                          causal=cfg.causal, lookahead=cfg.lookahead)
-    voices = (voice_variants([{"key": k, "source": src} for k, src in zip(train.scalar("key"), train.scalar("source"))],
-                             cfg.voices, cache, opts.seed, progress=True) if cfg.voices else {})
+    voices = voice_variants(voice_clips(cache, train, cfg.voice_source), cfg.voices, cache, opts.seed,
+                            source=cfg.voice_source) if cfg.voices else {}
     d = SequenceDiscriminator()
     net_g, net_d = world.wrap(g), world.wrap(d)        # under torchrun: each process trains on its slice of every batch
     ema = torch.optim.swa_utils.AveragedModel(g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema))
