@@ -74,3 +74,27 @@ def test_user_folder_cache_follows_the_files(tmp_path, face_path, speech_wav, mo
     shutil.copy(made / "short.mp4", moved / "talk.mp4")     # a replaced one is extracted again
     now = clips(moved)
     assert set(now) == {"talk.mp4"} and now["talk.mp4"][1] == first["other.mp4"][1] != first["talk.mp4"][1]
+
+
+def test_other_voices_say_each_grid_sentence_in_its_own_word_spans():
+    """`evaluate`'s "other voices": the same clip (landmarks kept) heard in a held-out espeak-ng voice, its speech
+    inside the words' spans; a clip without word timings is left out."""
+    import shutil
+
+    import numpy as np
+    import pytest
+
+    from ventriloquist.evaluate.report import other_voices
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (scripts/setup.sh installs it)")
+    t = 75
+    clip = {"shapes": np.zeros((t, 68, 2), np.float32), "mel": np.zeros((t * 4, 80), np.float32),
+            "energy": np.ones(t, np.float32), "words": ["set", "blue", "at", "f", "two", "now"],
+            "word_times": np.array([[0.5, 0.8], [0.8, 1.1], [1.1, 1.3], [1.3, 1.6], [1.6, 1.9], [1.9, 2.4]])}
+    (c,) = other_voices([clip, {k: v for k, v in clip.items() if k not in ("words", "word_times")}])
+    assert c["mel"].shape == (t * 4, 80) and c["artic"].shape == (t * 4, 7) and c["energy"].shape == (t,)
+    assert c["shapes"] is clip["shapes"] and c["mel"].std() > 1.0
+    e = c["energy"]
+    assert e[:12].max() < 0.02 * e.max() and e[61:].max() < 0.02 * e.max()      # silent before and after the words
+    assert (e[13:60] > 0.05 * e.max()).mean() > 0.6
+    assert (c["artic"][:40, -1] == 1).all() and (c["artic"][60:220, -1] < 1).any()  # phones heard where words are
