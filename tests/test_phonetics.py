@@ -80,3 +80,30 @@ def test_what_was_heard_before_does_not_change_a_clips_phones(speech_wav):
         first = phonetics.phones(clip)
         phonetics.phones(before.astype(np.float32))
         assert phonetics.phones(clip) == first
+
+
+def test_a_chunk_without_any_hypothesis_is_heard_as_silence(speech, monkeypatch):
+    """pocketsphinx ends some utterances (seen on German news speech) without a hypothesis, and then
+    has no segmentation at all: that chunk is silence, and the others keep their phones and time."""
+    real = phonetics._decoder()
+    calls = []
+
+    class Flaky:
+        def start_utt(self):
+            real.start_utt()
+
+        def process_raw(self, pcm, full_utt):
+            real.process_raw(pcm, full_utt=full_utt)
+
+        def end_utt(self):
+            real.end_utt()
+
+        def seg(self):
+            calls.append(1)
+            return None if len(calls) == 1 else real.seg()
+
+    monkeypatch.setattr(phonetics, "CHUNK_S", 1.0)
+    monkeypatch.setattr(phonetics, "_decoder", lambda: Flaky())
+    heard = phonetics.phones(speech)
+    assert len(calls) > 1 and heard
+    assert min(a for _, a, _ in heard) >= int(1.0 * SAMPLE_RATE) // phonetics.HOP_LENGTH

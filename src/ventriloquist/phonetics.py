@@ -101,7 +101,9 @@ def phones(y: np.ndarray) -> list[tuple[str, int, int]]:
         dec.process_raw(pcm, full_utt=True)
         dec.end_utt()
         offset = start // HOP_LENGTH
-        out += [(s.word, offset + s.start_frame, offset + s.end_frame + 1) for s in dec.seg()]
+        # a chunk the search ends without any hypothesis for (it happens on some non-English speech) has no
+        # segmentation at all: it is heard as silence
+        out += [(s.word, offset + s.start_frame, offset + s.end_frame + 1) for s in dec.seg() or ()]
     return out
 
 
