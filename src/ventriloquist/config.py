@@ -53,8 +53,7 @@ class RenderConfig:
     crop: str = "full"
     max_side: int = 512
     face_margin: float = 1.0       # crop="face": extra context around the face box, in face sizes
-    mouth_interior: bool = True
-    teeth: bool = True
+    mouth_interior: bool = True   # fill opening lips with a real mouth interior (else the warp alone)
     feather: float = 0.08          # seam softness, fraction of the face size
 
 

@@ -15,7 +15,7 @@ from .audio import load_audio, num_frames
 from .config import SAMPLE_RATE, GenerateConfig
 from .errors import InputError
 from .face.align import Retargeter
-from .face.detect import face_landmarks, load_image
+from .face.detect import face_landmarks, load_image, seat_inner_lips
 from .face.track import track_video
 from .motion.sequence import LandmarkSequence, Motion
 from .render import Renderer
@@ -128,14 +128,14 @@ class Ventriloquist:
         canvas, face_k = self._canvas(face, photo, landmarks)
         r = self.cfg.render
         return FaceRig(canvas, face_k, Retargeter(face_k),
-                       Renderer(canvas.image, face_k, mouth_interior=r.mouth_interior, teeth=r.teeth, feather=r.feather))
+                       Renderer(canvas.image, face_k, mouth_interior=r.mouth_interior, feather=r.feather))
 
     def _canvas(self, face: str | Path, photo: np.ndarray | None = None, landmarks: np.ndarray | None = None):
         """The canvas the video shows for ``face`` and the face's 68 landmarks on it."""
         photo = load_image(face) if photo is None else photo
         k = face_landmarks(photo, str(face), self.cfg.face_index) if landmarks is None else landmarks
         canvas = make_canvas(photo, k, self.cfg.render)
-        return canvas, canvas.map(k)
+        return canvas, seat_inner_lips(canvas.image, canvas.map(k))
 
     def timeline(self) -> tuple:
         """The emotion timeline's segments (empty without one); read and checked on every call."""

@@ -225,3 +225,35 @@ def face_landmarks(image: np.ndarray, source: str = "image", index: int | None =
         warnings.warn(f"the face in {source} is only {width:.0f} px wide; the video will look soft: use a photo "
                       f"where it is at least {MIN_PHOTO_FACE_PX} px wide", InputWarning, stacklevel=2)
     return k
+
+
+LIP_PAIRS = ((61, 50), (62, 51), (63, 52), (67, 58), (66, 57), (65, 56))   # inner-lip point, outer point beyond it
+LIP_KEEP = 0.3            # a seated inner-lip point leaves at least this share of the lip's thickness
+LIP_STEPS = 24            # samples from the inner point towards the outer one
+
+
+def seat_inner_lips(image: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Landmarks (68, 2) with the inner-lip points moved off the teeth, onto the lips' inner edges.
+
+    On a photo showing teeth (a smile, mid-word) dlib often puts the inner-lip points on the teeth,
+    so teeth would be warped as part of the lips and show as a white line once the mouth closes.
+    Each inner point moves out towards its outer-lip point over the pixels that look like the photo's
+    teeth (nearer their colour than the lips'); photos that show no teeth are returned unchanged.
+    """
+    import cv2
+
+    from ..render.mouth import lip_colour, photo_teeth
+    teeth, lips = photo_teeth(image, k), lip_colour(image, k)
+    out = np.array(k, dtype=np.float64)
+    if teeth is None or lips is None:
+        return out
+    steps = np.linspace(0.0, 1.0 - LIP_KEEP, LIP_STEPS)
+    for inner, outer in LIP_PAIRS:
+        path = out[inner] + steps[:, None] * (out[outer] - out[inner])
+        px = cv2.remap(image, path[:, 0:1].astype(np.float32), path[:, 1:2].astype(np.float32),
+                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3).astype(np.float64)
+        toothy = np.linalg.norm(px - teeth, axis=1) < np.linalg.norm(px - lips, axis=1)
+        run = int(np.argmin(toothy)) if not toothy.all() else len(toothy)      # teeth from the inner point on
+        if run > 1:
+            out[inner] = path[run - 1]
+    return out

@@ -1,16 +1,15 @@
 """Renderer: source photo + target landmarks -> video frame, on the CPU.
 
 A piecewise-affine mesh warp (:mod:`.warp`) moves the face while keeping everything outside
-an anchor ring around it bit-exact, :mod:`.mouth` paints the cavity and teeth where the
-lips part further than in the photo, and :mod:`.eyes` draws the lids over eyes that close.
+an anchor ring around it bit-exact, :mod:`.mouth` fills the opening between the lips with a
+real mouth interior, and :mod:`.eyes` slides the photo's own upper lids over still eyeballs.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..config import N_LANDMARKS
-from ..face.topology import INNER_LIPS, interocular
-from .eyes import EyelidPainter
+from .eyes import EyelidLayer
 from .mouth import MouthPainter
 from .warp import MeshWarper
 
@@ -20,8 +19,7 @@ __all__ = ["Renderer"]
 class Renderer:
     """Renders frames of one photo for any sequence of target landmarks."""
 
-    def __init__(self, image: np.ndarray, landmarks: np.ndarray, mouth_interior: bool = True,
-                 teeth: bool = True, feather: float = 0.08):
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray, mouth_interior: bool = True, feather: float = 0.08):
         """``image``: (H, W, 3) uint8 RGB; ``landmarks``: (68, 2) of its face, in pixels.
 
         ``feather`` is the edge softness as a fraction of the face size (as in RenderConfig).
@@ -34,11 +32,10 @@ class Renderer:
             raise ValueError(f"landmarks must be finite ({N_LANDMARKS}, 2), got {k.shape}")
         self.image = np.ascontiguousarray(image).copy()
         self.mesh = MeshWarper(image.shape, k)
-        self.teeth = teeth
         face_size = float((k.max(0) - k.min(0)).max())
         self.painter = MouthPainter(self.image, k, feather * face_size) if mouth_interior else None
         self.src_half_gap = self.mesh.src_gap / 2
-        self.lids = EyelidPainter(self.image, k, float(interocular(k)))
+        self.lids = EyelidLayer(self.image, k, self.mesh.src[self.mesh.i_crease])
 
     def render(self, target: np.ndarray, gaze: np.ndarray | None = None) -> np.ndarray:
         """Frame (H, W, 3) uint8 RGB, a new array, for target landmarks (68, 2) in image pixels;
@@ -56,7 +53,6 @@ class Renderer:
         self.mesh.warp(self.image, dst, out)
         if self.painter is not None:
             upper, lower = self.mesh.mouth_chains(dst)
-            self.painter.paint(out, dst[INNER_LIPS], upper, lower, self.src_half_gap,
-                               float(interocular(dst[:N_LANDMARKS])), self.teeth)
-        self.lids.paint(out, dst[:N_LANDMARKS])
+            self.painter.paint(out, dst[:N_LANDMARKS], upper, lower, self.src_half_gap)
+        self.lids.paint(out, dst[:N_LANDMARKS], dst[self.mesh.i_crease])
         return out

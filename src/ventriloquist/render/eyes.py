@@ -1,22 +1,29 @@
-"""Closed eyes that read as closed: lid skin drawn over the eye, lashes along the closed line.
+"""Closing lids: the photo's own upper lid slides down over the still eyeball.
 
-The mesh warp alone squashes the eyeball into a dark zigzag when the lids meet, which neither a
-viewer nor a landmark detector takes for a closed eye. Where the target lids are much closer than
-in the photo, the eye is covered by the person's own upper-lid skin tone (sampled once from the
-photo, between the lid and the brow), shaded towards the lash line, and a lash line is drawn along
-where the lids meet. Open and half-open eyes are left to the warp.
+The mesh warp (:mod:`.warp`) keeps each eye open and its eyeball rigid with the head. Where the
+target closes an eye, the upper lid (the band from its crease to its lash line, with the photo's
+texture and lashes) is stretched down over the eyeball along smooth curves through the lid
+landmarks, in the eye's own coordinates: it follows the eye's curve, ends at its corners on any
+head pose, and its edge is anti-aliased. An eye that does not close is left to the warp.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ..face.topology import LEFT_EYE, RIGHT_EYE, lid_gap
 
-CLOSING = (0.45, 0.85)      # lid closure (1 - opening / photo's opening) over which the painted lid fades in
-COVER_UP = 1.1             # the painted lid reaches this share of the photo's eye opening above the closed line
-COVER_DOWN = 0.3           # ... and this share below it
-LASH_WIDTH_IOD = 1 / 40     # lash line thickness, in inter-ocular distances
-LASH_TONE = 0.18            # lash colour as a share of the lid's skin colour
+LASH_SEARCH = (-0.4, 0.1)    # the lash line is the darkest row this far (eye openings) above/below the lid landmarks
+LASH_BELOW = 0.06            # the lid ends this far (eye openings) under its lash line, so the lashes come down with it
+LASH_KEEP = 0.2              # the bottom share of the lid (its lash line) is kept as it is; above it, lashes that
+LASH_DARK = 0.7              # curl up over the lid (darker than this share of its bright skin) are filled with skin ...
+CLEAR_FROM = (0.3, 0.9)      # ... shown as the eye closes over this range of closure (open, the lashes stay)
+OVERLAP = 0.15               # a closed lid's edge overlaps the lower lid's rim by this share of the eye's opening
+MIN_CLOSURE = 0.01           # closure (1 - opening / the photo's) from which the lid is drawn
+TOP_FEATHER = 0.15           # the band's top share fades into the warped skin above the crease
+SAMPLES = 33                 # points along each curve, corner to corner
+GRID = np.linspace(0.0, 1.0, SAMPLES)
+BUMP = np.sqrt(4 * GRID * (1 - GRID))     # 1 mid-eye, 0 at the corners
 
 
 def _smoothstep(x: float, lo: float, hi: float) -> float:
@@ -24,64 +31,138 @@ def _smoothstep(x: float, lo: float, hi: float) -> float:
     return t * t * (3 - 2 * t)
 
 
-class EyelidPainter:
-    """Paints closed lids into rendered frames of one photo."""
+class _EyeFrame:
+    """An eye's own coordinates: ``s`` from one corner (0) to the other (1), ``t`` pixels across,
+    growing from the crease towards the lash line."""
 
-    def __init__(self, image: np.ndarray, landmarks: np.ndarray, iod: float):
-        import cv2
-        self.iod = iod
+    def __init__(self, a: np.ndarray, b: np.ndarray, above: np.ndarray):
+        d = b - a
+        self.a, self.length = a, max(float(np.linalg.norm(d)), 1e-6)
+        self.ex = d / self.length
+        ey = np.array([-self.ex[1], self.ex[0]])
+        self.ey = ey if float((above - (a + b) / 2) @ ey) < 0 else -ey
+
+    def curve(self, points: np.ndarray) -> np.ndarray:
+        """``t`` on GRID of the cubic through ``points`` (4, 2), corner to corner: ``s(1 - s)(p + q s)``,
+        which arches as a lid does right into the corners (a spline with free ends runs straight there)."""
+        rel = points[1:3] - self.a
+        s, t = rel @ self.ex / self.length, rel @ self.ey
+        base = s * (1 - s)
+        if np.all(base > 1e-3) and abs(s[1] - s[0]) > 1e-3:
+            p, q = np.linalg.solve(np.stack([base, base * s], 1), t)
+            return GRID * (1 - GRID) * (p + q * GRID)
+        return np.interp(GRID, np.concatenate([[0.0], np.maximum.accumulate(np.clip(s, 0, 1)), [1.0]]),
+                         np.concatenate([[0.0], t, [0.0]]))
+
+    def point(self, s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (self.a[0] + s * self.length * self.ex[0] + t * self.ey[0],
+                self.a[1] + s * self.length * self.ex[1] + t * self.ey[1])
+
+
+class EyelidLayer:
+    """The upper lids of one photo, redrawn over closing eyes in rendered frames."""
+
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray, creases: np.ndarray):
+        """``creases`` (4, 2): the mesh's crease points above 37, 38, 43, 44 (``MeshWarper.i_crease``)."""
+        self.image = image
+        self.skin = image.copy()              # the lid skin, lashes that curl over it filled in
         self.eyes = []
-        for eye in (RIGHT_EYE, LEFT_EYE):
-            pts = landmarks[eye]
-            opening = max(lid_gap(landmarks, eye), 0.04 * iod)
-            up = np.array([0.0, -1.0]) * opening
-            lower = np.vstack([pts[3:], pts[:1]])
-            above = np.vstack([pts[:4] + 1.0 * up, (pts[:4] + 2.0 * up)[::-1]])     # the lid, under the brow
-            below = np.vstack([lower - 0.8 * up, (lower - 1.6 * up)[::-1]])          # and the cheek under the eye
-            mask = np.zeros(image.shape[:2], np.uint8)
-            cv2.fillPoly(mask, [np.round(above).astype(np.int32), np.round(below).astype(np.int32)], 1)
-            sel = image[mask > 0]
-            skin = np.median(sel, axis=0) if len(sel) >= 4 else np.median(image.reshape(-1, 3), axis=0)
-            self.eyes.append((eye, opening, skin.astype(np.float32)))
+        for j, eye in enumerate((RIGHT_EYE, LEFT_EYE)):
+            opening = max(lid_gap(landmarks, eye), 1e-3)
+            lid, crease = _chains(landmarks, creases, eye, j)
+            f = _EyeFrame(lid[0], lid[3], crease.mean(0))
+            curve = f.curve(lid)
+            lash, top = _lash_line(image, f, curve, opening), f.curve(crease)
+            _clear_lashes(self.skin, f, top, lash)
+            self.eyes.append((eye, j, opening, f, top, lash, lash - curve))
 
-    def paint(self, frame: np.ndarray, target: np.ndarray) -> None:
-        """Cover the eyes that the target closes, in place (``target``: the frame's 68 landmarks)."""
-        import cv2
-        for eye, opening, skin in self.eyes:
-            alpha = _smoothstep(1 - lid_gap(target, eye) / opening, *CLOSING)
-            if alpha <= 0:
+    def paint(self, frame: np.ndarray, target: np.ndarray, creases: np.ndarray) -> None:
+        """Draw the lids of the eyes that ``target`` (68, 2) closes into ``frame``, in place
+        (``creases``: the frame's crease points, as in :meth:`__init__`)."""
+        h, w = frame.shape[:2]
+        for eye, j, opening, src, src_top, src_edge, lash in self.eyes:
+            open_share = lid_gap(target, eye) / opening
+            if open_share > 1 - MIN_CLOSURE:
                 continue
-            pts = target[eye]
-            upper, lower = pts[:4], np.vstack([pts[3:], pts[:1]])          # 36-39 and 39-40-41-36
-            meet = (upper[1:3] + lower[1:3][::-1]) / 2                      # where the lids meet
-            a, b = upper[0], upper[3]
-            s = np.linspace(0, 1, 13)[:, None]
-            sag = meet.mean(0) - (a + b) / 2                                # the closed lid curves like a smile
-            line = a + s * (b - a) + 4 * s * (1 - s) * sag
-            up = np.array([0.0, -1.0]) * opening
-            bulge = np.sqrt(4 * s * (1 - s))                               # full height but at the corners
-            cover = np.vstack([line + COVER_UP * up * bulge, (line - COVER_DOWN * up * bulge)[::-1]])
-            x0, y0 = np.floor(cover.min(0) - 0.1 * self.iod).astype(int)
-            x1, y1 = np.ceil(cover.max(0) + 0.1 * self.iod).astype(int)
-            x0, y0 = max(x0, 0), max(y0, 0)
-            x1, y1 = min(x1, frame.shape[1]), min(y1, frame.shape[0])
+            lid, crease = _chains(target, creases, eye, j)
+            f = _EyeFrame(lid[0], lid[3], crease.mean(0))
+            # the lash line keeps its place over the lid landmarks while open, and overlaps the lower lid closed
+            open_share = max(open_share, 0.0)
+            top = f.curve(crease)
+            edge = f.curve(lid) + open_share * lash + (1 - open_share) * OVERLAP * opening * BUMP
+            box = np.concatenate([lid, crease])
+            x0, y0 = np.maximum(np.floor(box.min(0)).astype(int) - 2, 0)
+            x1, y1 = np.minimum(np.ceil(box.max(0)).astype(int) + 3, (w, h))
             if x1 - x0 < 2 or y1 - y0 < 2:
                 continue
-            off = np.array([x0, y0], np.float64)
-            scale = 4                                                      # sub-pixel polygons, drawn 4x
-            mask = np.zeros(((y1 - y0) * scale, (x1 - x0) * scale), np.uint8)
-            cv2.fillPoly(mask, [np.round((cover - off) * scale).astype(np.int32)], 255, cv2.LINE_AA)
-            mask = cv2.resize(mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-            mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, 0.012 * self.iod))[..., None]
-            # the lid is a little darker where it folds into the lashes
-            ys = np.arange(y0, y1, dtype=np.float32)[:, None, None]
-            depth = np.clip((ys - (line[:, 1].mean() - COVER_UP * opening)) / max(COVER_UP * opening, 1), 0, 1)
-            lid = skin * (1.0 - 0.12 * depth)
-            lash = np.zeros(((y1 - y0) * scale, (x1 - x0) * scale), np.uint8)
-            cv2.polylines(lash, [np.round((line - off) * scale).astype(np.int32)], False, 255,
-                          max(1, int(round(LASH_WIDTH_IOD * self.iod * scale))), cv2.LINE_AA)
+            yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+            px, py = xx - f.a[0], yy - f.a[1]
+            s = (px * f.ex[0] + py * f.ex[1]) / f.length
+            t = px * f.ey[0] + py * f.ey[1]
+            inside = (s > 0) & (s < 1)
+            tc, tu = np.interp(s, GRID, top), np.interp(s, GRID, edge)
+            height = tu - tc
+            alpha = (np.clip(tu - t + 0.5, 0, 1) * np.clip((t - tc) / np.maximum(TOP_FEATHER * height, 1e-3), 0, 1)
+                     * inside * (height > 0.5))
+            if not alpha.any():
+                continue
+            sc, su = np.interp(s, GRID, src_top), np.interp(s, GRID, src_edge)
+            # the lid's margin (its lashes, LASH_KEEP of it) keeps its size; the skin above unfolds to cover the rest
+            margin = LASH_KEEP * (su - sc)
+            rim = np.minimum(margin * f.length / src.length, 0.5 * height)
+            depth = t - tc
+            skin_part = np.clip(depth / np.maximum(height - rim, 1e-3), 0, 1) * (su - sc - margin)
+            rim_part = np.clip((depth - (height - rim)) / np.maximum(rim, 1e-3), 0, 1) * margin
+            mx, my = (m.astype(np.float32) for m in src.point(s, sc + skin_part + rim_part))
+            lid_px = cv2.remap(self.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+            clear = float(_smoothstep(1 - open_share, *CLEAR_FROM))
+            if clear > 0:
+                skin = cv2.remap(self.skin, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                lid_px += clear * (skin - lid_px)
             roi = frame[y0:y1, x0:x1].astype(np.float32)
-            roi = roi * (1 - alpha * mask) + lid * (alpha * mask)
-            lash_a = cv2.resize(lash, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32)[..., None] / 255
-            roi = roi * (1 - 0.9 * alpha * lash_a) + (LASH_TONE * skin) * (0.9 * alpha * lash_a)
-            frame[y0:y1, x0:x1] = np.clip(roi, 0, 255).astype(np.uint8)
+            a = alpha.astype(np.float32)[..., None]
+            frame[y0:y1, x0:x1] = np.clip(roi + (lid_px - roi) * a + 0.5, 0, 255).astype(np.uint8)
+
+
+def _lash_line(image: np.ndarray, f: _EyeFrame, lid: np.ndarray, opening: float) -> np.ndarray:
+    """Where the lid's edge is in the photo (``t`` on GRID): the darkest row (lashes, the lid's
+    shadow) near the lid landmarks, smoothed along the eye, so the lid that closes carries them."""
+    rows = np.linspace(*LASH_SEARCH, 15) * opening
+    mx, my = f.point(GRID[None, :], lid[None, :] + rows[:, None])
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    luma = cv2.remap(gray, mx.astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    luma = cv2.GaussianBlur(luma, (0, 0), sigmaX=2.0, sigmaY=0.7)
+    dark = rows[np.argmin(luma, axis=0)]
+    # a line across the eye, not a zigzag: a quadratic in s, fitted to the middle where the lid is clear
+    mid = (GRID > 0.15) & (GRID < 0.85)
+    fit = np.polyval(np.polyfit(GRID[mid], dark[mid], 2), GRID)
+    return lid + (np.clip(fit, *(np.array(LASH_SEARCH) * opening)) + LASH_BELOW * opening) * BUMP
+
+
+def _clear_lashes(image: np.ndarray, f: _EyeFrame, top: np.ndarray, lash: np.ndarray) -> None:
+    """Fill, in place, the dark lashes and liner that lie over the lid between the crease ``top`` and
+    the lash line with lid skin, so a closed lid shows skin above its lash line, not lashes stretched tall."""
+    v = np.linspace(0.0, 1.0 - LASH_KEEP, 24)
+    mx, my = f.point(GRID[None, :], top[None, :] + v[:, None] * (lash - top)[None, :])
+    poly = np.concatenate([np.stack([mx[0], my[0]], 1), np.stack([mx[-1], my[-1]], 1)[::-1]])
+    h, w = image.shape[:2]
+    x0, y0 = np.maximum(np.floor(poly.min(0)).astype(int) - 3, 0)
+    x1, y1 = np.minimum(np.ceil(poly.max(0)).astype(int) + 4, (w, h))
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return
+    roi = image[y0:y1, x0:x1]
+    band = np.zeros(roi.shape[:2], np.uint8)
+    cv2.fillPoly(band, [np.round(poly - (x0, y0)).astype(np.int32)], 1)
+    if band.sum() < 8:
+        return
+    luma = cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY)
+    dark = ((luma < LASH_DARK * np.percentile(luma[band > 0], 80)) & (band > 0)).astype(np.uint8)
+    if dark.any():
+        image[y0:y1, x0:x1] = cv2.inpaint(roi, cv2.dilate(dark, np.ones((3, 3), np.uint8)), 3, cv2.INPAINT_TELEA)
+
+
+def _chains(k: np.ndarray, creases: np.ndarray, eye: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """An eye's upper lid (4, 2), corner to corner, and its crease through the same corners."""
+    lid = k[eye[:4]]
+    return lid, np.stack([lid[0], creases[2 * j], creases[2 * j + 1], lid[3]])

@@ -1,126 +1,271 @@
-"""Mouth-interior synthesis: what shows between the lips where the opening grew.
+"""Mouth interiors from real footage: what shows between the lips where they part.
 
-The warp stretches a one-pixel line of the photo across the new opening (the mesh "tear"
-between the interior halves that ride on each lip). Here that region is painted as an open
-mouth: a dark, slightly red cavity derived from the photo's own lip colour, deeper in the
-middle, with a row of upper teeth under the upper lip (shaded, arched, with a soft biting edge),
-a thin, darker lower row and a hint of tongue when the mouth opens wide, all feathered and
-blended only inside the inner-lip polygon, on a small ROI, in the mouth's own coordinates.
+The warp stretches a one-pixel line of the photo across a new opening. Here the inner-lip polygon
+is filled with a real mouth interior (teeth rows, tongue, cavity) cut from talking videos whose
+licence allows it (``ventriloquist train mouths``, shipped as the ``mouths`` weights): the nearest
+two of one speaker's interiors, indexed by opening, are warped into the target opening in the
+mouth's own coordinates and matched to the photo's light (teeth relative to the whites of its
+eyes, or to its own teeth; cavity relative to its lips). As in "Video Rewrite" (Bregler 1997), the
+pixels are real; the shapes follow the lips. Each lip keeps its own anchor: the upper teeth hang
+from the upper lip, the lower ones ride on the lower lip, and the cavity between them grows or
+shrinks, so teeth keep their size as the mouth opens. Teeth the photo itself shows ride on its
+lips through the warp and come first; a closed or barely open mouth shows lips meeting.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
 
-from ..face.topology import INNER_LIPS, JAW, NOSE, OUTER_LIPS, interocular
+from ..face.topology import INNER_LIPS, LEFT_EYE, OUTER_LIPS, RIGHT_EYE, interocular
 
-DEFAULT_LIP = np.array([170.0, 95.0, 95.0])   # when the lips cover too few pixels to measure
-DEFAULT_SKIN = np.array([200.0, 160.0, 140.0])
-CHEEKS = ((JAW[2], NOSE[4]), (JAW[14], NOSE[8]))  # skin is sampled midway between these points
-CHEEK_RADIUS = 0.15                          # in inter-ocular distances
-SKIN_LUMA_REF = 165.0                        # skin brightness at which teeth keep TEETH_RGB
-RIM_SHADE = np.array([0.42, 0.20, 0.20])     # cavity colour near the lips, times the lip colour
-DEEP_SHADE = np.array([0.13, 0.05, 0.06])    # cavity colour in the middle, times the lip colour
-TEETH_RGB = np.array([240.0, 236.0, 226.0])  # teeth before matching the photo's brightness
-TEETH_SKIN_MIX = 0.15                        # share of skin tint in the teeth colour
-TEETH_FRAC = 0.32                            # upper teeth height over the lip opening
-TEETH_MAX = 0.14                             # ... and at most this, in inter-ocular distances
-TEETH_SIDE_SHADE = 0.45                      # teeth at the ends of the row are this much darker (they recede)
-TEETH_LIP_SHADOW = 0.72                      # brightness just under the lip (its shadow), rising to 1 ...
-TEETH_EDGE_DARK = 0.25                       # ... and falling by this much at the translucent biting edge
-TOOTH_WIDTHS = (1.0, 0.8, 0.75, 0.7, 0.65)   # central incisor to premolars, relative widths
-TOOTH_GAP_DARK = 0.12                        # the faint line between two teeth ...
-TOOTH_GAP_PX = 0.7                           # ... about this many pixels wide
-TOOTH_SCALLOP = 0.12                         # the biting edge is this much shorter at a tooth's sides
-TONGUE_FRAC = 0.5                            # tongue height over the opening beyond TONGUE_FROM ...
-TONGUE_FROM = 0.06                           # ... (inter-ocular distances: a nearly closed mouth hides it)
-TONGUE_MAX = 0.12                            # ... and at most this
-TONGUE_WIDTH = 0.7                           # share of the mouth width the tongue spans
-TONGUE_RGB = np.array([0.85, 0.42, 0.45])    # tongue colour, times the lip colour
-TONGUE_BACK = 0.45                           # its brightness at the back, rising to 1 at the front
-REAL_TEETH_WEIGHT = 2.0                      # real teeth of this height (over the photo's half opening) count as shown
-PHOTO_TEETH_MIN_PX = 20                      # a photo opening this large (pixels) can show teeth
-PHOTO_TEETH_SHARE = 0.3                      # its brightest share is taken for teeth ...
-PHOTO_TEETH_LUMA = 0.85                      # ... when that is at least this bright relative to the skin
-PHOTO_TEETH_SAT = 0.2                        # ... and this pale (lips are more saturated)
-LOWER_TEETH = 0.3                            # lower teeth height over the upper teeth height
-LOWER_TEETH_SHADE = 0.62
-LOWER_TEETH_WIDTH = 0.5                      # share of the mouth width the lower teeth span
-TEETH_WIDTH = 0.8                            # share of the mouth width the teeth span
+S_SAMPLES, V_SAMPLES = 64, 32                # an interior's texture: corner to corner x upper to lower lip
+COLUMNS = np.linspace(0.0, 1.0, S_SAMPLES)   # the texture columns' positions, corner (0) to corner (1)
+CURVE = np.linspace(0.0, 1.0, 65)            # where a lip's curve is computed (then interpolated)
+UPPER_CHAIN = INNER_LIPS[[0, 1, 2, 3, 4]]    # 60-64
+LOWER_CHAIN = INNER_LIPS[[0, 7, 6, 5, 4]]    # 60, 67, 66, 65, 64
+MIN_GAP_PX = (0.6, 2.0)                      # an opening fades in between these pixel heights (lips meeting: nothing) ...
+LIPS_MEET = (0.0, 0.01)                     # ... and until it opens this much (over the inner mouth width) the lips
+                                             # meet: the interior fades in over this range
 MOUTH_FEATHER = 0.12                         # edge softness, share of the renderer's feather
-MIN_GAP = 0.6                                # pixels; thinner openings are left to the warp
-EDGE_GAIN = 1.6                              # keeps the feathered cavity opaque inside the tear
-DILATE = np.ones((3, 3), np.uint8)
-SS = 4                                       # fixed-point bits for anti-aliased polygons
+PHOTO_TEETH_MIN_PX = 20                      # a mouth this large (pixels) can show teeth: they are the pixels ...
+PHOTO_TEETH_LUMA = 1.1                       # ... this much brighter than the lips ...
+PHOTO_TEETH_SAT = 0.65                       # ... and paler than the lips (this share of their saturation at most) ...
+PHOTO_TEETH_PALE = 0.25                      # ... or this pale whatever the lips ...
+PHOTO_TEETH_SHARE = 0.08                     # ... where they cover at least this share of the mouth
+MID_LIP_OUTER = OUTER_LIPS[[0, 2, 3, 4, 6, 8, 9, 10]]   # 48, 50, 51, 52, 54, 56, 57, 58: facing 60-67
+TEETH_LUMA = (0.35, 0.6)                     # interior pixels this bright (over the speaker's teeth) are teeth, darker cavity ...
+TEETH_AB_MARGIN = 4.0                        # ... where their colour is this much nearer the teeth's than the lips' (Lab)
+SCLERA_SHARE = 0.3                           # the brightest share of the pale pixels inside the eyes is their white ...
+SCLERA_SAT = 0.2                             # ... (pale: saturation under this) ...
+SCLERA_OVER_LIPS = 1.15                      # ... and it is brighter than the lips by this much, else it is not measured
+WHITES_AB = (0.0, 2.0)                       # Lab colour of eye whites where the photo shows neither teeth nor them ...
+WHITES_OVER_SKIN = 1.1                       # ... and their lightness over the cheeks'
+CHEEKS = ((2, 31), (14, 35))                 # cheek skin is sampled midway between these landmarks (jaw, nose) ...
+CHEEK_RADIUS = 0.15                          # ... this far around (inter-ocular distances)
+MIN_EYE_PX = 12                              # fewer pale pixels than this and the whites are not measured
+TEETH_TINT = 0.5                             # share of the library teeth's own tint (against its whites) they keep
+TEETH_SHADE = 0.75                           # teeth sit in the mouth's shade: this much darker than the eye whites
+CAVITY_DEPTH = 0.4                           # the library's interiors come from ~40-px mouths, where teeth and lips bleed
+                                             # into the cavity: it is deepened to a full-size mouth's shadow
+CAVITY_SHARE = 0.15                          # an interior's darkest share is its cavity's colour ...
+CAVITY_BLEND = 0.02                          # ... which fills, over this depth (mouth widths), a gap taller than it had
+GAIN_RANGE = (0.4, 1.8)                      # colour matching never scales a channel beyond this
 
 
-def _poly_mask(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
-    """Anti-aliased float mask in [0, 1] of a polygon given in ROI pixel coordinates."""
-    m = np.zeros(shape, np.uint8)
-    cv2.fillPoly(m, [np.round(pts * (1 << SS)).astype(np.int32)], 255, cv2.LINE_AA, SS)
-    return m.astype(np.float32) / 255.0
+@dataclass
+class InteriorLibrary:
+    """Real mouth interiors of several speakers (the ``mouths`` weights)."""
+
+    textures: np.ndarray       # (N, V_SAMPLES, S_SAMPLES, 3) uint8 RGB, in mouth coordinates
+    gaps: np.ndarray           # (N, 3) inner-lip openings at 61-67, 62-66, 63-65 over the inner mouth width
+    profile: np.ndarray        # (N, S_SAMPLES) the opening at each texture column, over the inner mouth width
+    speaker: np.ndarray        # (N,) index into speakers
+    speakers: list[str]
+    sclera: np.ndarray         # (M, 3) each speaker's eye whites, RGB
+    lips: np.ndarray           # (M, 3) each speaker's lip colour, RGB
+    teeth: np.ndarray          # (M, 3) each speaker's teeth, RGB
+    width: np.ndarray          # (M,) each speaker's inner mouth width at rest over the inter-ocular distance
+    quality: np.ndarray        # (M,) how much each speaker's interiors show (sharpness x widest opening)
+
+    @classmethod
+    def from_checkpoint(cls, ck: dict) -> "InteriorLibrary":
+        arr = {k: np.asarray(v) for k, v in ck.items() if k not in ("speakers", "config", "sources")}
+        return cls(arr["textures"].astype(np.uint8), arr["gaps"].astype(np.float32), arr["profile"].astype(np.float32),
+                   arr["speaker"].astype(np.int64),
+                   list(ck["speakers"]), arr["sclera"].astype(np.float32), arr["lips"].astype(np.float32),
+                   arr["teeth"].astype(np.float32), arr["width"].astype(np.float32), arr["quality"].astype(np.float32))
 
 
-def _region_mean(image: np.ndarray, mask: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    sel = mask > 0
-    return image[sel].reshape(-1, 3).astype(np.float64).mean(0) if sel.sum() >= 4 else fallback
+@lru_cache(maxsize=1)
+def default_library() -> InteriorLibrary:
+    """The shipped interiors, verified against the weights manifest."""
+    from ..weights import read_checkpoint
+    return InteriorLibrary.from_checkpoint(read_checkpoint("mouths"))
 
 
-def _photo_teeth(image: np.ndarray, k: np.ndarray, skin: np.ndarray) -> np.ndarray | None:
-    """Colour of the teeth the photo shows between its lips, or None when it shows none."""
-    inner = np.zeros(image.shape[:2], np.uint8)
-    cv2.fillPoly(inner, [np.round(k[INNER_LIPS]).astype(np.int32)], 1)
-    px = image[inner > 0].astype(np.float64)
-    if len(px) < PHOTO_TEETH_MIN_PX:
+def chain_t(chain: np.ndarray, a: np.ndarray, ex: np.ndarray, ey: np.ndarray, length: float,
+            s: np.ndarray) -> np.ndarray:
+    """A lip chain (5, 2), corner to corner, as its distance across the mouth (pixels) at positions ``s``:
+    a smooth curve through its points (monotone cubic, so it never overshoots them), as lips are."""
+    cs = ((chain - a) @ ex) / length
+    ts = (chain - a) @ ey
+    if not np.all(np.diff(cs) > 1e-3):
+        return np.interp(s, np.maximum.accumulate(cs), ts)
+    return np.interp(s, CURVE, _monotone_cubic(cs, ts, cs[0] + CURVE * (cs[-1] - cs[0])))
+
+
+def _monotone_cubic(x: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Fritsch-Carlson monotone cubic through points (x, y) (x increasing), evaluated at ``at``."""
+    h = np.diff(x)
+    d = np.diff(y) / h
+    m = np.zeros_like(y)
+    same = d[:-1] * d[1:] > 0
+    w1, w2 = 2 * h[1:] + h[:-1], h[1:] + 2 * h[:-1]
+    m[1:-1] = np.where(same, (w1 + w2) / (w1 / np.where(same, d[:-1], 1) + w2 / np.where(same, d[1:], 1)), 0.0)
+    m[0], m[-1] = d[0], d[-1]
+    i = np.clip(np.searchsorted(x, at) - 1, 0, len(h) - 1)
+    u = (at - x[i]) / h[i]
+    return (y[i] * (2 * u ** 3 - 3 * u ** 2 + 1) + h[i] * m[i] * (u ** 3 - 2 * u ** 2 + u)
+            + y[i + 1] * (-2 * u ** 3 + 3 * u ** 2) + h[i] * m[i + 1] * (u ** 3 - u ** 2))
+
+
+def mouth_frame(k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Origin (the inner corner 60), unit vectors along and across the mouth, and its inner width."""
+    a, b = k[INNER_LIPS[0]], k[INNER_LIPS[4]]
+    d = b - a
+    length = max(float(np.linalg.norm(d)), 1e-6)
+    ex = d / length
+    return a, ex, np.array([-ex[1], ex[0]]), length
+
+
+def interior_maps(k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel coordinates (map_x, map_y), each (V_SAMPLES, S_SAMPLES), of the mouth-coordinate grid of
+    landmarks ``k`` (68, 2), what ``cv2.remap`` needs to cut an interior's texture out of a frame, and
+    the opening at each column (S_SAMPLES,) over the inner mouth width."""
+    a, ex, ey, length = mouth_frame(k)
+    tu = chain_t(k[UPPER_CHAIN], a, ex, ey, length, COLUMNS)
+    tl = chain_t(k[LOWER_CHAIN], a, ex, ey, length, COLUMNS)
+    v = np.linspace(0.0, 1.0, V_SAMPLES)[:, None]
+    t = tu[None, :] + v * (tl - tu)[None, :]
+    x = a[0] + COLUMNS[None, :] * length * ex[0] + t * ey[0]
+    y = a[1] + COLUMNS[None, :] * length * ex[1] + t * ey[1]
+    return x.astype(np.float32), y.astype(np.float32), np.maximum(tl - tu, 0.0) / length
+
+
+def inner_gaps(k: np.ndarray) -> np.ndarray:
+    """The three inner-lip openings (61-67, 62-66, 63-65) over the inner mouth width, (3,)."""
+    up, lo = k[INNER_LIPS[[1, 2, 3]]], k[INNER_LIPS[[7, 6, 5]]]
+    return np.linalg.norm(lo - up, axis=1) / mouth_frame(k)[3]
+
+
+def eye_whites(image: np.ndarray, k: np.ndarray) -> np.ndarray | None:
+    """Colour (3,) of the whites of the eyes: the brightest pale pixels inside both eye outlines,
+    or None where the eyes are too small or too dark to show them."""
+    mask = np.zeros(image.shape[:2], np.uint8)
+    for eye in (RIGHT_EYE, LEFT_EYE):
+        cv2.fillPoly(mask, [np.round(k[eye]).astype(np.int32)], 1)
+    px = image[mask > 0].reshape(-1, 3).astype(np.float64)
+    if len(px) < MIN_EYE_PX:
         return None
-    luma = px.mean(1)
-    c = px[luma >= np.quantile(luma, 1 - PHOTO_TEETH_SHARE)].mean(0)
-    saturation = (c.max() - c.min()) / max(c.max(), 1.0)
-    return c if c.mean() > PHOTO_TEETH_LUMA * skin.mean() and saturation < PHOTO_TEETH_SAT else None
+    sat = (px.max(1) - px.min(1)) / np.maximum(px.max(1), 1.0)
+    pale = px[sat < SCLERA_SAT]
+    if len(pale) < MIN_EYE_PX:
+        return None
+    luma = pale.mean(1)
+    whites = pale[luma >= np.quantile(luma, 1 - SCLERA_SHARE)].mean(0)
+    lips = lip_colour(image, k)
+    return whites if lips is None or whites.mean() >= SCLERA_OVER_LIPS * lips.mean() else None
+
+
+def skin_colour(image: np.ndarray, k: np.ndarray) -> np.ndarray | None:
+    """Median colour of the cheeks, or None where they cover too few pixels."""
+    mask = np.zeros(image.shape[:2], np.uint8)
+    r = max(1, int(CHEEK_RADIUS * float(interocular(k))))
+    for a, b in CHEEKS:
+        c = np.round((k[a] + k[b]) / 2).astype(int)
+        cv2.circle(mask, (int(c[0]), int(c[1])), r, 1, -1)
+    px = image[mask > 0].reshape(-1, 3).astype(np.float64)
+    return np.median(px, axis=0) if len(px) >= 4 else None
+
+
+def lip_colour(image: np.ndarray, k: np.ndarray) -> np.ndarray | None:
+    """Mean colour of the lips (between the outer and the inner outline), or None where they cover too few pixels."""
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(k[OUTER_LIPS]).astype(np.int32)], 1)
+    cv2.fillPoly(mask, [np.round(k[INNER_LIPS]).astype(np.int32)], 0)
+    px = image[mask > 0].reshape(-1, 3).astype(np.float64)
+    return px.mean(0) if len(px) >= 4 else None
+
+
+def photo_teeth(image: np.ndarray, k: np.ndarray) -> np.ndarray | None:
+    """Colour of the teeth the photo shows, or None when it shows none: the pixels paler and brighter
+    than the lips inside the lips' middle line (a landmark detector often puts the inner-lip points on
+    the teeth, so they need not lie between them; a lip's own highlight lies further out)."""
+    mouth = np.zeros(image.shape[:2], np.uint8)
+    mid = (k[INNER_LIPS] + k[MID_LIP_OUTER]) / 2
+    cv2.fillPoly(mouth, [np.round(mid).astype(np.int32)], 1)
+    px = image[mouth > 0].reshape(-1, 3).astype(np.float64)
+    lips = lip_colour(image, k)
+    if len(px) < PHOTO_TEETH_MIN_PX or lips is None:
+        return None
+    sat = (px.max(1) - px.min(1)) / np.maximum(px.max(1), 1.0)
+    lips_sat = (lips.max() - lips.min()) / max(lips.max(), 1.0)
+    pale = (sat < PHOTO_TEETH_SAT * lips_sat) | (sat < PHOTO_TEETH_PALE)
+    ivory = px[:, 1] > px[:, 2]                      # teeth lean yellow; a lip's pink highlight leans magenta
+    teeth = px[(px.mean(1) > PHOTO_TEETH_LUMA * lips.mean()) & pale & ivory]
+    return teeth.mean(0) if len(teeth) >= max(PHOTO_TEETH_MIN_PX / 2, PHOTO_TEETH_SHARE * len(px)) else None
+
+
+def teeth_weight(texture: np.ndarray, teeth: np.ndarray, lips: np.ndarray) -> np.ndarray:
+    """Per pixel (..., 1) of an interior: 1 where it is tooth, 0 cavity, tongue or lip. Teeth are bright
+    (relative to the speaker's teeth) and nearer the teeth's colour than the lips' (in Lab's a, b)."""
+    px = np.asarray(texture, np.float32)
+    rel = px.mean(-1, keepdims=True) / max(float(np.mean(teeth)), 1.0)
+    bright = _smooth(rel, *TEETH_LUMA)
+    ab = cv2.cvtColor(px.reshape(-1, 1, 3) / 255.0, cv2.COLOR_RGB2Lab).reshape(px.shape)[..., 1:]
+    t_ab, l_ab = _lab(teeth)[0, 1:], _lab(lips)[0, 1:]
+    closer = np.linalg.norm(ab - l_ab, axis=-1, keepdims=True) - np.linalg.norm(ab - t_ab, axis=-1, keepdims=True)
+    return bright * _smooth(closer, -TEETH_AB_MARGIN, TEETH_AB_MARGIN)
+
+
+def _smooth(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0, 1)
+    return t * t * (3 - 2 * t)
 
 
 class MouthPainter:
-    """Colours measured once on the source photo, and the per-frame painting.
+    """One speaker's interiors, matched once to the photo's colours, and the per-frame painting.
 
-    ``feather_px`` is the renderer's seam softness in pixels; the cavity edge uses a share
-    of it (MOUTH_FEATHER), since the mouth is small next to the face.
+    ``feather_px`` is the renderer's seam softness in pixels; the opening's edge uses a share of it.
     """
 
-    def __init__(self, image: np.ndarray, landmarks: np.ndarray, feather_px: float):
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray, feather_px: float,
+                 library: InteriorLibrary | None = None):
+        lib = library or default_library()
         k = np.asarray(landmarks, dtype=np.float64)
-        h, w = image.shape[:2]
-        lips = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(lips, [np.round(k[OUTER_LIPS]).astype(np.int32)], 1)
-        cv2.fillPoly(lips, [np.round(k[INNER_LIPS]).astype(np.int32)], 0)
-        lip = _region_mean(image, lips, DEFAULT_LIP)
-        cheeks = np.zeros((h, w), np.uint8)
-        r = max(1, int(CHEEK_RADIUS * interocular(k)))
-        for a, b in CHEEKS:
-            c = np.round((k[a] + k[b]) / 2).astype(int)
-            cv2.circle(cheeks, (int(c[0]), int(c[1])), r, 1, -1)
-        skin = _region_mean(image, cheeks, DEFAULT_SKIN)
-        self.rim = (lip * RIM_SHADE).astype(np.float32)
-        self.deep = (lip * DEEP_SHADE).astype(np.float32)
-        self.tongue = (lip * TONGUE_RGB).astype(np.float32)
-        light = np.clip(skin.mean() / SKIN_LUMA_REF, 0.55, 1.05)   # teeth as lit as the face
-        real = _photo_teeth(image, k, skin)
-        # teeth the photo shows ride on its upper lip through the warp; where it shows none (a dark
-        # interior), synthetic teeth grow from the lip itself, over the photo's interior
-        self.photo_teeth = real is not None
-        teeth = real if real is not None else light * ((1 - TEETH_SKIN_MIX) * TEETH_RGB + TEETH_SKIN_MIX * skin)
-        self.teeth = np.clip(teeth, 0, 255).astype(np.float32)
+        m = int(np.argmax(lib.quality))         # the sharpest interiors over the widest range of openings
+        own = np.flatnonzero(lib.speaker == m)
+        own = own[np.argsort(lib.gaps[own].mean(1))]
+        self.profile = lib.profile[own].astype(np.float64)
+        self.mean_gaps = lib.gaps[own].mean(1).astype(np.float64)
+        self.photo_teeth = photo_teeth(image, k) is not None
+        if self.photo_teeth:
+            # the photo's own interior comes first: its teeth, cut out once and re-fitted to every opening
+            mx, my, profile = interior_maps(k)
+            self.speaker = "photo"
+            self.textures = cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[None].astype(np.float32)
+            self.profile, self.mean_gaps = profile[None].astype(np.float64), np.array([inner_gaps(k).mean()])
+        else:
+            # a speaker's interiors in the photo's light: teeth after the whites of its eyes, cavity after its lips
+            self.speaker = lib.speakers[m]
+            whites, skin = eye_whites(image, k), skin_colour(image, k)
+            if whites is None and skin is not None:     # no whites to go by: neutral, a little lighter than the skin
+                lit = WHITES_OVER_SKIN * float(_lab(skin)[0, 0])
+                whites = cv2.cvtColor(np.array([[[lit, *WHITES_AB]]], np.float32), cv2.COLOR_Lab2RGB)[0, 0] * 255
+            self.textures = match_colours(lib.textures[own], lib.teeth[m], lib.sclera[m], lib.lips[m],
+                                          whites, lip_colour(image, k))
+        # where an opening is taller than its interior, the cavity between the two rows of teeth grows
+        luma = self.textures.mean(-1)
+        self.cavity = np.stack([t[lum <= np.quantile(lum, CAVITY_SHARE)].mean(0) for t, lum in zip(self.textures, luma)])
         self.sigma = max(0.5, MOUTH_FEATHER * feather_px)
 
-    def paint(self, frame: np.ndarray, inner: np.ndarray, upper: np.ndarray, lower: np.ndarray,
-              src_half_gap: np.ndarray, iod: float, teeth: bool) -> None:
-        """Paint the opening between chains ``upper`` and ``lower`` (5, 2) of ``frame``, in place.
+    def paint(self, frame: np.ndarray, target: np.ndarray, upper: np.ndarray, lower: np.ndarray,
+              src_half_gap: np.ndarray) -> None:
+        """Fill the target's inner-lip opening in ``frame``, in place.
 
-        ``inner`` is the destination inner-lip polygon (8, 2); the chains share their ends
-        (the mouth corners); ``src_half_gap`` (3,) is how much of each lip's interior the
-        photo already shows, which real teeth may fill, so synthetic teeth only add the rest.
+        ``target``: the frame's landmarks (68, 2); ``upper``/``lower`` (5, 2): the mesh's tear chains
+        (where the photo's own interior ends on each lip) and ``src_half_gap`` (3,) how much of it the
+        photo shows: the photo's own interior (its teeth) is kept there once the opening is as wide
+        as the photo's, so the photo's own landmarks give the photo itself.
         """
-        gaps = np.linalg.norm(lower[1:4] - upper[1:4], axis=1)
-        if not gaps.max() > MIN_GAP:
+        inner = target[INNER_LIPS]
+        gaps_px = inner_gaps(target) * mouth_frame(target)[3]
+        fade = float(np.clip((gaps_px.max() - MIN_GAP_PX[0]) / (MIN_GAP_PX[1] - MIN_GAP_PX[0]), 0, 1))
+        opened = float(np.clip((inner_gaps(target).mean() - LIPS_MEET[0]) / (LIPS_MEET[1] - LIPS_MEET[0]), 0, 1))
+        if fade <= 0 or (opened <= 0 and not self.photo_teeth):
             return
         h, w = frame.shape[:2]
         pad = int(np.ceil(3 * self.sigma)) + 2
@@ -131,129 +276,125 @@ class MouthPainter:
             return
         org = np.array([x0, y0], np.float64)
         shape = (y1 - y0, x1 - x0)
-        tear = np.concatenate([upper, lower[::-1][1:-1]]) - org
-        hole = _poly_mask(shape, tear)
-        # grown by a pixel so the stretched line under the tear never shows, then softened outwards
-        alpha = cv2.GaussianBlur(cv2.dilate(hole, DILATE), (0, 0), self.sigma)
-        alpha = np.clip(EDGE_GAIN * alpha, 0, 1) * _poly_mask(shape, inner - org)
-        m = _MouthCoords(upper - org, lower - org, shape, src_half_gap)
-        colour = self._cavity(m)
-        if teeth:
-            colour = self._tongue(colour, m, iod)
-            colour, upper_teeth = self._teeth(colour, m, iod)
-            if not self.photo_teeth:
-                alpha = np.maximum(alpha, upper_teeth * _poly_mask(shape, inner - org))
+        c = _Coords(target, org, shape)
+        colour = self._interior(c)
+        # the opening between the two smooth lip curves, anti-aliased and softened at its rim
+        inside = (np.clip(c.t - c.tu + 0.5, 0, 1) * np.clip(c.tl - c.t + 0.5, 0, 1) * c.within).astype(np.float32)
+        alpha = cv2.GaussianBlur(inside, (0, 0), self.sigma) * inside
+        alpha = np.clip(alpha * 2.0, 0, 1) * fade
         roi = frame[y0:y1, x0:x1].astype(np.float32)
-        a = alpha[..., None]
+        # opened at least as wide as the photo, its own interior rides on each lip (between its inner lip
+        # and the tear) through the warp, pixel for pixel, and only the tear is filled
+        gap = np.linalg.norm(target[INNER_LIPS[[7, 6, 5]]] - target[INNER_LIPS[[1, 2, 3]]], axis=1)
+        if np.all(gap >= 2 * src_half_gap - 1e-3):
+            torn = np.linalg.norm(lower[1:4] - upper[1:4], axis=1).max() > MIN_GAP_PX[0]
+            alpha = alpha * (_poly_mask(shape, np.concatenate([upper, lower[::-1][1:-1]]) - org) if torn else 0.0)
+        if self.photo_teeth and opened < 1:
+            # nearly closed, the lips meet over the photo's teeth (each lip continued past its edge,
+            # mirrored), so no line of teeth remains
+            inside = alpha[..., None] / max(fade, 1e-6)
+            roi = roi + (1 - opened) * inside * (_mirrored(frame, c) - roi)
+        a = (alpha * opened)[..., None]
         frame[y0:y1, x0:x1] = np.clip(roi + (colour - roi) * a + 0.5, 0, 255).astype(np.uint8)
 
-    def _cavity(self, m: "_MouthCoords") -> np.ndarray:
-        """Dark, reddish, deepest in the middle and back, lighter (lip-coloured) towards the lips and corners."""
-        across = np.clip(np.sin(np.pi * np.clip(m.s, 0, 1)), 0, 1) ** 0.6
-        between = np.clip(1 - (2 * np.clip(m.v, 0, 1) - 1) ** 2, 0, 1) ** 0.5
-        depth = (across * between)[..., None]
-        return (self.rim + (self.deep - self.rim) * depth).astype(np.float32)
-
-    def _tongue(self, colour: np.ndarray, m: "_MouthCoords", iod: float) -> np.ndarray:
-        """A hint of tongue rising from the floor of the mouth once it opens wide: pinker than the
-        cavity, lit at its front (near the lower lip), fading into the dark towards the back."""
-        full = m.gap + 2 * m.half
-        height = np.minimum(TONGUE_FRAC * np.maximum(full - TONGUE_FROM * iod, 0), TONGUE_MAX * iod)
-        height = height * _arch(m.s, TONGUE_WIDTH) - m.half          # the photo's own lower interior shows first
-        depth = m.t_lower - m.t                                        # pixels above the lower chain
-        mask = np.clip(height - depth + 0.5, 0, 1) * (height > 0.5)
-        if not mask.any():
-            return colour
-        front = np.clip(1 - depth / np.maximum(height, 1e-6), 0, 1)[..., None]
-        tongue = self.tongue * (TONGUE_BACK + (1 - TONGUE_BACK) * front)
-        return colour + (tongue - colour) * cv2.GaussianBlur(mask, (0, 0), 0.6)[..., None]
-
-    def _teeth(self, colour: np.ndarray, m: "_MouthCoords", iod: float) -> tuple[np.ndarray, np.ndarray]:
-        """Upper teeth under the upper lip (and, wide open, a thin row of lower ones over the lower lip).
-
-        Each row is an arch: tallest in the middle, receding and darker towards the corners, shaded
-        under the lip, with a soft, slightly scalloped biting edge and faint gaps between the teeth.
-        Teeth the photo already shows ride on the lips through the warp, so synthetic ones only add
-        the height they lack; else the upper row starts at the lip, over the photo's own interior.
-        Rows grow from zero height, so they never pop in. Returns the colour and the upper row's mask.
-        """
-        full = m.gap + 2 * m.half
-        arch = _arch(m.s, TEETH_WIDTH)
-        tall = np.minimum(TEETH_FRAC * full, TEETH_MAX * iod) * arch
-        if self.photo_teeth:
-            top, height = m.t_upper, tall * _scallop(m.s) - REAL_TEETH_WEIGHT * m.half
-        else:
-            top, height = m.t_upper - m.half, tall * _scallop(m.s)
-        x = np.clip((m.s - 0.5) / (TEETH_WIDTH / 2), -1, 1)
-        side = (1 - TEETH_SIDE_SHADE * x ** 2)[..., None]
-        gaps = _tooth_gaps(m.s, m.length)
-        rows = ((m.t - top, height, 1.0),
-                (m.t_lower - m.t, LOWER_TEETH * tall * _arch(m.s, LOWER_TEETH_WIDTH) - m.half, LOWER_TEETH_SHADE))
-        masks = []
-        for depth, height, shade in rows:
-            mask = np.clip(height - depth + 0.5, 0, 1) * (height > 0.25) * (depth > -0.5)
-            masks.append(mask)
-            if not mask.any():
+    def _interior(self, c: "_Coords") -> np.ndarray:
+        """The interior colour (H, W, 3) of the ROI: the two interiors nearest in opening, each warped
+        into the target opening lip by lip, blended by how near each is."""
+        g = c.mean_gap
+        i = int(np.clip(np.searchsorted(self.mean_gaps, g), 1, len(self.mean_gaps) - 1)) if len(self.mean_gaps) > 1 else 0
+        j = max(i - 1, 0)
+        span = self.mean_gaps[i] - self.mean_gaps[j]
+        wi = float(np.clip((g - self.mean_gaps[j]) / span, 0, 1)) if span > 1e-9 else 1.0
+        out = np.zeros(c.s.shape + (3,), np.float32)
+        gap, tau = c.gap, c.tau
+        mx = (c.s * (S_SAMPLES - 1)).astype(np.float32)
+        for idx, weight in ((i, wi), (j, 1 - wi)):
+            if weight <= 1e-3:
                 continue
-            rel = np.clip(depth / np.maximum(height, 1e-6), 0, 1)
-            under_lip = TEETH_LIP_SHADOW + (1 - TEETH_LIP_SHADOW) * np.clip(rel / 0.35, 0, 1)
-            edge = 1 - TEETH_EDGE_DARK * np.clip((rel - 0.7) / 0.3, 0, 1)        # the biting edge is translucent
-            tone = (shade * under_lip * edge * gaps)[..., None] * side
-            colour = colour + (self.teeth * tone - colour) * cv2.GaussianBlur(mask, (0, 0), 0.5)[..., None]
-        return colour, masks[0]
+            src_gap = np.maximum(np.interp(c.s, COLUMNS, self.profile[idx]), 1e-6)
+            # opened wider than the interior, the upper half keeps its depth under the upper lip and the lower
+            # half its height over the lower lip, the cavity between them grows; narrower, it is squeezed whole
+            # (cut in two, its teeth would show a straight seam)
+            anchored = np.where(tau < gap / 2, np.minimum(tau, src_gap / 2), np.maximum(src_gap - (gap - tau), src_gap / 2))
+            src_tau = np.where(gap >= src_gap, anchored, tau * src_gap / gap)
+            my = (np.clip(src_tau / src_gap, 0, 1) * (V_SAMPLES - 1)).astype(np.float32)
+            tex = cv2.remap(self.textures[idx], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            beyond = np.minimum(tau, gap - tau) - src_gap / 2             # how far past both rows of teeth
+            deep = np.clip(beyond / CAVITY_BLEND, 0, 1)[..., None].astype(np.float32)
+            out += weight * (tex + deep * (self.cavity[idx] - tex))
+        return out
 
 
-class _MouthCoords:
-    """Coordinates of every ROI pixel in the opening: ``s`` from corner (0) to corner (1) and ``v``
-    from the upper chain (0) to the lower one (1), with the chains' distances in pixels; the
-    painting follows the mouth's own line, so a tilted head tilts its teeth."""
+class _Coords:
+    """Every ROI pixel in the target mouth's own coordinates: ``s`` corner (0) to corner (1), ``tau`` depth
+    under the upper lip and ``gap`` the opening there, both in inner mouth widths (a tilted head tilts them)."""
 
-    def __init__(self, upper: np.ndarray, lower: np.ndarray, shape: tuple[int, int], src_half_gap: np.ndarray):
-        a, b = upper[0], upper[-1]
-        d = b - a
-        self.length = max(float(np.linalg.norm(d)), 1e-6)
-        ex = d / self.length
-        ey = np.array([-ex[1], ex[0]])
+    def __init__(self, target: np.ndarray, org: np.ndarray, shape: tuple[int, int]):
+        self.a, self.ex, self.ey, self.length = a, ex, ey, length = mouth_frame(target)
         yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
-        px, py = xx - a[0], yy - a[1]
-        self.s = (px * ex[0] + py * ex[1]) / self.length
-        self.t = px * ey[0] + py * ey[1]
-
-        def chain(c: np.ndarray) -> np.ndarray:
-            cs = np.maximum.accumulate(((c - a) @ ex) / self.length)
-            return np.interp(self.s, cs, (c - a) @ ey)
-        self.t_upper, self.t_lower = chain(upper), chain(lower)
-        self.gap = np.maximum(self.t_lower - self.t_upper, 0.0)
-        self.v = (self.t - self.t_upper) / np.maximum(self.gap, 1e-6)
-        s_mid = np.maximum.accumulate(((upper[1:4] - a) @ ex) / self.length)
-        self.half = np.interp(self.s, np.concatenate([[0.0], s_mid, [1.0]]),
-                              np.concatenate([[0.0], src_half_gap, [0.0]]))
-
-
-def _arch(s: np.ndarray, width: float) -> np.ndarray:
-    """1 in the middle of the mouth, falling smoothly to 0 at ``width`` / 2 either side."""
-    x = (s - 0.5) / (width / 2)
-    return np.sqrt(np.clip(1 - x * x, 0, 1))
+        px, py = xx + org[0] - a[0], yy + org[1] - a[1]
+        self.org = org
+        s = (px * ex[0] + py * ex[1]) / length
+        self.within = (s > 0) & (s < 1)
+        self.s = np.clip(s, 0, 1)
+        t = px * ey[0] + py * ey[1]
+        self.tu = chain_t(target[UPPER_CHAIN], a, ex, ey, length, self.s)
+        self.tl = chain_t(target[LOWER_CHAIN], a, ex, ey, length, self.s)
+        self.t = t
+        self.gap = np.maximum(self.tl - self.tu, 1e-6) / length
+        self.tau = (t - self.tu) / length
+        self.mean_gap = float(inner_gaps(target).mean())
 
 
-def _tooth_edges(length: float) -> np.ndarray:
-    """Positions (0-1 across the mouth) between the teeth: incisors widest in the middle."""
-    widths = np.array(TOOTH_WIDTHS) * TEETH_WIDTH / (2 * sum(TOOTH_WIDTHS))
-    right = 0.5 + np.cumsum(widths)
-    return np.concatenate([[0.5], right, 1 - right])
+def _mirrored(frame: np.ndarray, c: _Coords) -> np.ndarray:
+    """The ROI filled with lips meeting: above the opening's middle the upper lip mirrored across its
+    inner edge, below it the lower lip (frame pixels, float32)."""
+    mid = (c.tu + c.tl) / 2
+    t = np.where(c.t < mid, 2 * c.tu - c.t, 2 * c.tl - c.t)
+    x = c.a[0] + c.s * c.length * c.ex[0] + t * c.ey[0]
+    y = c.a[1] + c.s * c.length * c.ex[1] + t * c.ey[1]
+    return cv2.remap(frame, x.astype(np.float32), y.astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
 
 
-def _tooth_gaps(s: np.ndarray, length: float) -> np.ndarray:
-    """Multiplier (< 1 on a faint line between neighbouring teeth), a pixel or so wide whatever the size."""
-    edges = _tooth_edges(length)
-    dist = np.min(np.abs(s[..., None] - edges), axis=-1) * length
-    return 1 - TOOTH_GAP_DARK * np.exp(-(dist / TOOTH_GAP_PX) ** 2)
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.asarray(rgb, np.float32).reshape(-1, 1, 3) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3)
 
 
-def _scallop(s: np.ndarray) -> np.ndarray:
-    """The biting edge rounds off a little at every tooth's sides."""
-    edges = np.sort(_tooth_edges(1.0))
-    i = np.clip(np.searchsorted(edges, s) - 1, 0, len(edges) - 2)
-    lo, hi = edges[i], edges[i + 1]
-    u = np.clip((s - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
-    return 1 - TOOTH_SCALLOP * (1 - np.sin(np.pi * u))
+def match_colours(textures: np.ndarray, teeth: np.ndarray, light: np.ndarray, lips: np.ndarray,
+                  photo_light: np.ndarray | None, photo_lips: np.ndarray | None) -> np.ndarray:
+    """Interiors (N, V, S, 3) uint8 in the photo's light, as float32 RGB.
+
+    Teeth follow ``light`` (the speaker's eye whites or teeth) to the photo's (``photo_light``), the
+    cavity and tongue follow the speaker's ``lips`` to the photo's: in Lab, brightness by ratio and
+    colour by shift, so a warm-lit interior turns neutral without its noise being amplified.
+    """
+    n = len(textures)
+    lab = cv2.cvtColor(textures.reshape(-1, S_SAMPLES, 3).astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    w = teeth_weight(textures, teeth, lips).reshape(lab.shape[:2] + (1,))
+    out = lab.copy()
+    refs = {"light": _lab(light)[0], "lips": _lab(lips)[0]}
+    photos = {"light": None if photo_light is None else _lab(photo_light)[0],
+              "lips": None if photo_lips is None else _lab(photo_lips)[0]}
+    for key, share in (("light", w), ("lips", 1 - w)):
+        r, p = refs[key], photos[key]
+        gain = 1.0 if p is None else float(np.clip(p[0] / max(r[0], 1.0), *GAIN_RANGE))
+        gain *= TEETH_SHADE if key == "light" else CAVITY_DEPTH
+        out[..., :1] += share * lab[..., :1] * (gain - 1)
+        if p is None:
+            continue
+        # colour moves with the light, a dark pixel's in proportion to its lightness; teeth keep only part of
+        # their own tint against the whites (a video's warm cast on them turns olive in the shade)
+        light = lab[..., :1] / max(r[0], 1.0)
+        own = lab[..., 1:] - light * r[1:]
+        moved = light * p[1:] + (TEETH_TINT if key == "light" else 1.0) * own
+        out[..., 1:] += share * (moved - lab[..., 1:])
+    rgb = cv2.cvtColor(out, cv2.COLOR_Lab2RGB) * 255.0
+    return np.clip(rgb, 0, 255).reshape(n, V_SAMPLES, S_SAMPLES, 3).astype(np.float32)
+
+
+def _poly_mask(shape: tuple[int, int], pts: np.ndarray, bits: int = 4) -> np.ndarray:
+    """Anti-aliased float mask in [0, 1] of a polygon given in ROI pixel coordinates."""
+    m = np.zeros(shape, np.uint8)
+    cv2.fillPoly(m, [np.round(pts * (1 << bits)).astype(np.int32)], 255, cv2.LINE_AA, bits)
+    return m.astype(np.float32) / 255.0

@@ -18,8 +18,8 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from ..config import N_LANDMARKS
-from ..face.topology import (BROWS, INNER_LIPS, JAW, LEFT_EYE, OUTER_LIPS, RIGHT_EYE, STABLE, eye_centres, interocular,
-                             lid_gap)
+from ..face.topology import (BROWS, EYES, INNER_LIPS, JAW, LEFT_EYE, LID_PAIRS, OUTER_LIPS, RIGHT_EYE, STABLE,
+                             eye_centres, interocular, lid_gap)
 
 FOREHEAD_HEIGHT = 0.6        # forehead row above the brows, in inter-ocular distances
 RING_SCALE = 1.7             # anchor ellipse diameter over the size of the face (landmarks + forehead)
@@ -32,6 +32,11 @@ SUBPIXEL_BITS = 4            # fixed-point precision of the rasteriser
 BOX_PAD = 1.0                # pixels of slack around each triangle's source box
 UNBOUNDED = 1e6              # source box of the identity (unmoved) pixels
 GAZE_LIMIT = 0.15            # the irises never move against the lids by more than this share of the eye's width
+EYEBALL_GROW = 1.15          # the eyeball layer reaches this far past the eye outline (from its centre), under the skin
+CREASE_SHARE = 0.3           # the lid crease lies this share of the way from the upper lid to the brow
+LID_BROW = ((37, 19), (38, 20), (43, 23), (44, 24))   # upper-lid point and the brow point above it
+UPPER_LIDS = np.array([u for u, _ in LID_PAIRS])       # 37, 38, 43, 44
+LOWER_LIDS = np.array([d for _, d in LID_PAIRS])       # 41, 40, 47, 46
 MAX_TRIANGLES = 255          # ids 1..255 in a uint8 image, 0 is "not moved"
 
 FAR = 4.0                    # targets are first clipped to this many image sizes around the image
@@ -87,6 +92,13 @@ def _edges(tris) -> set[frozenset]:
     return {frozenset((int(a), int(b))) for t in tris for a, b in ((t[0], t[1]), (t[1], t[2]), (t[0], t[2]))}
 
 
+def _creases(k: np.ndarray, lids: np.ndarray) -> np.ndarray:
+    """The lid crease above each upper-lid point (LID_BROW order), given where the lids are when open:
+    CREASE_SHARE of the way up to the brow, so a closing lid leaves it where it is."""
+    brows = k[[b for _, b in LID_BROW]]
+    return lids + CREASE_SHARE * (brows - lids)
+
+
 def _face_frame(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unit vectors (right, down) of the face: along the eye line and perpendicular to it."""
     right, left = eye_centres(k)
@@ -103,6 +115,7 @@ class MeshWarper:
         k = np.asarray(landmarks, dtype=np.float64)
         iod = float(interocular(k))
         ex, ey = _face_frame(k)
+        self.down = ey
         self.forehead = k[FOREHEAD_FROM] - ey * FOREHEAD_HEIGHT * iod
         # anchor ring: an ellipse around landmarks + forehead, aligned with the face
         pts = np.concatenate([k, self.forehead])
@@ -113,36 +126,42 @@ class MeshWarper:
         self.ring_frame = np.stack([ex, ey])
         phi = np.linspace(0, 2 * np.pi, RING_POINTS, endpoint=False)
         ring = self.ring_centre + np.cos(phi)[:, None] * self.ring_axes[0] * ex + np.sin(phi)[:, None] * self.ring_axes[1] * ey
+        crease = _creases(k, k[UPPER_LIDS])
+        self.landmarks = k
         # mouth-interior points: the midpoints of the inner-lip pairs, twice (upper and lower copy)
         mid = (k[UPPER_INNER] + k[LOWER_INNER]) / 2
-        self.i_ring = np.arange(N_LANDMARKS + len(self.forehead), N_LANDMARKS + len(self.forehead) + RING_POINTS)
-        self.i_upper = np.arange(self.i_ring[-1] + 1, self.i_ring[-1] + 4)
-        self.i_lower = self.i_upper + 3
-        self.i_eyes = self.i_lower[-1] + 1 + np.arange(2)
         eyes = np.stack(eye_centres(k))
-        self.src = np.concatenate([k, self.forehead, ring, mid, mid, eyes]).astype(np.float64)
+        ball = np.concatenate([c + EYEBALL_GROW * (k[e] - c) for c, e in zip(eyes, (RIGHT_EYE, LEFT_EYE))])
+        parts = {"landmarks": k, "forehead": self.forehead, "crease": crease, "ring": ring, "upper": mid,
+                 "lower": mid, "eyes": eyes, "ball": ball, "lids": k[UPPER_LIDS]}
+        start = np.cumsum([0] + [len(p) for p in parts.values()])
+        idx = {name: np.arange(a, b) for name, a, b in zip(parts, start[:-1], start[1:])}
+        self.i_crease, self.i_ring, self.i_upper, self.i_lower = idx["crease"], idx["ring"], idx["upper"], idx["lower"]
+        self.i_eyes, self.i_ball, self.i_lids = idx["eyes"], idx["ball"], idx["lids"]
+        self.src = np.concatenate(list(parts.values())).astype(np.float64)
         self.src_eye_open = _eye_heights(k)
         self.src_eye_width = float(np.linalg.norm(k[39] - k[36]) + np.linalg.norm(k[45] - k[42])) / 2
         self.src_gap = np.linalg.norm(k[LOWER_INNER] - k[UPPER_INNER], axis=1)
-        self.triangles = self._triangulate(k, iod, ey, ring)
+        self.triangles = self._triangulate(k, iod, ey)
         if len(self.triangles) > MAX_TRIANGLES:
             raise ValueError(f"mesh has {len(self.triangles)} triangles, more than a uint8 id map holds")
 
-    def _triangulate(self, k: np.ndarray, iod: float, down: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    def _triangulate(self, k: np.ndarray, iod: float, down: np.ndarray) -> np.ndarray:
         """Delaunay on the face with the mouth opened, so no triangle spans the lip opening.
 
         The opening grows until every inner-lip edge is a mesh edge (the last try is kept
-        otherwise), then the inside of the inner lips is replaced by explicit strips.
+        otherwise), then the inside of the inner lips is replaced by explicit strips and the
+        inside of each eye by the eyeball's fan, drawn first so the skin around covers it.
         """
         edges = _cycle(INNER_LIPS)
+        n_flat = self.i_ring[-1] + 1                                       # landmarks, forehead, creases, ring
         for opening in REF_OPENINGS:
-            ref = k.copy()
+            ref = self.src[:n_flat].copy()
             ref[LOWER_BLOCK] += down * opening * iod
-            pts = np.concatenate([ref, self.forehead, ring])
-            tris = Delaunay(pts).simplices
+            tris = Delaunay(ref).simplices
             poly = ref[INNER_LIPS].astype(np.float32)
             keep = [t for t in tris
-                    if cv2.pointPolygonTest(poly, tuple(map(float, pts[t].mean(0))), False) < 0]
+                    if cv2.pointPolygonTest(poly, tuple(map(float, ref[t].mean(0))), False) < 0]
             if edges <= _edges(keep):
                 break
         a, b = (int(c) for c in CORNERS)
@@ -151,16 +170,23 @@ class MeshWarper:
                  + _strip(UPPER_CHAIN.tolist(), up)                         # upper interior
                  + _strip(lo, [a, *LOWER_INNER.tolist(), b]))               # lower interior
         keep = np.asarray(keep, dtype=np.int64).reshape(-1, 3)
-        # each eye: a fan from its centre to its outline, so the iris moves with the centre as a whole
-        # (where the outline is a chain of mesh edges, as it is on any ordinary face)
-        for c, e in zip(self.i_eyes, (RIGHT_EYE, LEFT_EYE)):
+        # each eye: a fan from its centre to the eyeball's own outline, so the iris moves with the centre
+        # as a whole and the lids slide over it (where the eye outline is a chain of mesh edges, as it is
+        # on any ordinary face)
+        balls = []
+        for c, e, ball in zip(self.i_eyes, (RIGHT_EYE, LEFT_EYE), self.i_ball.reshape(2, 6)):
             if _cycle(e) <= _edges(keep):
                 poly = k[e].astype(np.float32)
                 keep = np.array([t for t in keep if not (set(t.tolist()) <= set(e.tolist()) and
                                  cv2.pointPolygonTest(poly, tuple(map(float, k[t].mean(0))), False) > 0)])
-                keep = np.concatenate([keep, [(c, int(e[i]), int(e[(i + 1) % 6])) for i in range(6)]])
-        # mouth first: where the lips close, the lip triangles drawn after cover the thin strips
-        return np.concatenate([np.array(mouth), keep])
+                balls += [(c, int(ball[i]), int(ball[(i + 1) % 6])) for i in range(6)]
+        # the skin's upper-lid corners are the open lid's own vertices
+        lut = np.arange(len(self.src))
+        lut[UPPER_LIDS] = self.i_lids
+        keep = lut[keep]
+        # eyeballs and mouth first: the skin drawn after covers the eyeball, and where the lips close,
+        # the lip triangles cover the thin strips
+        return np.concatenate([np.array(balls, dtype=np.int64).reshape(-1, 3), np.array(mouth), keep])
 
     # ----------------------------------------------------------------------------- per frame
     def vertices(self, target: np.ndarray, gaze: np.ndarray | None = None) -> np.ndarray:
@@ -176,13 +202,23 @@ class MeshWarper:
         f = np.where(gap > 1e-6, np.minimum(0.5, self.src_gap / 2 / np.maximum(gap, 1e-6)), 0.5)[:, None]
         upper = k[UPPER_INNER] + f * d
         lower = k[LOWER_INNER] - f * d
-        eyes = np.stack(eye_centres(k))
+        # the eyeball moves with the head; where the lids open wider than in the photo it opens with them
+        down = head[:, :2] @ self.down
+        down /= np.linalg.norm(down) + 1e-12
+        rigid = _apply(head, self.landmarks)
+        wider = np.zeros(N_LANDMARKS)
+        wider[UPPER_LIDS] = np.minimum((k[UPPER_LIDS] - rigid[UPPER_LIDS]) @ down, 0.0)
+        wider[LOWER_LIDS] = np.maximum((k[LOWER_LIDS] - rigid[LOWER_LIDS]) @ down, 0.0)
+        ball = _apply(head, self.src[self.i_ball]) + wider[EYES][:, None] * down
+        lids = rigid[UPPER_LIDS] + wider[UPPER_LIDS][:, None] * down
+        crease = self._inside_ring(_creases(k, lids))
+        eyes = _apply(head, self.src[self.i_eyes])
         if gaze is not None:
             g = np.clip(np.nan_to_num(np.asarray(gaze, np.float64)), -far, far)
             open_share = np.clip(_eye_heights(k) / np.maximum(self.src_eye_open, 1e-6), 0.0, 1.0)
             g = g * min(1.0, GAZE_LIMIT * self.src_eye_width / (float(np.linalg.norm(g)) + 1e-9))
             eyes = eyes + open_share[:, None] * g
-        return np.concatenate([k, fore, self.src[self.i_ring], upper, lower, eyes])
+        return np.concatenate([k, fore, crease, self.src[self.i_ring], upper, lower, eyes, ball, lids])
 
     def mouth_chains(self, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Upper and lower outlines (5, 2) of the tear in destination vertices ``dst``, corner to corner."""
