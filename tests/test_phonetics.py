@@ -107,3 +107,21 @@ def test_a_chunk_without_any_hypothesis_is_heard_as_silence(speech, monkeypatch)
     heard = phonetics.phones(speech)
     assert len(calls) > 1 and heard
     assert min(a for _, a, _ in heard) >= int(1.0 * SAMPLE_RATE) // phonetics.HOP_LENGTH
+
+
+def test_silence_is_not_decoded(speech, monkeypatch):
+    """An hour of digital silence costs no decoding at all; speech after it is still heard, in time."""
+    real, decoded = phonetics._decoder(), []
+
+    class Counting:
+        def __getattr__(self, name):
+            if name == "process_raw":
+                decoded.append(1)
+            return getattr(real, name)
+
+    monkeypatch.setattr(phonetics, "_decoder", lambda: Counting())
+    y = np.zeros(3600 * SAMPLE_RATE, np.float32)
+    assert phonetics.phones(y) == [] and decoded == []
+    late = np.concatenate([np.zeros(60 * SAMPLE_RATE, np.float32), speech])
+    heard = phonetics.phones(late)
+    assert heard and min(a for _, a, _ in heard) >= 60 * SAMPLE_RATE // phonetics.HOP_LENGTH and len(decoded) == 1

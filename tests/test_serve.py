@@ -21,16 +21,15 @@ def _free_port() -> int:
 
 
 class Server:
-    """A server in a thread of this process, sharing the test session's loaded models."""
+    """A server in a thread of this process (its render processes are its own)."""
 
     def __init__(self, tmp: Path, **cfg):
         import uvicorn
 
-        from ventriloquist.pipeline import Ventriloquist
         from ventriloquist.serve.api import ServerConfig, create_app
         from ventriloquist.serve.jobs import JobQueue
         self.cfg = ServerConfig(port=_free_port(), workdir=tmp / "jobs", **cfg)
-        self.jobs = JobQueue(self.cfg.workdir, Ventriloquist().speech_motion, workers=self.cfg.workers,
+        self.jobs = JobQueue(self.cfg.workdir, workers=self.cfg.workers,
                              max_queued=self.cfg.max_queued, time_limit_s=self.cfg.time_limit_s, keep_s=self.cfg.keep_s)
         self.server = uvicorn.Server(uvicorn.Config(create_app(self.cfg, self.jobs), host="127.0.0.1",
                                                     port=self.cfg.port, log_level="warning"))
@@ -222,3 +221,109 @@ def test_a_job_with_a_chosen_emotion_a_timeline_and_its_emotion_track(server, sm
         assert str(server.cfg.workdir) not in bad.json()["detail"]       # the server's folders stay private
         bad = c.post("/v1/videos", files=_files(small_face, speech_wav), data={"emotion": "glee"})
         assert bad.status_code == 422 and "unknown emotion 'glee'" in bad.json()["detail"]
+
+
+def _silence_flac(path: Path, seconds: float) -> Path:
+    """Digital silence, written in blocks (an hour is a small FLAC and never all in memory)."""
+    import soundfile as sf
+    block = np.zeros(16000 * 60, np.int16)
+    with sf.SoundFile(str(path), "w", samplerate=16000, channels=1, format="FLAC", subtype="PCM_16") as f:
+        for _ in range(int(seconds // 60)):
+            f.write(block)
+    return path
+
+
+def test_a_time_limit_and_a_cancel_stop_a_job_in_any_stage(tmp_path, small_face, speech_wav):
+    """An hour of silence stops at its time limit wherever it is (decoding, hearing, rendering), frees the
+    worker for the next job, and a DELETE stops a running job within two seconds; its uploads are gone."""
+    hour = _silence_flac(tmp_path / "hour.flac", 3600)
+    s = Server(tmp_path, time_limit_s=4.0, max_upload_mb=20.0)
+    try:
+        with httpx.Client(base_url=s.url, timeout=60) as c:
+            long = c.post("/v1/videos", files=_files(small_face, hour, audio_name="hour.flac")).json()
+            nxt = c.post("/v1/videos", files=_files(small_face, speech_wav), data={"size": "128"}).json()
+            st = _wait(c, long["id"], timeout=30)
+            assert st["status"] == "failed" and "time limit" in st["error"]
+            assert st["finished"] - st["started"] < 4.0 + 2.0
+            assert _wait(c, nxt["id"])["status"] == "done"
+            s.jobs.time_limit_s = 600
+            job = c.post("/v1/videos", files=_files(small_face, hour, audio_name="hour.flac")).json()
+            while c.get(f"/v1/videos/{job['id']}").json()["status"] == "queued":
+                time.sleep(0.05)
+            time.sleep(1.0)
+            t0 = time.time()
+            c.delete(f"/v1/videos/{job['id']}")
+            st = _wait(c, job["id"], timeout=10)
+            assert st["status"] == "cancelled" and st["finished"] - t0 < 2.0
+            assert sorted(p.name for p in (s.cfg.workdir / job["id"]).iterdir()) == []
+    finally:
+        s.close()
+
+
+def test_a_render_process_that_dies_fails_its_job_and_the_next_one_runs(tmp_path, small_face, speech_wav):
+    import os
+    import signal
+    s = Server(tmp_path)
+    try:
+        with httpx.Client(base_url=s.url, timeout=60) as c:
+            hour = _silence_flac(tmp_path / "long.flac", 1200)
+            job = c.post("/v1/videos", files=_files(small_face, hour, audio_name="long.flac")).json()
+            while c.get(f"/v1/videos/{job['id']}").json()["status"] == "queued":
+                time.sleep(0.05)
+            os.kill(s.jobs._renderers[0].process.pid, signal.SIGKILL)      # as the OOM killer would
+            st = _wait(c, job["id"], timeout=20)
+            assert st["status"] == "failed" and "render process was killed by signal 9" in st["error"]
+            again = c.post("/v1/videos", files=_files(small_face, speech_wav), data={"size": "128"}).json()
+            assert _wait(c, again["id"])["status"] == "done"
+    finally:
+        s.close()
+
+
+def test_photos_are_judged_from_their_header_as_the_cli_judges_them(server, small_face, speech_wav, tmp_path):
+    """A decompression bomb is refused (413) from its header, in little memory; a PNG with a bad CRC the
+    CLI renders is accepted; a queued job that is deleted leaves no upload; a huge option value is not
+    echoed back."""
+    import resource
+    import subprocess
+    import sys
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + (zlib.crc32(kind + data) & 0xFFFFFFFF).to_bytes(4, "big")
+    z = zlib.compressobj(9)
+    rows = b"".join(z.compress(b"\0" * (1 + 3 * 20000)) for _ in range(20000)) + z.flush()
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", (20000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0]))
+                     + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    code = ("import sys, resource; from ventriloquist.serve.api import _check_image, _TooLarge\n"
+            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "try: _check_image(__import__('pathlib').Path(sys.argv[1]))\nexcept _TooLarge: pass\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)")
+    grew_kb = int(subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True,
+                                 check=True).stdout.split()[-1])
+    assert grew_kb < 100 * 1024
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        r = c.post("/v1/videos", files=_files(bomb, speech_wav, face_name="bomb.png"))
+        assert r.status_code == 413 and "too many" in r.json()["detail"]
+        png = bytearray(cv2_png(small_face))
+        at = png.find(b"IDAT")
+        end = at + 4 + int.from_bytes(png[at - 4:at], "big")
+        png[end:end + 4] = b"\0\0\0\0"                                # the image data's CRC, wrong
+        bad = tmp_path / "bad_crc.png"
+        bad.write_bytes(bytes(png))
+        from ventriloquist.cli import main
+        assert main(["generate", "--face", str(bad), "--audio", str(speech_wav), "--out", str(tmp_path / "b.mp4"),
+                     "--size", "96", "--quiet"]) == 0
+        first = c.post("/v1/videos", files=_files(bad, speech_wav, face_name="bad.png"), data={"size": "128"})
+        assert first.status_code == 202
+        queued = c.post("/v1/videos", files=_files(small_face, speech_wav), data={"size": "128"}).json()
+        assert c.delete(f"/v1/videos/{queued['id']}").json()["status"] == "cancelled"
+        assert list((server.cfg.workdir / queued["id"]).iterdir()) == []
+        r = c.post("/v1/videos", files=_files(small_face, speech_wav), data={"size": "x" * 100_000})
+        assert r.status_code == 422 and len(r.text) < 300 and "100000 characters" in r.text
+
+
+def cv2_png(path: Path) -> bytes:
+    import cv2
+    ok, buf = cv2.imencode(".png", cv2.imread(str(path)))
+    return buf.tobytes()

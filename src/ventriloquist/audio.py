@@ -27,6 +27,18 @@ MAX_SAMPLE = 1e6       # float samples beyond this are damage, not sound (and wo
 AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 
 
+def decoded_packets(container, stream) -> Iterator[tuple]:
+    """(packet, its decoded frames) for one stream of a PyAV container (sound or pictures); frames are None for a damaged packet, which the
+    caller skips or fills, as players do."""
+    import av
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            frames = None
+        yield packet, frames
+
+
 def _checked(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -68,7 +80,6 @@ def iter_audio(path: str | Path, rate: int, channels: int, warn: bool = True) ->
     stays in time."""
     import av
 
-    from .video import decoded_packets
     path = str(path) if is_url(path) else _checked(path)
     bad = 0
     with av.open(str(path)) as container:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ARTICULATION_RANGE, FPS, HEAD_MOTION_MAX, MAX_EXPRESSION, GenerateConfig, generate_config
-from .emotion.timeline import EMOTION_CHOICES
+from .emotion.vocabulary import EMOTION_CHOICES
 from .errors import InputError, InputWarning, VentriloquistError
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .emotion.vocabulary import emotion_weights
+from .errors import shown
+
 # --- audio -----------------------------------------------------------------------------------
 SAMPLE_RATE = 16000                            # Hz, every input is resampled to this
 FPS = 25                                       # model time base, video frames per second
@@ -22,6 +25,7 @@ N_MELS = 80
 N_MFCC = 20
 FMIN, FMAX = 55.0, 7600.0
 LOG_EPS = 1e-5
+SILENCE_PEAK = 1e-4                            # sound whose loudest sample is below this is silence
 
 # --- windows -------------------------------------------------------------------------------------
 WINDOW_FRAMES = FPS                            # 1-second windows, in video frames
@@ -106,14 +110,14 @@ def generate_config(options: dict | None = None, **base) -> GenerateConfig:
             v = float(opts[name])
             v = int(v) if kind is int and math.isfinite(v) else v
         except (TypeError, ValueError, OverflowError):
-            raise InputError(f"{name} must be a number, not {opts[name]!r}") from None
+            raise InputError(f"{name} must be a number, not {shown(opts[name])}") from None
         if not lo <= v <= hi:
             raise InputError(f"{name} {v:g} is outside {lo:g}-{hi:g}")
         return v
 
     crop = str(opts.get("crop", "full")).strip().lower()
     if crop not in ("full", "face"):
-        raise InputError(f"crop must be 'full' or 'face', not {opts['crop']!r}")
+        raise InputError(f"crop must be 'full' or 'face', not {shown(opts['crop'])}")
     size = num("size", int, 16, 4096)
     expression = num("expression", float, 0.0, MAX_EXPRESSION)
     articulation = num("articulation", float, *ARTICULATION_RANGE)
@@ -122,7 +126,6 @@ def generate_config(options: dict | None = None, **base) -> GenerateConfig:
     head = num("head_motion", float, 0.0, HEAD_MOTION_MAX)
     face_index = num("face_index", int, 0, 999)
     emotion = str(opts.get("emotion", "auto")).strip().lower()
-    from .emotion.timeline import emotion_weights
     emotion_weights(emotion, " (emotion)")
     cfg = GenerateConfig(render=RenderConfig(size=size, crop=crop), video=VideoConfig(fps=num("fps", float, 1, 120)),
                          **base)

@@ -34,3 +34,12 @@ class MissingWeightsError(VentriloquistError):
 
 class InputWarning(UserWarning):
     """An input was usable only in part (e.g. a truncated video); the CLI prints it as one line."""
+
+
+SHOWN_CHARS = 40        # a refused value is quoted in its message up to this many characters
+
+
+def shown(value) -> str:
+    """A value as an error message quotes it: repr, cut short (a client may send megabytes)."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + f"... ({len(str(value))} characters)"

@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from .config import HOP_LENGTH, MEL_PER_FRAME, SAMPLE_RATE
+from .config import HOP_LENGTH, MEL_PER_FRAME, SAMPLE_RATE, SILENCE_PEAK
 from .errors import MissingWeightsError
 
 ROW_S = HOP_LENGTH / SAMPLE_RATE          # pocketsphinx decodes at 100 frames/s: one frame per Mel row
@@ -96,7 +96,10 @@ def phones(y: np.ndarray) -> list[tuple[str, int, int]]:
     chunk = int(CHUNK_S * SAMPLE_RATE)
     out: list[tuple[str, int, int]] = []
     for start in range(0, len(y), chunk):
-        pcm = (np.clip(y[start:start + chunk], -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+        piece = y[start:start + chunk]
+        if not np.abs(piece).max(initial=0.0) >= SILENCE_PEAK:     # silence has no phones: not decoded at all
+            continue
+        pcm = (np.clip(piece, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
         dec.start_utt()
         dec.process_raw(pcm, full_utt=True)
         dec.end_utt()

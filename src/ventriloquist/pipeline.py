@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from .audio import load_audio, num_frames
-from .config import SAMPLE_RATE, GenerateConfig
+from .config import SAMPLE_RATE, SILENCE_PEAK, GenerateConfig
 from .errors import InputError
 from .face.align import Retargeter
 from .face.detect import face_landmarks, load_image, seat_inner_lips
@@ -22,8 +22,8 @@ from .render import Renderer
 from .render.framing import make_canvas
 from .video import VideoWriter, check_output, video_info
 
-SILENCE_PEAK = 1e-4          # speech whose loudest sample is below this is taken for silence (said, not refused)
-MOTION_SHARE = 0.1           # progress reported once the motion exists; rendering is the rest
+DECODED_SHARE = 0.02         # progress reported once the sound is decoded ...
+MOTION_SHARE = 0.3           # ... and once the motion exists; rendering is the rest
 
 
 @dataclass
@@ -103,10 +103,11 @@ class Ventriloquist:
                                                      strength=self.cfg.expression)
         return self._speech
 
-    def motion_from_audio(self, audio: np.ndarray, timeline: tuple | None = None) -> tuple[Motion, np.ndarray]:
+    def motion_from_audio(self, audio: np.ndarray, timeline: tuple | None = None,
+                          progress: Progress | None = None) -> tuple[Motion, np.ndarray]:
         """Speech -> motion and the per-frame emotion that drove it, with this pipeline's settings
-        (``timeline``: its segments when already read)."""
-        return self._configured(self.speech_motion, self.timeline() if timeline is None else timeline)(audio)
+        (``timeline``: its segments when already read; ``progress``: called with the share done)."""
+        return self._configured(self.speech_motion, self.timeline() if timeline is None else timeline)(audio, progress)
 
     def _configured(self, speech, timeline: tuple):
         """``speech`` (a loaded SpeechMotion) with this pipeline's settings."""
@@ -178,6 +179,8 @@ class Ventriloquist:
         photo = load_image(face)
         source_k = face_landmarks(photo, str(face), self.cfg.face_index)
         speech = load_audio(audio) if audio is not None else None
+        if report:
+            report(DECODED_SHARE)
         if speech is not None and float(np.abs(speech).max()) < SILENCE_PEAK:
             import warnings
 
@@ -194,7 +197,8 @@ class Ventriloquist:
         elif landmarks is not None:
             motion = Motion.from_sequence(LandmarkSequence.load(landmarks))
         elif speech is not None:
-            motion, emotions = self.motion_from_audio(speech, timeline)
+            motion, emotions = self.motion_from_audio(
+                speech, timeline, report and (lambda share: report(DECODED_SHARE + share * (MOTION_SHARE - DECODED_SHARE))))
         else:
             raise InputError("nothing drives the face: pass --audio, --driving-video or --landmarks")
         if report:

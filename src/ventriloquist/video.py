@@ -14,6 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .audio import decoded_packets, iter_audio, sound_format
 from .config import AUDIO_CODEC, FPS, PIX_FMT, SAMPLE_RATE, VIDEO_CODEC, VideoConfig
 from .errors import InputError, InputWarning, OutputError
 
@@ -82,7 +83,6 @@ class VideoWriter:
             raise ValueError("pass audio samples or a sound file, not both")
         codec = channels = None
         if sound is not None:
-            from .audio import sound_format
             codec, sample_rate, channels = sound_format(sound)
         try:
             fd, self._tmp = tempfile.mkstemp(suffix=".mp4", prefix=f".{self.path.stem}.", dir=self.path.parent or ".")
@@ -138,7 +138,6 @@ class VideoWriter:
             for i in range(0, self.audio.shape[1], AUDIO_BLOCK):
                 yield self.audio[:, i:i + AUDIO_BLOCK]
         else:
-            from .audio import iter_audio
             yield from iter_audio(self.sound, self.sample_rate, 1 if self.layout == "mono" else 2, warn=False)
 
     def _write_audio(self) -> None:
@@ -223,18 +222,6 @@ def video_info(path: str | Path) -> dict:
         raise
     except Exception as exc:
         raise InputError(f"could not open video {path} ({type(exc).__name__}); pass an MP4, MOV, MKV or AVI file") from None
-
-
-def decoded_packets(container, stream) -> Iterator[tuple]:
-    """(packet, its decoded frames) for one stream; frames are None for a damaged packet, which the
-    caller skips or fills, as players do."""
-    import av
-    for packet in container.demux(stream):
-        try:
-            frames = packet.decode()
-        except av.error.FFmpegError:
-            frames = None
-        yield packet, frames
 
 
 def read_frames(path: str | Path) -> Iterator[np.ndarray]:

@@ -16,11 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..config import FPS, MAX_EXPRESSION
-from ..errors import InputError
-from .vocabulary import EMOTIONS, N_EMOTIONS, to_index
+from ..errors import InputError, shown
+from .vocabulary import AUTO, EMOTION_CHOICES, EMOTIONS, N_EMOTIONS, emotion_weights, to_index
 
-AUTO = "auto"
-EMOTION_CHOICES = (AUTO,) + EMOTIONS
 TRANSITION_S = 0.8           # a change of emotion or intensity is eased over this long (a ramp centred on it;
                              # G 4.1's emotions lie further apart, and over 0.6 s its happy-to-angry switch stepped
                              # beyond the face's own motion)
@@ -36,21 +34,11 @@ class Segment:
     intensity: float = 1.0
 
 
-def emotion_weights(name: str, where: str = "") -> tuple[float, ...] | None:
-    """One-hot weights of an emotion name (any corpus spelling), None for ``auto``."""
-    if name.strip().lower() == AUTO:
-        return None
-    k = to_index(name)
-    if k is None:
-        raise InputError(f"unknown emotion {name!r}{where}; use one of {', '.join(EMOTION_CHOICES)}")
-    return tuple(float(i == k) for i in range(N_EMOTIONS))
-
-
 def _number(value, name: str, where: str) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{name} must be a number, not {value!r}{where}") from None
+        raise InputError(f"{name} must be a number, not {shown(value)}{where}") from None
     if not np.isfinite(v):
         raise InputError(f"{name} must be a finite number{where}")
     return v

@@ -6,9 +6,13 @@ disgust in face and voice, so they map there. 'Pleasant surprise' (TESS) is surp
 """
 from __future__ import annotations
 
+from ..errors import InputError, shown
+
 EMOTIONS = ("neutral", "happy", "sad", "angry", "fear", "disgust", "surprise")
 N_EMOTIONS = len(EMOTIONS)
 INDEX = {e: i for i, e in enumerate(EMOTIONS)}
+AUTO = "auto"                                 # the emotion the voice says
+EMOTION_CHOICES = (AUTO,) + EMOTIONS
 
 # label spelled by a corpus (lower case) -> vocabulary entry
 ALIASES = {
@@ -27,3 +31,13 @@ def to_index(label: str) -> int | None:
     """Vocabulary index of a corpus label, or None when the label has no place in it."""
     name = ALIASES.get(label.strip().lower())
     return None if name is None else INDEX[name]
+
+
+def emotion_weights(name: str, where: str = "") -> tuple[float, ...] | None:
+    """One-hot weights of an emotion name (any corpus spelling), None for ``auto``."""
+    if name.strip().lower() == AUTO:
+        return None
+    k = to_index(name)
+    if k is None:
+        raise InputError(f"unknown emotion {shown(name)}{where}; use one of {', '.join(EMOTION_CHOICES)}")
+    return tuple(float(i == k) for i in range(N_EMOTIONS))

@@ -17,7 +17,8 @@ from ..errors import FaceNotFoundError, InputError, MissingWeightsError
 DETECT_MAX_SIDE = 640     # detection runs on a copy no larger than this (HOG cost grows with area) ...
 DETECT_RETRY_SIDE = 4096  # ... and, only when that finds no face, on one this large (a small face in a big photo: ~0.6 s)
 MAX_PHOTO_SIDE = 4096    # bigger photos are downscaled on load: the output is at most 512 px, detection needs less
-MAX_PHOTO_PIXELS = 150_000_000  # more than this is refused before decoding (a decompression bomb; 450 MB as RGB)
+MAX_PHOTO_PIXELS = 150_000_000  # more than this is refused before decoding (a decompression bomb; 450 MB as RGB) ...
+MAX_WHOLE_PIXELS = 40_000_000   # ... and more than this in a format decoded whole (not JPEG, which decodes scaled)
 MIN_PHOTO_FACE_PX = 64    # a face narrower than this in the photo is enlarged into a soft video: say so
 FACE_SCORE = 0.5          # HOG detector score above which a box is taken for a real face (a face-like badge: 0.0)
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
@@ -26,6 +27,10 @@ SUBPIXEL = 4              # landmarks are predicted on a crop enlarged this much
 MAX_CROP = 2048           # ... less where the crop would pass this many pixels a side (a big face needs no help) ...
 BOX_SHIFTS = ((0.0, 0.0), (0.03, 0.0), (-0.03, 0.0), (0.0, 0.03), (0.0, -0.03))   # ... from these box shifts
                           # (fractions of the box width), averaged: a still face's jitter 0.0105 -> 0.005 IOD
+
+
+class TooManyPixels(InputError):
+    """A photo refused from its header for its pixel count, before it is decoded."""
 
 
 def model_file(name: str) -> str:
@@ -177,15 +182,19 @@ def load_image(path: str | Path) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # our own limit follows
             with Image.open(path) as im:
-                if im.size[0] * im.size[1] > MAX_PHOTO_PIXELS:
-                    raise Image.DecompressionBombError(im.size)
+                limit = MAX_PHOTO_PIXELS if im.format == "JPEG" else MAX_WHOLE_PIXELS
+                if im.size[0] * im.size[1] > limit:
+                    raise TooManyPixels(f"face image {path} has {im.size[0]}x{im.size[1]} pixels, too many to read "
+                                        f"safely; downscale it below {limit // 1_000_000} megapixels")
                 if max(im.size) > MAX_PHOTO_SIDE:
                     im.draft("RGB", (MAX_PHOTO_SIDE, MAX_PHOTO_SIDE))     # a JPEG decodes at 1/2, 1/4 or 1/8 scale
                 im = ImageOps.exif_transpose(im)
                 img = _to_rgb(im)
+    except TooManyPixels:
+        raise
     except Image.DecompressionBombError:
-        raise InputError(f"face image {path} has too many pixels to read safely; downscale it below "
-                         f"{MAX_PHOTO_PIXELS // 1_000_000} megapixels") from None
+        raise TooManyPixels(f"face image {path} has too many pixels to read safely; downscale it below "
+                            f"{MAX_PHOTO_PIXELS // 1_000_000} megapixels") from None
     except Exception:
         raise InputError(f"{path} is not a readable image (damaged, truncated or not a photo); "
                          "use a JPEG or PNG photo") from None

@@ -23,6 +23,7 @@ from .sequence import Motion
 
 EMOTION_SMOOTH_S = 0.4      # expression changes slower than phonemes
 EXPRESSION_HOLD_S = 0.75    # the expression outlasts the voice by this much, then relaxes to the rest face
+FEATURES_SHARE = 0.65      # of the time speech takes to become motion, hearing it (Mel, phones) takes this
 SILENCE_LEVEL = -34.0       # dB of summed Mel power in a row: white noise at -60 dBFS; below it nothing is heard
 LIP_HOLD_FRAMES = 2         # the lips leave their rest this many frames before a sound and return as long after
 
@@ -173,7 +174,7 @@ def _torch_forward(g):
 
 def _check(strength: float, articulation: float, emotion: str = "auto", intensity: float = 1.0,
            head: float = 1.0) -> None:
-    from ..emotion.timeline import emotion_weights
+    from ..emotion.vocabulary import emotion_weights
     from ..errors import InputError
     emotion_weights(emotion, " (--emotion)")
     if not 0.0 <= head <= HEAD_MOTION_MAX:
@@ -300,10 +301,13 @@ class SpeechMotion:
             dk = soft_range(dk, span, LOWER_FACE)
         return mean_face(g) + dk
 
-    def __call__(self, y: np.ndarray) -> tuple[Motion, np.ndarray]:
-        """Motion at the model rate and the per-frame emotion distribution that shaped it."""
+    def __call__(self, y: np.ndarray, progress=None) -> tuple[Motion, np.ndarray]:
+        """Motion at the model rate and the per-frame emotion distribution that shaped it; ``progress``
+        (optional) is called with the share of the work done after each stage."""
         mel, artic = self.features(y)
         release_freed_memory()
+        if progress:
+            progress(FEATURES_SHARE)
         shapes, probs = self.shapes(mel, artic)
         release_freed_memory()
         n = len(shapes)

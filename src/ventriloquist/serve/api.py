@@ -97,11 +97,15 @@ async def _too_large(send, limit: int) -> None:
 
 
 def _check_image(path: Path) -> None:
-    import cv2
-    import numpy as np
-    data = np.fromfile(str(path), dtype=np.uint8)
-    if not data.size or cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_8) is None:
-        raise _Unsupported("face is not an image; send a JPEG, PNG, WebP, BMP or TIFF photo")
+    """The photo read as the CLI reads it: its size is checked from its header before any pixel is
+    decoded (a decompression bomb is refused, 413, at no cost), and what the CLI renders is accepted."""
+    from ..face.detect import TooManyPixels, load_image
+    try:
+        load_image(path)
+    except TooManyPixels as exc:
+        raise _TooLarge(str(exc).replace(str(path), "face")) from None
+    except InputError:
+        raise _Unsupported("face is not an image; send a JPEG, PNG, WebP, BMP or TIFF photo") from None
 
 
 def _check_audio(path: Path) -> None:
@@ -115,6 +119,10 @@ def _check_audio(path: Path) -> None:
 
 
 class _Unsupported(Exception):
+    pass
+
+
+class _TooLarge(Exception):
     pass
 
 
@@ -194,6 +202,9 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
         except _Unsupported as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise HTTPException(415, str(exc)) from None
+        except _TooLarge as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise HTTPException(413, str(exc)) from None
         except InputError as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise HTTPException(422, str(exc).replace(str(folder) + "/", "")) from None   # no server paths

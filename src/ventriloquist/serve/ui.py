@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ARTICULATION_RANGE, HEAD_MOTION_MAX, MAX_EXPRESSION, generate_config
-from ..emotion.timeline import EMOTION_CHOICES
+from ..emotion.vocabulary import EMOTION_CHOICES
 from ..errors import VentriloquistError
 
 TITLE = "ventriloquist: a face that speaks"
