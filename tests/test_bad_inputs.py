@@ -124,7 +124,28 @@ def inputs(tmp_path_factory, face_path, speech_wav) -> dict[str, Path]:
                  "talk.mp4", "silent_video.mp4"):
         p[name] = d / name
     p["missing.jpg"], p["missing.wav"] = d / "missing.jpg", d / "missing.wav"
+    os.mkfifo(d / "fifo.wav")
+    (d / "loop_a.jpg").symlink_to(d / "loop_b.jpg")
+    (d / "loop_b.jpg").symlink_to(d / "loop_a.jpg")
+    talk = bytearray((d / "talk.mp4").read_bytes())
+    at = talk.find(b"moov")
+    talk[at + 4:at + 36] = b"\xff" * 32                          # the index's first boxes, scrambled
+    (d / "bad_moov.mp4").write_bytes(bytes(talk))
+    import json
+    (d / "endless.json").write_text(json.dumps([{"start": 0, "end": 1e308, "emotion": "happy"}]))
+    (d / "crowded.csv").write_text("start,end,emotion\n" + "".join(f"{i / 25},{(i + 1) / 25},happy\n" for i in range(100_001)))
+    k = np.load(str(_demo_motion()))["landmarks"][:50]
+    for name, fps in (("fps_tiny.npz", 1e-9), ("fps_huge.npz", 1e9)):
+        np.savez(d / name, landmarks=k, fps=fps, width=360, height=288)
+    for name in ("fifo.wav", "loop_a.jpg", "bad_moov.mp4", "endless.json", "crowded.csv", "fps_tiny.npz", "fps_huge.npz"):
+        p[name] = d / name
+    p["dev_zero"] = Path("/dev/zero")
     return p
+
+
+def _demo_motion() -> Path:
+    from ventriloquist.demo import DEMO_MOTION
+    return DEMO_MOTION
 
 
 @dataclass
@@ -180,6 +201,18 @@ CASES = [
     Case("NaN samples", audio="nan.wav", code=2, message="invalid samples"),
     Case("missing emotion timeline", extra=("--emotion-timeline", "@missing.json"), code=2, message="does not exist",
          names="missing.json"),
+    # not files, damaged indexes, values past any sense
+    Case("a named pipe as audio", audio="fifo.wav", code=2, message="not a regular file"),
+    Case("/dev/zero as audio", audio="dev_zero", code=2, message="not a regular file", names="/dev/zero"),
+    Case("a symlink loop as photo", face="loop_a.jpg", code=2, message="cannot be opened"),
+    Case("an MP4 with a damaged index as audio", audio="bad_moov.mp4", code=2, message="damaged"),
+    Case("a timeline ending at 1e308", extra=("--emotion-timeline", "@endless.json")),
+    Case("a timeline of 100,001 entries", extra=("--emotion-timeline", "@crowded.csv"), code=2,
+         message="100001 entries", names="crowded.csv"),
+    Case("a landmark file at 1e-9 fps", extra=("--landmarks", "@fps_tiny.npz"), code=2, message="fps",
+         names="fps_tiny.npz"),
+    Case("a landmark file at 1e9 fps", extra=("--landmarks", "@fps_huge.npz"), code=2, message="fps",
+         names="fps_huge.npz"),
 ]
 
 
@@ -328,3 +361,57 @@ def test_ctrl_c_mid_render_leaves_nothing(inputs, tmp_path) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err, err
     assert _leftovers(out_dir) == [] and _leftovers(tmp_path / "tmp") == []
+
+
+def test_exports_are_written_whole_or_not_at_all(inputs, tmp_path) -> None:
+    """An export that cannot be written (the disk fills while it is written) fails the run as the video
+    would: exit 3, no video, no partial export, no temporary file; two exports may not share a file; a
+    250-byte output name works (its temporary names are short)."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))        # the video fits, its export does not
+    proc = _cli(["--face", str(inputs["face"]), "--audio", str(inputs["speech"]), "--out", str(out_dir / "v.mp4"),
+                 "--size", "96", "--export-landmarks", str(out_dir / "v.json"), "--quiet"], tmp_path, preexec_fn=limit)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 3 and "v.json" in err and "disk is full" in err, err
+    assert _leftovers(out_dir) == []
+    same = out_dir / "both.json"
+    assert main(["generate", "--face", str(inputs["face"]), "--audio", str(inputs["speech"]), "--out",
+                 str(out_dir / "v.mp4"), "--export-landmarks", str(same), "--export-emotions", str(same), *SIZE]) == 3
+    assert _leftovers(out_dir) == []
+    long = out_dir / ("n" * 250 + ".mp4")
+    assert main(["generate", "--face", str(inputs["face"]), "--audio", str(inputs["speech"]), "--out", str(long),
+                 *SIZE]) == 0
+    assert _leftovers(out_dir) == [long.name]
+    assert main(["generate", "--face", str(inputs["face"]), "--audio", str(inputs["speech"]), "--out",
+                 str(out_dir / ("n" * 260 + ".mp4")), *SIZE]) == 3
+
+
+def test_sigterm_to_batch_leaves_nothing_and_a_rerun_finishes(inputs, tmp_path) -> None:
+    y, sr = sf.read(str(inputs["speech"]), dtype="float32")
+    faces, audio, out = tmp_path / "faces", tmp_path / "audio", tmp_path / "out"
+    for d in (faces, audio):
+        d.mkdir()
+    for i in range(2):
+        (faces / f"p{i}.png").write_bytes(Path(inputs["face"]).read_bytes())
+        sf.write(audio / f"p{i}.wav", np.tile(y, 6), sr)
+    (out).mkdir()
+    (out / (".stale" + "x.mp4")).write_bytes(b"")                  # not ours: a rerun leaves other files alone
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    args = [sys.executable, "-m", "ventriloquist.cli", "batch", "--faces", str(faces), "--audio", str(audio),
+            "--out", str(out), "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while len(_leftovers(out)) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)                                          # a worker's temp file: rendering has begun
+    assert proc.poll() is None, "the batch finished before it could be terminated"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "terminated" in err, err
+    assert [n for n in _leftovers(out) if n.endswith(".mp4")] == [".stalex.mp4"]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert sorted(n for n in _leftovers(out) if n.endswith(".mp4")) == [".stalex.mp4", "p0.mp4", "p1.mp4"]

@@ -15,7 +15,7 @@ import numpy as np
 
 from .config import (FMAX, FMIN, FPS, HOP_LENGTH, LOG_EPS, MEL_PER_FRAME, N_FFT, N_MELS, N_MFCC,
                      SAMPLE_RATE, SAMPLES_PER_FRAME, WIN_LENGTH, WINDOW_FRAMES, WINDOW_STRIDE)
-from .errors import InputError, InputWarning
+from .errors import InputError, InputWarning, existing_file
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".mp4", ".mov",
                     ".mkv", ".webm", ".avi", ".flv", ".mpg")
@@ -40,12 +40,20 @@ def decoded_packets(container, stream) -> Iterator[tuple]:
 
 
 def _checked(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"audio file {path} does not exist; pass an existing speech recording")
+    path = existing_file(path, "audio file", "pass an existing speech recording")
     if path.stat().st_size == 0:
         raise InputError(f"audio file {path} is empty (0 bytes); pass a speech recording")
     return path
+
+
+def _has_sound(container, path) -> None:
+    """An InputError unless the opened container has an audio track: a file with no readable stream at all
+    (an MP4 whose index is damaged) is called damaged, one with only pictures has no audio track."""
+    if not container.streams.audio:
+        if not container.streams:
+            raise InputError(f"could not read any track from {path} (damaged or not a media file); "
+                             "convert it to WAV, FLAC, MP3 or M4A")
+        raise InputError(f"{path} has no audio track; pass a file that contains speech")
 
 
 def sound_format(path: str | Path) -> tuple[str, int, int]:
@@ -55,8 +63,7 @@ def sound_format(path: str | Path) -> tuple[str, int, int]:
     path = _checked(path)
     try:
         with av.open(str(path)) as c:
-            if not c.streams.audio:
-                raise InputError(f"{path} has no audio track; pass a file that contains speech")
+            _has_sound(c, path)
             s = c.streams.audio[0]
             codec, rate, channels = s.codec_context.name, int(s.rate or 0), int(s.channels or 0)
     except InputError:
@@ -83,8 +90,7 @@ def iter_audio(path: str | Path, rate: int, channels: int, warn: bool = True) ->
     path = str(path) if is_url(path) else _checked(path)
     bad = 0
     with av.open(str(path)) as container:
-        if not container.streams.audio:
-            raise InputError(f"{path} has no audio track; pass a file that contains speech")
+        _has_sound(container, path)
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="fltp", layout="mono" if channels == 1 else "stereo", rate=rate)
         for packet, frames in decoded_packets(container, stream):

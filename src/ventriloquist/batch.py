@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import OPTIONS
-from .errors import InputError
+from .errors import InputError, unwind_on_sigterm
+from .video import remove_stale
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 SUMMARY = "summary.csv"
@@ -100,8 +101,10 @@ _speech = None
 
 
 def _init(threads: int) -> None:
-    """Each worker process loads the models once and computes on ``threads`` threads."""
+    """Each worker process loads the models once and computes on ``threads`` threads; a SIGTERM unwinds it
+    as a Ctrl-C does, so the video it was writing leaves no temporary file."""
     global _speech
+    unwind_on_sigterm()
     import cv2
     import torch
     torch.set_num_threads(threads)
@@ -150,6 +153,7 @@ def run_batch(rows: list[Row], out_dir: Path, workers: int | None = None, progre
             results[r.index] = ("skipped", 0.0, "output exists")
         else:
             seen[r.out] = r.index
+            remove_stale(r.out)                # what a killed earlier run was writing
             todo.append(r)
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc="batch", unit="video", disable=not progress)
@@ -188,14 +192,20 @@ def _pool_run(rows: list[Row], workers: int, results: dict, bar) -> list[Row]:
     lost = []
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init, initargs=(1,)) as ex:
         futs = {ex.submit(_render, r): r for r in rows}
-        for fut in as_completed(futs):
-            try:
-                i, status, secs, err = fut.result()
-            except BrokenProcessPool:
-                lost.append(futs[fut])
-                continue
-            results[i] = (status, secs, err)
-            bar.update(1)
+        try:
+            for fut in as_completed(futs):
+                try:
+                    i, status, secs, err = fut.result()
+                except BrokenProcessPool:
+                    lost.append(futs[fut])
+                    continue
+                results[i] = (status, secs, err)
+                bar.update(1)
+        except KeyboardInterrupt:              # Ctrl-C or SIGTERM: the workers stop too, cleaning up after them
+            for proc in list((ex._processes or {}).values()):
+                proc.terminate()
+            ex.shutdown(wait=True, cancel_futures=True)
+            raise
     return sorted(lost, key=lambda r: r.index)
 
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import warnings
 from pathlib import Path
 
 from . import __version__
 from .config import ARTICULATION_RANGE, FPS, HEAD_MOTION_MAX, MAX_EXPRESSION, GenerateConfig, generate_config
 from .emotion.vocabulary import EMOTION_CHOICES
-from .errors import InputError, InputWarning, VentriloquistError
+from .errors import InputError, InputWarning, Terminated, VentriloquistError, unwind_on_sigterm
 
 
 def _positive_int(text: str) -> int:
@@ -287,11 +288,16 @@ _default_showwarning = warnings.showwarning
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
+    if threading.current_thread() is threading.main_thread():
+        unwind_on_sigterm()
     try:
         args.func(args)
     except VentriloquistError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print("error: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

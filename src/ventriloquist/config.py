@@ -16,6 +16,7 @@ from .errors import shown
 # --- audio -----------------------------------------------------------------------------------
 SAMPLE_RATE = 16000                            # Hz, every input is resampled to this
 FPS = 25                                       # model time base, video frames per second
+FPS_RANGE = (1.0, 120.0)                       # frame rates a video (or a landmark file) may have
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS         # 640 samples = one video frame
 MEL_PER_FRAME = 4                              # feature frames per video frame
 HOP_LENGTH = SAMPLES_PER_FRAME // MEL_PER_FRAME  # 160 samples = 10 ms
@@ -127,7 +128,7 @@ def generate_config(options: dict | None = None, **base) -> GenerateConfig:
     face_index = num("face_index", int, 0, 999)
     emotion = str(opts.get("emotion", "auto")).strip().lower()
     emotion_weights(emotion, " (emotion)")
-    cfg = GenerateConfig(render=RenderConfig(size=size, crop=crop), video=VideoConfig(fps=num("fps", float, 1, 120)),
+    cfg = GenerateConfig(render=RenderConfig(size=size, crop=crop), video=VideoConfig(fps=num("fps", float, *FPS_RANGE)),
                          **base)
     if expression is not None:
         cfg.expression = expression

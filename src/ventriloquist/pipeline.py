@@ -5,6 +5,7 @@ stays flat however long the input is.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -13,14 +14,14 @@ import numpy as np
 
 from .audio import load_audio, num_frames
 from .config import SAMPLE_RATE, SILENCE_PEAK, GenerateConfig
-from .errors import InputError
+from .errors import InputError, OutputError
 from .face.align import Retargeter
 from .face.detect import face_landmarks, load_image, seat_inner_lips
 from .face.track import track_video
 from .motion.sequence import LandmarkSequence, Motion
 from .render import Renderer
 from .render.framing import make_canvas
-from .video import VideoWriter, check_output, video_info
+from .video import VideoWriter, check_output, video_info, write_beside
 
 DECODED_SHARE = 0.02         # progress reported once the sound is decoded ...
 MOTION_SHARE = 0.3           # ... and once the motion exists; rendering is the rest
@@ -172,6 +173,9 @@ class Ventriloquist:
             check_output(export_landmarks, inputs + (out,), "--export-landmarks", (".npz", ".json"))
         if export_emotions is not None:
             check_output(export_emotions, inputs + (out,), "--export-emotions", (".csv", ".json"))
+            if export_landmarks is not None and Path(export_emotions).resolve() == Path(export_landmarks).resolve():
+                raise OutputError(f"--export-landmarks and --export-emotions both name {export_emotions}; "
+                                  "give each its own file")
             if audio is None or driving_video is not None or landmarks is not None:
                 raise InputError("--export-emotions needs speech-driven motion: pass --audio without "
                                  "--driving-video or --landmarks")
@@ -223,19 +227,27 @@ class Ventriloquist:
         every = max(1, n // 100)
         source = audio if audio is not None else (driving_video if driving_video is not None and info["has_audio"] else None)
         sound = _sound_source(source) if source is not None else None     # the viewer hears the original
-        with VideoWriter(out, *rig.size, cfg=replace(self.cfg.video, fps=fps),
-                         audio=speech if sound is None else None, sound=sound) as writer:
-            for i, k in enumerate(tqdm(target, desc="render", unit="frame", disable=not bar, leave=False)):
-                writer.write(rig.render(k, gaze[i]))
-                if report and i % every == 0:
-                    report(min(1.0, MOTION_SHARE + (1 - MOTION_SHARE) * (i + 1) / n))
-        if export_landmarks is not None:
-            seq.save(export_landmarks)
+        level = None
         if export_emotions is not None:
             from .emotion.timeline import emotion_track, export_emotions as write_emotions
-            c = self.cfg
-            level = emotion_track(len(emotions), c.emotion, c.emotion_intensity, timeline)[2]
-            write_emotions(export_emotions, emotions, level)
+            level = emotion_track(len(emotions), self.cfg.emotion, self.cfg.emotion_intensity, timeline)[2]
+        staged: list[tuple[Path, Path]] = []          # exports written beside their names, moved in with the video
+        try:
+            with VideoWriter(out, *rig.size, cfg=replace(self.cfg.video, fps=fps),
+                             audio=speech if sound is None else None, sound=sound) as writer:
+                for i, k in enumerate(tqdm(target, desc="render", unit="frame", disable=not bar, leave=False)):
+                    writer.write(rig.render(k, gaze[i]))
+                    if report and i % every == 0:
+                        report(min(1.0, MOTION_SHARE + (1 - MOTION_SHARE) * (i + 1) / n))
+                if export_landmarks is not None:
+                    staged.append(write_beside(export_landmarks, seq.save))
+                if export_emotions is not None:
+                    staged.append(write_beside(export_emotions, lambda tmp: write_emotions(tmp, emotions, level)))
+            for tmp, final in staged:
+                os.replace(tmp, final)
+        finally:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
         if report:
             report(1.0)
         return Result(out, n, fps, rig.size[0], rig.size[1], seq, emotions)

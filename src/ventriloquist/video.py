@@ -16,7 +16,7 @@ import numpy as np
 
 from .audio import decoded_packets, iter_audio, sound_format
 from .config import AUDIO_CODEC, FPS, PIX_FMT, SAMPLE_RATE, VIDEO_CODEC, VideoConfig
-from .errors import InputError, InputWarning, OutputError
+from .errors import InputError, InputWarning, OutputError, existing_file
 
 
 AUDIO_BLOCK = 1024 * 16     # samples per block handed to the AAC encoder
@@ -35,10 +35,21 @@ def _write_failed(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"could not write {path} ({reason}); choose a folder you can write to with --out")
 
 
+def _name_max(folder: Path) -> int:
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
 def check_output(path: str | Path, inputs: tuple = (), what: str = "--out", suffixes: tuple[str, ...] = (".mp4",)) -> Path:
     """Refuse an output that cannot be written, before any work: a folder, a wrong suffix, a missing or
     read-only folder, or one of the ``inputs`` (the atomic rename would replace it)."""
     path = Path(path)
+    limit = _name_max(path.parent if path.parent.is_dir() else Path("."))
+    if len(path.name.encode()) > limit:
+        raise OutputError(f"{what} {path.name[:40]}... is {len(path.name.encode())} bytes long, more than the "
+                          f"{limit} a file name may have here; choose a shorter name")
     if path.is_dir():
         raise OutputError(f"{what} {path} is a folder; pass a file name such as {path / ('video' + suffixes[0])}")
     if path.suffix.lower() not in suffixes:
@@ -57,6 +68,50 @@ def check_output(path: str | Path, inputs: tuple = (), what: str = "--out", suff
     except OSError as exc:
         raise _write_failed(path, exc) from None
     return path
+
+
+def temp_prefix(path: Path) -> str:
+    """The prefix of the hidden temporary files an output is written as before it is moved into place:
+    short whatever the name (a 250-byte name still fits), and the same for the same output, so a rerun
+    can find what an interrupted one left (:func:`remove_stale`)."""
+    import hashlib
+    return "." + hashlib.sha1(Path(path).name.encode()).hexdigest()[:10] + "."
+
+
+def _readable(path) -> None:
+    """mkstemp makes 0600; an output should read like any file the user makes (the umask decides)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def remove_stale(path: Path) -> None:
+    """Delete the temporary files an interrupted write of ``path`` left beside it."""
+    path = Path(path)
+    for stale in path.parent.glob(temp_prefix(path) + "*"):
+        stale.unlink(missing_ok=True)
+
+
+def write_beside(path: str | Path, write) -> tuple[Path, Path]:
+    """``write(tmp)`` to a temporary file beside ``path`` (same suffix); (tmp, path) for the caller to move
+    into place once everything it writes is done. A failure is an OutputError, and no temporary file stays."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(suffix=path.suffix, prefix=temp_prefix(path), dir=path.parent or ".")
+        os.close(fd)
+    except OSError as exc:
+        raise _write_failed(path, exc) from None
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        _readable(tmp)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _write_failed(path, exc) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp, path
 
 
 class VideoWriter:
@@ -85,7 +140,7 @@ class VideoWriter:
         if sound is not None:
             codec, sample_rate, channels = sound_format(sound)
         try:
-            fd, self._tmp = tempfile.mkstemp(suffix=".mp4", prefix=f".{self.path.stem}.", dir=self.path.parent or ".")
+            fd, self._tmp = tempfile.mkstemp(suffix=".mp4", prefix=temp_prefix(self.path), dir=self.path.parent or ".")
         except OSError as exc:
             raise _write_failed(self.path, exc) from None
         os.close(fd)
@@ -181,9 +236,7 @@ class VideoWriter:
         except OSError as exc:
             self.abort()
             raise _write_failed(self.path, exc) from None
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self._tmp, 0o666 & ~umask)       # mkstemp makes 0600; a video should read like any file
+        _readable(self._tmp)
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
@@ -206,9 +259,7 @@ class VideoWriter:
 def video_info(path: str | Path) -> dict:
     """fps, frame count, size and whether it has audio; a clear error for unreadable files."""
     import av
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"video {path} does not exist; pass an existing video file")
+    path = existing_file(path, "video", "pass an existing video file")
     try:
         with av.open(str(path)) as c:
             if not c.streams.video:

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from ..config import FPS, MAX_EXPRESSION
-from ..errors import InputError, shown
+from ..errors import InputError, existing_file, shown
 from .vocabulary import AUTO, EMOTION_CHOICES, EMOTIONS, N_EMOTIONS, emotion_weights, to_index
 
 TRANSITION_S = 0.8           # a change of emotion or intensity is eased over this long (a ramp centred on it;
                              # G 4.1's emotions lie further apart, and over 0.6 s its happy-to-angry switch stepped
                              # beyond the face's own motion)
+MAX_ENTRIES = 100_000        # a timeline longer than this is refused (an hour of a per-frame export is 90,000)
+MAX_SECONDS = 86_400.0       # times past a day mean "to the end"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ def _segment(row: dict, where: str) -> Segment:
     start, end = _number(row["start"], "start", where), _number(row["end"], "end", where)
     if not 0 <= start < end:
         raise InputError(f"start {start:g} and end {end:g} must satisfy 0 <= start < end{where}")
+    end = min(end, MAX_SECONDS)                  # "until the end": any later time means the same
+    if start >= end:
+        raise InputError(f"start {start:g} is later than any speech ({MAX_SECONDS:g} s){where}")
     intensity = row.get("intensity")
     intensity = 1.0 if intensity in (None, "") else _number(intensity, "intensity", where)
     if not 0 <= intensity <= MAX_EXPRESSION:
@@ -82,9 +87,7 @@ def _segment(row: dict, where: str) -> Segment:
 
 def load_timeline(path: str | Path) -> list[Segment]:
     """Segments of a timeline file (.json or .csv), checked; the message names the file and the entry."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"emotion timeline {path} does not exist")
+    path = existing_file(path, "emotion timeline", "pass a .json or .csv file (see the README)")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -109,6 +112,9 @@ def load_timeline(path: str | Path) -> list[Segment]:
         raise InputError(f"emotion timeline {path} must be a .json or .csv file")
     if not rows:
         raise InputError(f"emotion timeline {path} holds no entries")
+    if len(rows) > MAX_ENTRIES:
+        raise InputError(f"emotion timeline {path} has {len(rows)} entries, more than {MAX_ENTRIES} (an hour of a "
+                         "per-frame export); merge neighbouring entries or split the speech")
     return [_segment(r, f" (entry {i + 1} of {path})") for i, r in enumerate(rows)]
 
 

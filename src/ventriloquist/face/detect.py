@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FaceNotFoundError, InputError, MissingWeightsError
+from ..errors import FaceNotFoundError, InputError, MissingWeightsError, existing_file
 
 DETECT_MAX_SIDE = 640     # detection runs on a copy no larger than this (HOG cost grows with area) ...
 DETECT_RETRY_SIDE = 4096  # ... and, only when that finds no face, on one this large (a small face in a big photo: ~0.6 s)
@@ -173,9 +173,7 @@ def load_image(path: str | Path) -> np.ndarray:
     import warnings
 
     from PIL import Image, ImageOps
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"face image {path} does not exist; pass an existing photo with --face")
+    path = existing_file(path, "face image", "pass an existing photo with --face")
     if path.stat().st_size == 0:
         raise InputError(f"face image {path} is empty (0 bytes); pass a JPEG or PNG photo")
     try:

@@ -13,7 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..config import FPS_RANGE
+from ..errors import InputError, existing_file
 from ..face.align import normalise, reference_shape, relative_pose
 
 
@@ -45,9 +46,7 @@ class LandmarkSequence:
 
     @classmethod
     def load(cls, path: str | Path) -> "LandmarkSequence":
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"landmark file {path} does not exist; export one with --export-landmarks")
+        path = existing_file(path, "landmark file", "export one with --export-landmarks")
         try:
             if path.suffix == ".json":
                 d = json.loads(path.read_text())
@@ -63,6 +62,9 @@ class LandmarkSequence:
                 or not (np.isfinite(seq.fps) and seq.fps > 0) or seq.width < 1 or seq.height < 1):
             raise InputError(f"{path} does not hold a valid (T, 68, 2) landmark sequence with a positive fps "
                              "and frame size")
+        if not FPS_RANGE[0] <= seq.fps <= FPS_RANGE[1]:
+            raise InputError(f"{path} says {seq.fps:g} fps; a landmark sequence must run at {FPS_RANGE[0]:g}-"
+                             f"{FPS_RANGE[1]:g} fps (fix its fps field)")
         return seq
 
 
