@@ -84,8 +84,26 @@ def test_the_page_renders_the_bundled_example(app_url, browser, tmp_path):
                               if e.is_displayed()])
     _click(browser, example[0])
     _until(lambda: browser.find_elements(By.CSS_SELECTOR, "#landmarks img"))
+    # the group-photo field starts empty (the largest face, as the CLI); a face it does not have is one
+    # message in the page's own words, naming the photo, not a server path or a CLI flag, and it stays
+    which = browser.find_element(By.CSS_SELECTOR, "#which textarea, #which input")
+    assert which.get_attribute("value") == ""
+    which.send_keys("5")
+    _click(browser, browser.find_element(By.ID, "generate"))
+    def toasts() -> list[str]:
+        return [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".toast-message-text")]
+    _until(lambda: any("face in a group photo must be 0-0" in t for t in toasts()), timeout=60)
+    assert all("--" not in t and "/tmp/" not in t for t in toasts()), toasts()
+    assert any(t.startswith("astronaut.png shows 1 face") for t in toasts())
+    assert sum("face in a group photo must be 0-0" in t for t in toasts()) == 1       # said once
+    assert "face in a group photo must be 0-0" in browser.find_element(By.ID, "landmarks").text
+    time.sleep(11)                                   # a toast that closes itself is gone after 10 s
+    assert any("face in a group photo must be 0-0" in t for t in toasts())
+    which.clear()
+    which.send_keys(" ")
     _click(browser, browser.find_element(By.ID, "generate"))
     _until(lambda: browser.find_elements(By.CSS_SELECTOR, "#video video"), timeout=180)
+    assert "astronaut_grid_s1_demo.mp4" in browser.find_element(By.CSS_SELECTOR, "#video video").get_attribute("src")
     duration = _until(lambda: browser.execute_script(
         "const v = document.querySelector('#video video'); return v && v.readyState >= 1 ? v.duration : 0;"))
     assert duration > 1.0

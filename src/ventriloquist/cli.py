@@ -8,7 +8,8 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import ARTICULATION_RANGE, FPS, HEAD_MOTION_MAX, MAX_EXPRESSION, GenerateConfig, generate_config
+from .config import (ARTICULATION_RANGE, FPS, FPS_RANGE, HEAD_MOTION_MAX, MAX_EXPRESSION, OPTIONS, GenerateConfig,
+                     generate_config)
 from .emotion.vocabulary import EMOTION_CHOICES
 from .errors import InputError, InputWarning, Terminated, VentriloquistError, unwind_on_sigterm
 
@@ -30,13 +31,15 @@ def _between(lo: float, hi: float):
     return number
 
 
-def _add_render_args(p: argparse.ArgumentParser) -> None:
+def _add_render_args(p: argparse.ArgumentParser, live: bool = False) -> None:
     p.add_argument("--size", type=_positive_int, default=None,
-                   help="longest output side in pixels (default: the photo's, at most 512)")
+                   help="longest output side in pixels (default 256)" if live else
+                   "longest output side in pixels (default: the photo's, at most 512)")
     p.add_argument("--crop", choices=["full", "face"], default="full",
                    help="'full' keeps the whole photo (face pasted back), 'face' crops a square around the face")
-    p.add_argument("--fps", type=_between(1, 120), default=None,
-                   help=f"output frame rate (default: a driving video's or landmark file's own, else {FPS})")
+    if not live:
+        p.add_argument("--fps", type=_between(*FPS_RANGE), default=None,
+                       help=f"output frame rate (default: a driving video's or landmark file's own, else {FPS})")
     p.add_argument("--seed", type=int, default=0, help="random seed for anything stochastic")
     p.add_argument("--device", default="cpu", help="torch device for the models (default cpu)")
     p.add_argument("--expression", type=_between(0, MAX_EXPRESSION), default=1.0, metavar="S",
@@ -50,9 +53,10 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
                    help="the emotion the face shows: auto (default) is what the voice says")
     p.add_argument("--emotion-intensity", type=_between(0, MAX_EXPRESSION), default=1.0, metavar="I",
                    help=f"how strongly that emotion shows, 0-{MAX_EXPRESSION:g} (default 1)")
-    p.add_argument("--emotion-timeline", metavar="F",
-                   help="a .json or .csv file of time ranges -> emotion (and intensity) that override --emotion; "
-                        "changes are eased (see README)")
+    if not live:
+        p.add_argument("--emotion-timeline", metavar="F",
+                       help="a .json or .csv file of time ranges -> emotion (and intensity) that override --emotion; "
+                            "changes are eased (see README)")
     p.add_argument("--head-motion", type=_between(0, HEAD_MOTION_MAX), default=1.0, metavar="H",
                    help=f"head sway and nods, 0-{HEAD_MOTION_MAX:g} (default 1; 0 = a still head)")
     p.add_argument("--face-index", type=int, default=None, metavar="N",
@@ -61,11 +65,11 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(a: argparse.Namespace) -> GenerateConfig:
-    return generate_config({"size": a.size, "crop": a.crop, "fps": a.fps, "seed": a.seed,
+    return generate_config({"size": a.size, "crop": a.crop, "fps": getattr(a, "fps", None), "seed": a.seed,
                             "expression": 0.0 if a.neutral else a.expression, "articulation": a.articulation,
                             "emotion": a.emotion, "emotion_intensity": a.emotion_intensity,
                             "head_motion": a.head_motion, "face_index": a.face_index},
-                           device=a.device, emotion_timeline=a.emotion_timeline)
+                           device=a.device, emotion_timeline=getattr(a, "emotion_timeline", None))
 
 
 def _cmd_generate(a: argparse.Namespace) -> None:
@@ -79,10 +83,6 @@ def _cmd_generate(a: argparse.Namespace) -> None:
 def _cmd_live(a: argparse.Namespace) -> None:
     from .live import run_live
     from .pipeline import Ventriloquist
-    if a.emotion_timeline:
-        raise InputError("--emotion-timeline needs the whole speech; live mode takes --emotion and --emotion-intensity")
-    if a.fps not in (None, FPS):
-        raise InputError(f"live mode runs at the models' {FPS} fps; leave out --fps")
     summary = run_live(Ventriloquist(_config(a)), a.face, audio=a.audio, mic=a.mic, realtime=a.realtime,
                        record=a.record, stats=a.stats, serve=not a.no_page, port=a.port, open_browser=a.open)
     print(f"live: {summary['frames']} frames for {summary['speech_s']:g} s of speech; latency p50 "
@@ -189,18 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--port", type=int, default=8765, help="the page's port on 127.0.0.1 (default 8765; 0: any free)")
     lv.add_argument("--no-page", action="store_true", help="serve no page (record and stats only)")
     lv.add_argument("--open", action="store_true", help="open the page in the browser")
-    _add_render_args(lv)
+    _add_render_args(lv, live=True)
     lv.set_defaults(func=_cmd_live, size=256)
 
     w = sub.add_parser("app", help="the web page: upload a face and speech, watch the video (Gradio)")
     w.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    w.add_argument("--port", type=int, default=7860)
+    w.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
     w.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
     w.set_defaults(func=_cmd_app)
 
     s = sub.add_parser("serve", help="the REST API: POST /v1/videos, poll, download (FastAPI; docs at /docs)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     s.add_argument("--workers", type=int, default=1, help="videos rendered at once (default 1; about a core each)")
     s.add_argument("--max-queued", type=int, default=16, help="waiting jobs beyond this get 429 (default 16)")
     s.add_argument("--max-upload-mb", type=float, default=50.0, help="larger requests get 413 (default 50)")
@@ -211,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_serve)
 
     bt = sub.add_parser("batch", help="many videos: a manifest CSV, or a folder of faces and a folder of speech")
-    bt.add_argument("manifest", nargs="?", help="CSV with columns face,audio[,out] and any of size,crop,fps,"
-                                                "expression,articulation,seed (paths relative to the CSV)")
+    bt.add_argument("manifest", nargs="?", help="CSV with columns face,audio[,out] and any of "
+                                                f"{','.join(OPTIONS)},emotion_timeline (paths relative to the CSV)")
     bt.add_argument("--faces", help="folder of face photos")
     bt.add_argument("--audio", help="folder of speech files, paired with the faces by file name")
     bt.add_argument("--every", action="store_true", help="every face with every speech file instead")

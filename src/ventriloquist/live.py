@@ -23,7 +23,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from .config import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
-from .errors import InputError, MissingWeightsError
+from .errors import InputError
 
 CHUNK_S = 0.02               # speech arrives in blocks this long (a microphone's usual block)
 JPEG_QUALITY = 85
@@ -83,8 +83,9 @@ def mic_source(device: str | int | None = None, stop: threading.Event | None = N
     try:
         import sounddevice
     except (ImportError, OSError) as exc:
-        raise MissingWeightsError(f"--mic needs the sounddevice package and PortAudio ({exc}); install them with "
-                                  "`pip install 'ventriloquist[live]'` (and `apt-get install libportaudio2`)") from None
+        raise InputError(f"--mic cannot be used here: it needs the sounddevice package and PortAudio ({exc}); "
+                         "install them with `pip install 'ventriloquist[live]'` (and `apt-get install libportaudio2`), "
+                         "or pass --audio") from None
     blocks: queue.Queue = queue.Queue()
     with sounddevice.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", device=device,
                                  blocksize=int(CHUNK_S * SAMPLE_RATE), callback=lambda d, *_: blocks.put(d[:, 0].copy())):
@@ -161,6 +162,8 @@ class LiveView:
                 else:
                     self.send_error(404)
 
+        from .serve.net import check_port
+        check_port(host, port)
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://{host}:{self.server.server_address[1]}/"

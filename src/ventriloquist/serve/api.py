@@ -256,6 +256,9 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
 def serve(cfg: ServerConfig) -> None:
     """Load the models once, start the workers and serve until interrupted."""
     import uvicorn
+
+    from .net import check_port
+    check_port(cfg.host, cfg.port)
     cfg.api_key = cfg.api_key or os.environ.get(API_KEY_ENV) or None
     with tempfile.TemporaryDirectory(prefix="ventriloquist-jobs-") as tmp:
         jobs = JobQueue(cfg.workdir or Path(tmp), workers=cfg.workers, max_queued=cfg.max_queued,

@@ -17,6 +17,11 @@ from ..emotion.vocabulary import EMOTION_CHOICES
 from ..errors import VentriloquistError
 
 TITLE = "ventriloquist: a face that speaks"
+LANDMARKS = "landmarks found (what will move)"
+FIELDS = {"--face-index": "face in a group photo", "--emotion-intensity": "emotion intensity",
+          "--emotion-timeline": "emotion timeline", "--emotion": "emotion", "--expression": "expression strength",
+          "--articulation": "articulation", "--head-motion": "head motion", "--size": "size", "--crop": "crop",
+          "--seed": "seed", "--face": "face photo", "--audio": "speech"}    # the CLI's options by the page's names
 
 
 def _emotion_png(probs: np.ndarray, path: Path) -> Path:
@@ -40,33 +45,45 @@ def build(speech_motion=None, workdir: Path | None = None):
                 "emotion": emotion, "emotion_intensity": intensity, "head_motion": head, "seed": seed,
                 "face_index": which}
 
+    def shown(exc: Exception | str, *uploads) -> gr.Error:
+        """One message as the page words it: the uploads by their own names, not the server's temporary
+        paths, and the page's field names for the CLI's options; it stays until it is closed."""
+        text = str(exc)
+        for path in uploads:
+            if path:
+                text = text.replace(str(path), Path(path).name)
+        for flag, field in FIELDS.items():
+            text = text.replace(flag, field)
+        return gr.Error(text, duration=None, print_exception=False)
+
     def preview(face, size, crop, which):
+        """The landmarks found, or why there are none in the image's own label (Generate says it once)."""
         if not face:
-            return None
+            return gr.update(value=None, label=LANDMARKS)
         try:
-            return Ventriloquist(generate_config({"size": size, "crop": crop, "face_index": which})).preview(face)
+            image = Ventriloquist(generate_config({"size": size, "crop": crop, "face_index": which})).preview(face)
+            return gr.update(value=image, label=LANDMARKS)
         except VentriloquistError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            return gr.update(value=None, label=f"{LANDMARKS}: {shown(exc, face).message}")
 
     def render(face, audio, size, crop, expression, articulation, emotion, intensity, timeline, head, seed, which,
                progress=gr.Progress()):
         if not face:
-            raise gr.Error("add a face photo first (or pick the example below)", print_exception=False)
+            raise shown("add a face photo first (or pick the example below)")
         if not audio:
-            raise gr.Error("add a speech recording first: upload a file or record with the microphone",
-                           print_exception=False)
+            raise shown("add a speech recording first: upload a file or record with the microphone")
         try:
             cfg = generate_config(options(size, crop, expression, articulation, emotion, intensity, head, seed, which),
                                   emotion_timeline=timeline or None)
             vt = Ventriloquist(cfg, speech_motion=speech)
-            out = Path(tempfile.mkstemp(suffix=".mp4", dir=out_dir)[1])
-            out.unlink()
+            # the download is named after the photo and the speech, in a folder of its own
+            out = Path(tempfile.mkdtemp(dir=out_dir)) / f"{Path(face).stem}_{Path(audio).stem}.mp4"
             track = out.with_suffix(".emotions.csv")
             progress(0.0, desc="listening")
             res = vt.generate(face, out, audio=audio, export_emotions=track,
                               progress=lambda share: progress(share, desc="rendering"))
         except VentriloquistError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise shown(exc, face, audio, timeline) from None
         plot = _emotion_png(res.emotions, out.with_suffix(".png"))
         return str(out), str(plot), str(track)
 
@@ -78,13 +95,12 @@ def build(speech_motion=None, workdir: Path | None = None):
                 with gr.Row():
                     face = gr.Image(type="filepath", label="face photo", sources=["upload", "clipboard", "webcam"],
                                     height=300, elem_id="face")
-                    landmarks = gr.Image(label="landmarks found (what will move)", interactive=False, height=300,
-                                         elem_id="landmarks")
+                    landmarks = gr.Image(label=LANDMARKS, interactive=False, height=300, elem_id="landmarks")
                 audio = gr.Audio(type="filepath", label="speech", sources=["upload", "microphone"], elem_id="audio")
             with gr.Column():
                 with gr.Row():
                     size = gr.Slider(128, 1024, value=512, step=32, label="size (longest side, px)")
-                    crop = gr.Radio(["face", "full"], value="face", label="crop")
+                    crop = gr.Radio(["full", "face"], value="full", label="crop (full photo, or a square around the face)")
                 with gr.Row():
                     expression = gr.Slider(0.0, MAX_EXPRESSION, value=1.0, step=0.05,
                                            label="expression strength (0 = lips only)")
@@ -98,8 +114,8 @@ def build(speech_motion=None, workdir: Path | None = None):
                 with gr.Row():
                     head = gr.Slider(0.0, HEAD_MOTION_MAX, value=1.0, step=0.1, label="head motion (0 = still)")
                     seed = gr.Number(value=0, precision=0, label="seed (blinks, head motion)")
-                    which = gr.Number(value=None, precision=0, minimum=0, label="face in a group photo "
-                                      "(0 = leftmost; empty = the largest)")
+                    which = gr.Textbox(value="", label="face in a group photo (0 = leftmost; empty = the largest)",
+                                       placeholder="the largest", elem_id="which")
                 go = gr.Button("Generate", variant="primary", elem_id="generate")
                 video = gr.Video(label="video", buttons=["download"], height=400, elem_id="video")
                 emotions = gr.Image(label="emotion over time", interactive=False, height=200, elem_id="emotions")
@@ -118,6 +134,8 @@ def build(speech_motion=None, workdir: Path | None = None):
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> None:
     """Load the models, build the page and serve it until interrupted."""
     from ..demo import DEMO_SPEECH, demo_face
+    from .net import check_port
+    check_port(host, port)
     app = build()
     print(f"open http://{host}:{port} in a browser", flush=True)
     app.launch(server_name=host, server_port=port, share=share, show_error=True, quiet=True,
