@@ -178,10 +178,10 @@ def test_the_microphone_source_delivers_blocks_and_stops(monkeypatch, speech_wav
 def test_without_sounddevice_the_microphone_says_what_to_install(monkeypatch):
     import sys
 
-    from ventriloquist.errors import MissingWeightsError
+    from ventriloquist.errors import InputError
     from ventriloquist.live import mic_source
     monkeypatch.setitem(sys.modules, "sounddevice", None)
-    with pytest.raises(MissingWeightsError, match=r"ventriloquist\[live\]"):
+    with pytest.raises(InputError, match=r"ventriloquist\[live\]"):
         next(mic_source())
 
 
