@@ -12,6 +12,26 @@ import pytest
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
+from test_app import CHROMIUM, DRIVER, webdriver  # noqa: E402  (Debian's Chromium, as the app's test drives it)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium whose every connection but 127.0.0.1 goes to a proxy that does not exist: offline."""
+    if not (CHROMIUM and DRIVER):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (scripts/setup.sh installs them)")
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--proxy-server=http://127.0.0.1:9",
+                 f"--user-data-dir={tmp_path / 'chrome'}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
 
 
 def _free_port() -> int:
@@ -327,3 +347,32 @@ def cv2_png(path: Path) -> bytes:
     import cv2
     ok, buf = cv2.imencode(".png", cv2.imread(str(path)))
     return buf.tobytes()
+
+
+def test_the_schema_says_what_each_field_is(server):
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        schema = c.get("/openapi.json").json()
+    post = schema["paths"]["/v1/videos"]["post"]
+    ref = post["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"].split("/")[-1]
+    fields = schema["components"]["schemas"][ref]["properties"]
+    assert fields["size"]["type"] == "integer" and (fields["size"]["minimum"], fields["size"]["maximum"]) == (16, 4096)
+    assert fields["expression"]["type"] == "number" and fields["expression"]["default"] == 1.0
+    assert "happy" in fields["emotion"]["enum"] and fields["crop"]["enum"] == ["full", "face"]
+    assert {"401", "413", "415", "422", "429"} <= set(post["responses"])
+    assert {"401", "404", "409"} <= set(schema["paths"]["/v1/videos/{job_id}/result"]["get"]["responses"])
+    assert {"APIKeyHeader", "HTTPBearer"} <= set(schema["components"]["securitySchemes"])
+
+
+def test_the_docs_page_works_offline(server, browser):
+    """/docs is Swagger UI from the package: the page names nothing off this server, and a headless browser
+    that may reach nothing else (its proxy points nowhere) renders the API's operations."""
+    from selenium.webdriver.common.by import By
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        page = c.get("/docs").text
+        assert "cdn." not in page and "https://" not in page
+    browser.get(server.url + "/docs")
+    t0 = time.time()
+    while time.time() - t0 < 60 and not browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"):
+        time.sleep(0.25)
+    paths = {e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert "/v1/videos" in paths and "/v1/videos/{job_id}/result" in paths

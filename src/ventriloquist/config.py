@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .emotion.vocabulary import emotion_weights
+from .emotion.vocabulary import EMOTION_CHOICES, emotion_weights
 from .errors import shown
 
 # --- audio -----------------------------------------------------------------------------------
@@ -87,8 +87,34 @@ class GenerateConfig:
 
 
 # --- per-video options, as every interface takes them -----------------------------------------------
-OPTIONS = ("size", "crop", "fps", "expression", "articulation", "emotion", "emotion_intensity",
-           "head_motion", "seed", "face_index")                            # CLI flags, form fields, manifest columns
+@dataclass(frozen=True)
+class Option:
+    """One per-video option: its type, range or choices, default (None: decided per video) and meaning."""
+
+    kind: type
+    lo: float | None = None
+    hi: float | None = None
+    default: object = None
+    choices: tuple = ()
+    doc: str = ""
+
+
+OPTION_SPECS = {                                                   # CLI flags, form fields, manifest columns
+    "size": Option(int, 16, 4096, doc="longest output side in pixels (default: the photo's, at most 512)"),
+    "crop": Option(str, default="full", choices=("full", "face"),
+                   doc="full: the whole photo, the face pasted back; face: a square around the face"),
+    "fps": Option(float, *FPS_RANGE, doc=f"output frame rate (default {FPS})"),
+    "expression": Option(float, 0.0, MAX_EXPRESSION, 1.0, doc="strength of the expression heard in the voice "
+                         "(0 lips only)"),
+    "articulation": Option(float, *ARTICULATION_RANGE, 1.0, doc="how wide the mouth moves (1 a typical speaker)"),
+    "emotion": Option(str, default="auto", choices=EMOTION_CHOICES, doc="the emotion shown; auto: the voice's"),
+    "emotion_intensity": Option(float, 0.0, MAX_EXPRESSION, 1.0, doc="how strongly the emotion shows"),
+    "head_motion": Option(float, 0.0, HEAD_MOTION_MAX, 1.0, doc="head sway and nods (0 a still head)"),
+    "seed": Option(int, 0, 2 ** 31 - 1, 0, doc="seed of blinks and head motion"),
+    "face_index": Option(int, 0, 999, doc="in a group photo, which face talks, from the left from 0 "
+                         "(default: the largest)"),
+}
+OPTIONS = tuple(OPTION_SPECS)
 
 
 def generate_config(options: dict | None = None, **base) -> GenerateConfig:
@@ -104,31 +130,32 @@ def generate_config(options: dict | None = None, **base) -> GenerateConfig:
         names = ", ".join(str(k) if str(k).isprintable() else repr(k) for k in sorted(unknown, key=str))
         raise InputError(f"unknown option(s) {names}; use {', '.join(OPTIONS)}")
 
-    def num(name: str, kind: type, lo: float, hi: float):
+    def num(name: str):
         if name not in opts:
             return None
+        spec = OPTION_SPECS[name]
         try:
             v = float(opts[name])
-            v = int(v) if kind is int and math.isfinite(v) else v
+            v = int(v) if spec.kind is int and math.isfinite(v) else v
         except (TypeError, ValueError, OverflowError):
             raise InputError(f"{name} must be a number, not {shown(opts[name])}") from None
-        if not lo <= v <= hi:
-            raise InputError(f"{name} {v:g} is outside {lo:g}-{hi:g}")
+        if not spec.lo <= v <= spec.hi:
+            raise InputError(f"{name} {v:g} is outside {spec.lo:g}-{spec.hi:g}")
         return v
 
     crop = str(opts.get("crop", "full")).strip().lower()
     if crop not in ("full", "face"):
         raise InputError(f"crop must be 'full' or 'face', not {shown(opts['crop'])}")
-    size = num("size", int, 16, 4096)
-    expression = num("expression", float, 0.0, MAX_EXPRESSION)
-    articulation = num("articulation", float, *ARTICULATION_RANGE)
-    seed = num("seed", int, 0, 2 ** 31 - 1)
-    intensity = num("emotion_intensity", float, 0.0, MAX_EXPRESSION)
-    head = num("head_motion", float, 0.0, HEAD_MOTION_MAX)
-    face_index = num("face_index", int, 0, 999)
+    size = num("size")
+    expression = num("expression")
+    articulation = num("articulation")
+    seed = num("seed")
+    intensity = num("emotion_intensity")
+    head = num("head_motion")
+    face_index = num("face_index")
     emotion = str(opts.get("emotion", "auto")).strip().lower()
     emotion_weights(emotion, " (emotion)")
-    cfg = GenerateConfig(render=RenderConfig(size=size, crop=crop), video=VideoConfig(fps=num("fps", float, *FPS_RANGE)),
+    cfg = GenerateConfig(render=RenderConfig(size=size, crop=crop), video=VideoConfig(fps=num("fps")),
                          **base)
     if expression is not None:
         cfg.expression = expression

@@ -20,11 +20,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from .. import __version__
-from ..config import OPTIONS
+from ..config import OPTION_SPECS, OPTIONS
 from ..emotion.vocabulary import EMOTIONS
 from ..errors import InputError
 from .jobs import DONE, JobQueue, QueueFull
@@ -143,16 +143,70 @@ def _send_file(path: Path, media_type: str, filename: str) -> StreamingResponse 
         "content-disposition": f'attachment; filename="{filename}"'})
 
 
+def _option_form(name: str):
+    """A form field for a per-video option, read as text (checked by ``generate_config``, one message
+    everywhere) but documented with its type, range, choices and default (``config.OPTION_SPECS``)."""
+    spec = OPTION_SPECS[name]
+
+    def schema(s: dict) -> None:
+        s.clear()
+        s.update({"type": {int: "integer", float: "number"}.get(spec.kind, "string"), "description": spec.doc})
+        if spec.lo is not None:
+            s.update({"minimum": spec.lo, "maximum": spec.hi})
+        if spec.choices:
+            s["enum"] = list(spec.choices)
+        if spec.default is not None:
+            s["default"] = spec.default
+    return Form(None, json_schema_extra=schema)
+
+
+ERRORS = {401: "missing or wrong API key", 404: "no such job (or removed after --keep)",
+          409: "the job is not done (yet)", 413: "the upload, or the photo's pixel count, is too large",
+          415: "a file is not what its field asks for", 422: "an option or a file is unusable (one message)",
+          429: "the queue is full; Retry-After says when to retry"}
+
+
+def _responses(*codes: int) -> dict:
+    return {c: {"description": ERRORS[c], "content": {"application/json": {"example": {"detail": ERRORS[c]}}}}
+            for c in codes}
+
+
+def _swagger_assets() -> str:
+    """Swagger UI's files as the ``swagger-ui-py`` package ships them (found without importing it)."""
+    import importlib.util
+    spec = importlib.util.find_spec("swagger_ui")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "static" if spec else None
+    if folder is None or not (folder / "swagger-ui-bundle.js").is_file():
+        from ..errors import MissingWeightsError
+        raise MissingWeightsError("the API docs page needs the swagger-ui-py package; install it with "
+                                  "`pip install swagger-ui-py`")
+    return str(folder)
+
+
 def create_app(cfg: ServerConfig, jobs: JobQueue):
-    """The ASGI application over ``jobs``: the FastAPI app (``.app``) behind the upload-size limit."""
-    app = FastAPI(title="ventriloquist", version=__version__,
+    """The ASGI application over ``jobs``: the FastAPI app (``.app``) behind the upload-size limit. Its
+    interactive docs (/docs) are served from the packaged Swagger UI, so they work offline."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.security import APIKeyHeader, HTTPBearer
+    from fastapi.staticfiles import StaticFiles
+    app = FastAPI(title="ventriloquist", version=__version__, docs_url=None, redoc_url=None,
                   description="One speech recording + one face photo -> a talking-head video (MP4).")
     key = cfg.api_key
+    header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the server's API key, if it has one")
+    bearer = HTTPBearer(auto_error=False, description="the API key as a bearer token")
+    app.mount("/docs-assets", StaticFiles(directory=_swagger_assets()), name="docs-assets")
 
-    def authorised(x_api_key: str | None = Header(default=None), authorization: str | None = Header(default=None)):
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="ventriloquist API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
+    def authorised(x_api_key: str | None = Depends(header_key), token=Depends(bearer)):
         if key is None:
             return
-        given = x_api_key or (authorization[7:] if authorization and authorization.lower().startswith("bearer ") else "")
+        given = x_api_key or (token.credentials if token is not None else "")
         if not secrets.compare_digest(given or "", key):
             raise HTTPException(401, "missing or wrong API key; send it in X-API-Key or as a bearer token")
 
@@ -169,17 +223,17 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
     def health() -> dict:
         return {"status": "ok", "version": __version__, **jobs.stats()}
 
-    @app.post("/v1/videos", status_code=202, dependencies=[Depends(authorised)])
+    @app.post("/v1/videos", status_code=202, dependencies=[Depends(authorised)],
+              responses=_responses(401, 413, 415, 422, 429))
     def create(face: UploadFile = File(..., description="photo with one clearly visible face"),
                audio: UploadFile = File(..., description="speech: any common audio file or a video with sound"),
-               size: str | None = Form(None), crop: str | None = Form(None), fps: str | None = Form(None),
-               expression: str | None = Form(None), articulation: str | None = Form(None),
-               emotion: str | None = Form(None, description="auto (the voice's), or " + ", ".join(EMOTIONS)),
-               emotion_intensity: str | None = Form(None), head_motion: str | None = Form(None),
+               size: str | None = _option_form("size"), crop: str | None = _option_form("crop"),
+               fps: str | None = _option_form("fps"), expression: str | None = _option_form("expression"),
+               articulation: str | None = _option_form("articulation"), emotion: str | None = _option_form("emotion"),
+               emotion_intensity: str | None = _option_form("emotion_intensity"),
+               head_motion: str | None = _option_form("head_motion"),
                timeline: UploadFile | None = File(None, description="emotion timeline, JSON or CSV (README)"),
-               seed: str | None = Form(None),
-               face_index: str | None = Form(None, description="in a group photo, which face talks, from the left "
-                                                                "from 0 (default: the largest)")):
+               seed: str | None = _option_form("seed"), face_index: str | None = _option_form("face_index")):
         given = {"size": size, "crop": crop, "fps": fps, "expression": expression, "articulation": articulation,
                  "emotion": emotion, "emotion_intensity": emotion_intensity, "head_motion": head_motion, "seed": seed,
                  "face_index": face_index}
@@ -216,11 +270,12 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
             raise
         return {**job.public(), "status_url": f"/v1/videos/{job.id}", "result_url": f"/v1/videos/{job.id}/result"}
 
-    @app.get("/v1/videos/{job_id}", dependencies=[Depends(authorised)])
+    @app.get("/v1/videos/{job_id}", dependencies=[Depends(authorised)], responses=_responses(401, 404))
     def status(job_id: str) -> dict:
         return job_or_404(job_id).public()
 
-    @app.get("/v1/videos/{job_id}/result", dependencies=[Depends(authorised)], response_class=FileResponse)
+    @app.get("/v1/videos/{job_id}/result", dependencies=[Depends(authorised)], response_class=FileResponse,
+             responses=_responses(401, 404, 409))
     def result(job_id: str):
         job = job_or_404(job_id)
         if job.state != DONE:
@@ -231,7 +286,8 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
             raise not_found(job_id)
         return response
 
-    @app.get("/v1/videos/{job_id}/emotions", dependencies=[Depends(authorised)], response_class=FileResponse)
+    @app.get("/v1/videos/{job_id}/emotions", dependencies=[Depends(authorised)], response_class=FileResponse,
+             responses=_responses(401, 404, 409))
     def emotions(job_id: str):
         """The per-frame emotion that drove the video, as CSV (itself a timeline file)."""
         job = job_or_404(job_id)
@@ -242,7 +298,7 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
             raise not_found(job_id)
         return response
 
-    @app.delete("/v1/videos/{job_id}", dependencies=[Depends(authorised)])
+    @app.delete("/v1/videos/{job_id}", dependencies=[Depends(authorised)], responses=_responses(401, 404))
     def delete(job_id: str) -> dict:
         job_or_404(job_id)
         job = jobs.cancel(job_id)
