@@ -211,3 +211,28 @@ def test_live_plays_speech_from_a_url_and_refuses_what_is_not_speech(pipeline, f
     with pytest.raises(InputError, match="notes.wav"):
         run_live(pipeline, face_path, audio=str(junk), record=tmp_path / "junk.mp4", serve=False, log=lambda *_: None)
     assert not (tmp_path / "junk.mp4").exists()
+
+
+def test_a_face_that_starts_late_catches_up_within_a_second(pipeline, face_path, speech_wav, tmp_path):
+    """Speech keeps arriving while the face is slow to start (here 2 s): once its first frame is out it
+    takes all the waiting speech at once, shows only the newest frame, and is live again within a second;
+    the recording still has every frame."""
+    import time
+
+    from ventriloquist.live import Listener, LiveSession, file_source
+    from ventriloquist.video import video_info
+    y = load_audio(speech_wav)
+    src = tmp_path / "speech.wav"
+    import soundfile as sf
+    sf.write(src, np.concatenate([y, y, y]), SAMPLE_RATE)
+    listener = Listener(file_source(str(src), realtime=True))
+    time.sleep(2.0)                                              # the face and the models are still loading
+    session = LiveSession(pipeline, face_path, tmp_path / "late.mp4")
+    stats = session.run(listener.batches())
+    lat = np.array(stats.latencies)
+    assert lat[0] > 1.5                                          # the first frame shows speech 2 s old ...
+    assert stats.frames == int(round(3 * len(y) / SAMPLES_PER_FRAME)) == video_info(tmp_path / "late.mp4")["frames"]
+    import os
+    if os.getloadavg()[0] <= (os.cpu_count() or 1):            # ... and a second later it is live
+        after = np.array(stats.ready) > stats.ready[0] + 1.0
+        assert after.sum() > 50 and lat[after].max() < 0.3, lat[:60].round(2)

@@ -114,14 +114,24 @@ class Listener:
         except BaseException as exc:                      # handed to the consumer, raised there
             self.queue.put(exc)
 
-    def blocks(self) -> Iterator[tuple[np.ndarray, float]]:
+    def batches(self) -> Iterator[list[tuple[np.ndarray, float]]]:
+        """Every block that has arrived, as one list, as soon as there is one: a face that fell behind (its
+        first frame, a slow moment) takes all the waiting speech in one step and catches up."""
         while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+            batch = [self.queue.get()]
+            while batch[-1] is not None and not isinstance(batch[-1], BaseException):
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            end = batch[-1]
+            if end is None or isinstance(end, BaseException):
+                if len(batch) > 1:
+                    yield batch[:-1]
+                if end is None:
+                    return
+                raise end
+            yield batch
 
 
 def _chain(first, rest: Iterator) -> Iterator:
@@ -233,6 +243,7 @@ class LiveStats:
     """Per-frame latency (s) from the arrival of the last sample a frame shows to the frame being ready."""
 
     latencies: list[float] = field(default_factory=list)
+    ready: list[float] = field(default_factory=list)     # when each frame was ready (time.perf_counter)
     first_frame_s: float | None = None        # from the process's start (imports and models included)
     frames: int = 0
     samples: int = 0
@@ -288,13 +299,15 @@ class LiveSession:
         self._heard: list[np.ndarray] = []            # the sound the recording carries, in blocks
 
     def _show(self, frames, arrivals: list[tuple[int, float]]) -> None:
+        """Render ``frames``: every one into the recording, only the newest onto the page (a face that
+        fell behind skips ahead on the page; the recording stays complete and frame-exact)."""
         import cv2
-        for f in frames:
+        for i, f in enumerate(frames):
             k, gaze = self.rig.place(f.shape[None], self.rest, f.pose[None])
             img = self.rig.render(k[0], gaze[0])
             if self.writer is not None:
                 self.writer.write(img)
-            if self.view is not None:
+            if self.view is not None and i == len(frames) - 1:
                 ok, jpeg = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
                 self.view.show(jpeg.tobytes())
             now = time.perf_counter()
@@ -303,25 +316,27 @@ class LiveSession:
             last = min((f.index + 1) * SAMPLES_PER_FRAME, self.stats.samples)       # the last sample the frame shows
             arrived = next((t for end, t in arrivals if end >= last), arrivals[-1][1])
             self.stats.latencies.append(now - arrived)
+            self.stats.ready.append(now)
             self.stats.frames += 1
 
-    def run(self, source: Iterator[tuple[np.ndarray, float]]) -> LiveStats:
-        """Animate from (block, arrival time) pairs (:class:`Listener`) until they end (a file: its end; a
-        microphone: Ctrl-C); the recording is then closed."""
+    def run(self, source: Iterator[list[tuple[np.ndarray, float]]]) -> LiveStats:
+        """Animate from batches of (block, arrival time) pairs (:meth:`Listener.batches`) until they end (a
+        file: its end; a microphone: Ctrl-C); the recording is then closed."""
         from threadpoolctl import threadpool_limits
         arrivals: list[tuple[int, float]] = []          # (samples received so far, when), recent blocks
         t0, c0 = time.perf_counter(), _cpu_s()
         limits = threadpool_limits(1)                   # one frame at a time: idle BLAS threads only spin
         try:
-            for block, now in source:
-                self.stats.samples += len(block)
-                arrivals.append((self.stats.samples, now))
-                if self.writer is not None:
-                    self._heard.append(block)
-                if self.view is not None:
-                    self.view.hear(block)
-                self._show(self.motion.push(block), arrivals)
-                del arrivals[:-64]
+            for batch in source:
+                for block, now in batch:
+                    self.stats.samples += len(block)
+                    arrivals.append((self.stats.samples, now))
+                    if self.writer is not None:
+                        self._heard.append(block)
+                    if self.view is not None:
+                        self.view.hear(block)
+                self._show(self.motion.push(np.concatenate([b for b, _ in batch])), arrivals)
+                del arrivals[:-256]
             self._show(self.motion.push(np.zeros(0, np.float32), final=True), arrivals or [(0, time.perf_counter())])
         except KeyboardInterrupt:
             pass
@@ -361,7 +376,7 @@ def run_live(pipeline, face: str | Path, audio: str | None = None, mic: bool = F
             if open_browser:
                 import webbrowser
                 webbrowser.open(view.url)
-        result = session.run(listener.blocks()).summary()
+        result = session.run(listener.batches()).summary()
     finally:
         if view is not None:
             view.close()

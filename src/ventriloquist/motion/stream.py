@@ -218,7 +218,8 @@ class StreamingMotion:
         # G's emotion input for the context frames is what they had; for the lookahead, the newest one held
         q = np.concatenate([self.q[a - self.first:], np.repeat(self.q[-1:], ready - t1, 0)])[None]
         st = np.concatenate([self.st[a - self.first:], np.repeat(self.st[-1:], ready - t1, 0)])[None]
-        out = self.g(self.x[(a - self.first) * MEL_PER_FRAME:][None], q, sp.emotion, st)[0][t0 - a: t1 - a]
+        x = self.x[(a - self.first) * MEL_PER_FRAME:(ready - self.first) * MEL_PER_FRAME]     # whole frames only
+        out = self.g(x[None], q, sp.emotion, st)[0][t0 - a: t1 - a]
         shapes = apply_blinks(sp.finish(out.copy(), np.array(lips)), self.blinks[np.arange(t0, t1) % len(self.blinks)])
         return [Frame(t, shapes[i], poses[i], prob[i]) for i, t in enumerate(range(t0, t1))]
 
