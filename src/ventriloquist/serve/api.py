@@ -27,6 +27,7 @@ from .. import __version__
 from ..config import OPTION_SPECS, OPTIONS
 from ..emotion.vocabulary import EMOTIONS
 from ..errors import InputError
+from ..motion.speech import release_freed_memory
 from .jobs import DONE, JobQueue, QueueFull
 
 API_KEY_ENV = "VENTRILOQUIST_API_KEY"
@@ -268,6 +269,8 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
         except BaseException:                                  # a bug must not leave the upload behind
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        finally:
+            release_freed_memory()       # the photo's decode, in one of many request threads' malloc arenas
         return {**job.public(), "status_url": f"/v1/videos/{job.id}", "result_url": f"/v1/videos/{job.id}/result"}
 
     @app.get("/v1/videos/{job_id}", dependencies=[Depends(authorised)], responses=_responses(401, 404))
