@@ -104,7 +104,7 @@ def _check_image(path: Path) -> None:
     try:
         load_image(path)
     except TooManyPixels as exc:
-        raise _TooLarge(str(exc).replace(str(path), "face")) from None
+        raise _TooLarge(str(exc).replace(f"face image {path}", "the face photo")) from None
     except InputError:
         raise _Unsupported("face is not an image; send a JPEG, PNG, WebP, BMP or TIFF photo") from None
 
