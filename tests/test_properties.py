@@ -25,7 +25,7 @@ from hypothesis.extra import numpy as hnp
 
 from ventriloquist.audio import AAC_RATES, MAX_SAMPLE, energy, load_audio, load_audio_as_is, log_mel, mfcc, num_frames
 from ventriloquist.batch import Row, read_manifest
-from ventriloquist.config import (ARTICULATION_RANGE, HEAD_MOTION_MAX, MAX_EXPRESSION, MEL_PER_FRAME, N_MELS,
+from ventriloquist.config import (ARTICULATION_RANGE, FPS_RANGE, HEAD_MOTION_MAX, MAX_EXPRESSION, MEL_PER_FRAME, N_MELS,
                                   N_MFCC, OPTIONS, SAMPLE_RATE, GenerateConfig, generate_config)
 from ventriloquist.emotion.timeline import EMOTION_CHOICES, Segment, load_timeline
 from ventriloquist.emotion.vocabulary import ALIASES, EMOTIONS, N_EMOTIONS, to_index
@@ -615,7 +615,7 @@ def test_landmark_sequence_load_of_anything_is_a_sequence_or_a_clean_error(tmp_p
 
 
 @settings(PROPERTY, max_examples=30)
-@given(frames=st.integers(1, 40), fps=st.floats(1, 240), width=st.integers(1, 4096), height=st.integers(1, 4096),
+@given(frames=st.integers(1, 40), fps=st.floats(*FPS_RANGE), width=st.integers(1, 4096), height=st.integers(1, 4096),
        seed=seeds, suffix=st.sampled_from([".npz", ".json"]))
 def test_landmark_sequence_saved_loads_back_the_same(tmp_path: Path, frames: int, fps: float, width: int,
                                                      height: int, seed: int, suffix: str) -> None:
