@@ -28,6 +28,8 @@ def test_evaluate_a_folder_of_videos(tmp_path, face_path, speech_wav, monkeypatc
     res = m["resynthesis"]["my_clips"]
     (row,) = res["clips"]
     assert row["clip"] == "talk.mp4" and row["face_lost_share"] == 0 and row["identity_max"] < 0.6
+    assert row["followable"] and row["own_sync_r"] > 0.15 and res["median"]["not_followable"] == []
+    assert 0 < row["ours"]["width_ratio"] < 5
     assert row["ours"]["follow_r"] > 0.7 and row["upper_bound"]["follow_r"] > 0.7
     # the demo photo's own teeth fill the first video's mouth; its first frame shows the lips closed over
     # them, so the re-made one is filled from the interior library, which the detector reads as opening less

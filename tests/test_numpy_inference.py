@@ -74,9 +74,12 @@ def test_numpy_sp2emo_equals_the_torch_ensemble(deltas):
     np.testing.assert_allclose(p2, torch.softmax(logits, 1).numpy(), atol=2e-6)
 
 
-@pytest.mark.parametrize("n_artic, bottleneck, lookahead", [(0, 0, None), (7, 0, None), (7, 12, None), (0, 0, 3), (7, 0, 0)])
-def test_numpy_generator_equals_the_torch_module(n_artic, bottleneck, lookahead):
-    """Offline (symmetric context) and causal (``lookahead`` frames of the future) alike."""
+@pytest.mark.parametrize("n_artic, bottleneck, lookahead, n_enc, enc_bottleneck",
+                         [(0, 0, None, 0, 0), (7, 0, None, 0, 0), (7, 12, None, 0, 0), (0, 0, 3, 0, 0), (7, 0, 0, 0, 0),
+                          (7, 0, None, 16, 6), (7, 12, None, 16, 6), (0, 0, None, 16, 0), (0, 0, 3, 16, 6)])
+def test_numpy_generator_equals_the_torch_module(n_artic, bottleneck, lookahead, n_enc, enc_bottleneck):
+    """Offline (symmetric context) and causal (``lookahead`` frames of the future) alike, with and without
+    speech-encoder rows (through a bottleneck or not)."""
     from ventriloquist.config import MEL_PER_FRAME, N_MELS
     from ventriloquist.motion.generator import Generator
     from ventriloquist.motion.generator_net import EmotiveGenerator
@@ -84,15 +87,17 @@ def test_numpy_generator_equals_the_torch_module(n_artic, bottleneck, lookahead)
     torch.manual_seed(0)
     g = EmotiveGenerator(rng.normal(size=(68, 2)), rng.normal(size=(5, 68, 2)) * 0.05, emo_dim=24, hidden=32,
                          dilations=(1, 2, 4), dropout=0.0, n_artic=n_artic, mel_bottleneck=bottleneck,
-                         causal=lookahead is not None, lookahead=lookahead or 0)
+                         causal=lookahead is not None, lookahead=lookahead or 0, n_enc=n_enc,
+                         enc_bottleneck=enc_bottleneck)
     for out in (g.ling_out, g.emo_out):      # trained-sized outputs, not the near-zero initial ones
         torch.nn.init.normal_(out.weight, std=0.1)
     g.eval()
     gn = Generator({k: v.numpy() for k, v in g.state_dict().items()}, emo_dim=24, dilations=(1, 2, 4),
-                   n_artic=n_artic, mel_bottleneck=bottleneck, causal=lookahead is not None, lookahead=lookahead or 0)
+                   n_artic=n_artic, mel_bottleneck=bottleneck, causal=lookahead is not None, lookahead=lookahead or 0,
+                   n_enc=n_enc, enc_bottleneck=enc_bottleneck)
     assert gn.receptive_field == g.receptive_field
     t = 37
-    mel = rng.normal(size=(2, t * MEL_PER_FRAME, N_MELS + n_artic)).astype(np.float32)
+    mel = rng.normal(size=(2, t * MEL_PER_FRAME, N_MELS + n_artic + n_enc)).astype(np.float32)
     q = rng.uniform(-1, 1, size=(2, t, 30)).astype(np.float32)       # wider than emo_dim: G reads the first 24
     strength = rng.uniform(0, 2, size=(2, t)).astype(np.float32)
     with torch.inference_mode():

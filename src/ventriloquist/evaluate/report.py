@@ -415,14 +415,19 @@ def resynthesis_markdown(sets: dict) -> list[str]:
         cols = [(k, label) for k, label in RESYNTH_COLUMNS if k in rows[0]]
         lines += [f"## Re-synthesis: {set_name} ({len(rows)} clips; first frame + own audio vs the real video)", "",
                   "Mouth-follow r at the best lag (±3 frames) / amplitude ratio (std of opening, ours ÷ real) / "
-                  "mouth LMD per frame ÷ a still face. Rendered rows are re-detected on the video's frames.", "",
+                  "width-variation ratio (std of mouth width, ours ÷ real) / mouth LMD per frame ÷ a still face. "
+                  "Rendered rows are re-detected on the video's frames. A clip whose real mouth does not follow "
+                  "its own speech (r < 0.15 with its energy) is marked *not followable* and left out of the "
+                  "medians.", "",
                   "| clip | " + " | ".join(label for _, label in cols) + " | identity max | face lost |",
                   "|---|" + "---|" * (len(cols) + 2)]
 
         def cell(m: dict) -> str:
-            return f"{_f(m['follow_r'], 2)} / {_f(m['amplitude_ratio'], 2)} / {_f(m['lmd_vs_static'], 2)}"
+            return (f"{_f(m['follow_r'], 2)} / {_f(m['amplitude_ratio'], 2)} / {_f(m.get('width_ratio'), 2)} / "
+                    f"{_f(m['lmd_vs_static'], 2)}")
         for row in rows:
-            lines.append(f"| {row['clip']} | " + " | ".join(cell(row[k]) for k, _ in cols)
+            name = row["clip"] if row.get("followable", True) else f"{row['clip']} (*not followable*)"
+            lines.append(f"| {name} | " + " | ".join(cell(row[k]) for k, _ in cols)
                          + f" | {_f(row['identity_max'], 2)} | {100 * row['face_lost_share']:.0f} % |")
         lines.append("| **median** | " + " | ".join(cell(med[k]) for k, _ in cols)
                      + f" | {_f(med['identity_max'], 2)} (max) | {100 * med['face_lost_share_max']:.0f} % (max) |")
@@ -430,5 +435,10 @@ def resynthesis_markdown(sets: dict) -> list[str]:
             lines += ["", "Closure: on frames heard as /m b p/ or silence the mouth is open "
                       f"{_f(med['ours']['closure_excess'], 3)} IOD more than the real one (median; the ceiling "
                       f"{_f(med['upper_bound'].get('closure_excess'), 3)})."]
+        if "loud_closed" in med["ours"]:
+            lines += ["", f"Loud speech: lips closed (opening < 0.03 IOD) in {100 * med['ours']['loud_closed']:.1f} % "
+                      f"of its frames, the real speakers in {100 * med['ours']['loud_closed_real']:.1f} % (medians)."]
+        if med.get("not_followable"):
+            lines += ["", "Not followable (left out of the medians): " + ", ".join(med["not_followable"]) + "."]
         lines.append("")
     return lines

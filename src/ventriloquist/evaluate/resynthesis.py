@@ -21,6 +21,9 @@ from ..face import topology
 from . import metrics, plots
 
 IDENTITY_EVERY = 5            # identity and face presence are checked on every 5th generated frame
+FOLLOWABLE_R = 0.15           # a real mouth whose opening follows its own speech energy less than this (Pearson r,
+                              # lag 0) is not followable: dubbed or mis-synced footage (real talking clips: 0.2-0.45)
+CLOSED_APERTURE = 0.03        # an inner-lip opening (IOD) below this counts as closed lips
 
 
 def first_frame(source: str | Path) -> np.ndarray:
@@ -43,20 +46,49 @@ def closing_frames(artic: np.ndarray | None, n: int) -> np.ndarray | None:
     return out
 
 
-def scores(gen: np.ndarray, real: np.ndarray, closing: np.ndarray | None = None) -> dict:
-    """How a landmark sequence's mouth (T, 68, 2; pixels or canonical) follows the real one's; with
-    ``closing`` (frames heard as /m b p/ or silence) also how far it stays open there beyond the real mouth."""
+def loud_frames(energy: np.ndarray | None, n: int) -> np.ndarray | None:
+    """Frames (T,) of loud speech: speech energy above the median of the clip's voiced frames."""
+    if energy is None or not len(energy):
+        return None
+    e = np.asarray(energy[:n], np.float64)
+    voiced = e > e.min() + 0.1 * (e.max() - e.min())
+    if voiced.sum() < 2:
+        return None
+    out = np.zeros(n, bool)
+    out[: len(e)] = e > np.median(e[voiced])
+    return out
+
+
+def followable(real: np.ndarray, energy: np.ndarray | None) -> float | None:
+    """Pearson r at lag 0 of the real mouth's opening with its own speech energy (None without energy)."""
+    if energy is None:
+        return None
+    n = min(len(real), len(energy))
+    return float(metrics.sync(topology.mouth_aperture(np.asarray(real[:n], np.float64)), energy[:n])["corr0"])
+
+
+def scores(gen: np.ndarray, real: np.ndarray, closing: np.ndarray | None = None,
+           loud: np.ndarray | None = None) -> dict:
+    """How a landmark sequence's mouth (T, 68, 2; pixels or canonical) follows the real one's: opening
+    (follow r, amplitude), width variation (ours ÷ real), LMD; with ``closing`` (frames heard as /m b p/ or
+    silence) also how far it stays open there beyond the real mouth, and with ``loud`` (frames of loud speech)
+    the share of them with closed lips (real speakers close in some)."""
     n = min(len(gen), len(real))
-    a_gen = topology.mouth_aperture(np.asarray(gen[:n], np.float64))
-    a_real = topology.mouth_aperture(np.asarray(real[:n], np.float64))
+    g, r = np.asarray(gen[:n], np.float64), np.asarray(real[:n], np.float64)
+    a_gen, a_real = topology.mouth_aperture(g), topology.mouth_aperture(r)
     f = metrics.follow(a_gen, a_real)
     static = metrics.lmd_relative(np.repeat(np.asarray(real[:1]), n, axis=0), real[:n])
     lmd = metrics.lmd_relative(gen[:n], real[:n])
     out = {"follow_r": f["best_corr"], "follow_lag": f["best_lag"], "amplitude_ratio": f["amplitude_ratio"],
+           "width_ratio": float(topology.mouth_width(g).std() / max(topology.mouth_width(r).std(), 1e-9)),
            "mouth_lmd_per_frame": lmd, "static_lmd_per_frame": static, "lmd_vs_static": lmd / max(static, 1e-9)}
     if closing is not None and closing[:n].any():
         sel = closing[:n]
         out["closure_excess"] = float(np.median(a_gen[sel]) - np.median(a_real[sel]))
+    if loud is not None and loud[:n].any():
+        sel = loud[:n]
+        out["loud_closed"] = float((a_gen[sel] < CLOSED_APERTURE).mean())
+        out["loud_closed_real"] = float((a_real[sel] < CLOSED_APERTURE).mean())
     return out
 
 
@@ -103,13 +135,16 @@ def resynthesise_clip(c: dict, speech, tmp: Path, out: Path | None = None, basel
     frames = list(read_frames(ours_mp4))[::IDENTITY_EVERY]
     ident = metrics.identity_distance(photo, frames)
     closing = closing_frames(c.get("artic"), len(real))
+    loud = loud_frames(c.get("energy"), len(real))
+    own = followable(real, c.get("energy"))
     row = {"clip": Path(str(c["source"])).name, "frames": int(min(len(k_ours), len(real))),
-           "ours": scores(k_ours, real, closing), "upper_bound": scores(k_up, real, closing),
-           "opening_bound": scores(metrics.opening_bound(real), real, closing),
+           "own_sync_r": own, "followable": own is None or own >= FOLLOWABLE_R,
+           "ours": scores(k_ours, real, closing, loud), "upper_bound": scores(k_up, real, closing, loud),
+           "opening_bound": scores(metrics.opening_bound(real), real, closing, loud),
            "identity_mean": ident["mean"], "identity_max": ident["max"], "face_lost_share": ident["no_face"],
-           "ours_landmarks": scores(res.landmarks.landmarks, real, closing)}
+           "ours_landmarks": scores(res.landmarks.landmarks, real, closing, loud)}
     for name, shapes in (baselines or {}).items():
-        row[name] = scores(shapes, c["shapes"], closing)
+        row[name] = scores(shapes, c["shapes"], closing, loud)
     if out is not None:
         n = row["frames"]
         tag = Path(row["clip"]).stem
@@ -123,14 +158,19 @@ def resynthesise_clip(c: dict, speech, tmp: Path, out: Path | None = None, basel
 
 
 def aggregate(rows: list[dict]) -> dict:
-    """Medians over clips of every method's scores, plus identity and face-presence extremes."""
+    """Medians over the followable clips of every method's scores, plus identity and face-presence extremes
+    (over every clip); ``not_followable`` lists the clips left out of the medians."""
     if not rows:
         return {}
+    every = rows
+    left_out = [r["clip"] for r in rows if not r.get("followable", True)]
+    rows = [r for r in rows if r.get("followable", True)] or rows
     methods = [k for k in rows[0] if isinstance(rows[0][k], dict)]
     out = {m: {k: float(np.nanmedian([r[m].get(k, np.nan) for r in rows]))
                for k in dict.fromkeys(k for r in rows for k in r[m])} for m in methods}
-    out["identity_max"] = float(np.nanmax([r["identity_max"] for r in rows]))
-    out["face_lost_share_max"] = float(max(r["face_lost_share"] for r in rows))
+    out["identity_max"] = float(np.nanmax([r["identity_max"] for r in every]))
+    out["face_lost_share_max"] = float(max(r["face_lost_share"] for r in every))
+    out["not_followable"] = left_out
     return out
 
 

@@ -52,6 +52,11 @@ def mouth_aperture(k: np.ndarray) -> np.ndarray:
     return gap / (interocular(k) + 1e-8)
 
 
+def mouth_width(k: np.ndarray) -> np.ndarray:
+    """Outer mouth width (corners 48-54) over inter-ocular distance: spread (/i/) and rounding (/u/)."""
+    return np.linalg.norm(k[..., 54, :] - k[..., 48, :], axis=-1) / (interocular(k) + 1e-8)
+
+
 def eye_opening(k: np.ndarray) -> np.ndarray:
     """Mean lid opening of both eyes over inter-ocular distance (blink detector input)."""
     gap = (np.linalg.norm(k[..., 37, :] - k[..., 41, :], axis=-1)

@@ -36,13 +36,14 @@ def branch_masks() -> tuple[np.ndarray, np.ndarray]:
     return ling, emo
 
 
-def speech_input(mel: np.ndarray, artic: np.ndarray | None = None) -> np.ndarray:
-    """G's input rows: the per-utterance normalised log-Mel, then the phonetic rows (``phonetics``) if any."""
+def speech_input(mel: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+    """G's input rows: the per-utterance normalised log-Mel, then the rows G reads beside it if any
+    (:func:`ventriloquist.motion.speech.extra_rows`: phones, then speech-encoder rows)."""
     x = normalise_mel(mel)
-    if artic is None:
+    if extra is None:
         return x
-    n = min(len(x), len(artic))
-    return np.concatenate([x[:n], np.asarray(artic[:n], np.float32)], axis=1)
+    n = min(len(x), len(extra))
+    return np.concatenate([x[:n], np.asarray(extra[:n], np.float32)], axis=1)
 
 
 def normalise_mel(mel: np.ndarray) -> np.ndarray:
@@ -122,12 +123,19 @@ class Generator:
     """
 
     def __init__(self, state: dict[str, np.ndarray], emo_dim: int, dilations: tuple[int, ...],
-                 n_artic: int = 0, mel_bottleneck: int = 0, causal: bool = False, lookahead: int = 0) -> None:
+                 n_artic: int = 0, mel_bottleneck: int = 0, causal: bool = False, lookahead: int = 0,
+                 n_enc: int = 0, enc_bottleneck: int = 0) -> None:
         self.state = st = {k: np.asarray(v, np.float32) for k, v in state.items()}
         self.causal, self.lookahead = causal, int(lookahead) if causal else 0
         self.mean_face, self.expr_basis = st["mean_face"], st["expr_basis"]
         self.emo_dim, self.dilations = emo_dim, tuple(dilations)
         self.n_artic, self.mel_bottleneck = n_artic, mel_bottleneck
+        self.n_enc, self.enc_bottleneck = n_enc, enc_bottleneck
+
+    @property
+    def n_extra(self) -> int:
+        """Columns G reads beside each Mel row (phones, encoder rows)."""
+        return self.n_artic + self.n_enc
 
     @property
     def receptive_field(self) -> int:
@@ -152,17 +160,23 @@ class Generator:
         b, rows, _ = mel.shape
         t = rows // MEL_PER_FRAME
         la = self.lookahead
-        x = mel.reshape(b, t, MEL_PER_FRAME * (N_MELS + self.n_artic))
+        x = mel.reshape(b, t, MEL_PER_FRAME * (N_MELS + self.n_extra))
         if la:             # the last frames' future: silence in normalised units, the emotion held
             x = np.pad(x, ((0, 0), (0, la), (0, 0)))
             if q_emo is not None:
                 q_emo = np.concatenate([q_emo, np.repeat(q_emo[:, -1:], la, axis=1)], axis=1)
             if np.ndim(strength):
                 strength = np.concatenate([strength, np.repeat(strength[:, -1:], la, axis=1)], axis=1)
+        r = x.reshape(b, t + la, MEL_PER_FRAME, N_MELS + self.n_extra)
+        base = r[..., : N_MELS + self.n_artic]
         if self.mel_bottleneck:
-            r = x.reshape(b, t + la, MEL_PER_FRAME, N_MELS + self.n_artic)
-            x = np.concatenate([layers.linear(r[..., :N_MELS].reshape(b, t + la, -1), st, "mel_in"),
-                                r[..., N_MELS:].reshape(b, t + la, -1)], axis=-1)
+            x = np.concatenate([layers.linear(base[..., :N_MELS].reshape(b, t + la, -1), st, "mel_in"),
+                                base[..., N_MELS:].reshape(b, t + la, -1)], axis=-1)
+        else:
+            x = base.reshape(b, t + la, -1)
+        if self.n_enc:
+            enc = r[..., N_MELS + self.n_artic:].reshape(b, t + la, -1)
+            x = np.concatenate([x, layers.linear(enc, st, "enc_in") if self.enc_bottleneck else enc], axis=-1)
         h = layers.linear(layers.gelu(layers.linear(x, st, "frame_in.0")), st, "frame_in.2").transpose(0, 2, 1)
         for i, d in enumerate(self.dilations):
             h = self._block(h, f"ling.{i}", d)

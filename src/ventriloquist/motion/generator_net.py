@@ -50,12 +50,14 @@ class EmotiveGenerator(nn.Module):
 
     def __init__(self, mean_face: np.ndarray, expr_basis: np.ndarray, emo_dim: int,
                  hidden: int = 128, dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), dropout: float = 0.1,
-                 n_artic: int = 0, mel_bottleneck: int = 0, causal: bool = False, lookahead: int = 0) -> None:
+                 n_artic: int = 0, mel_bottleneck: int = 0, causal: bool = False, lookahead: int = 0,
+                 n_enc: int = 0, enc_bottleneck: int = 0) -> None:
         super().__init__()
         self.causal, self.lookahead = causal, int(lookahead) if causal else 0
         self.emo_dim = emo_dim
         self.n_artic = n_artic
         self.mel_bottleneck = mel_bottleneck
+        self.n_enc, self.enc_bottleneck = n_enc, enc_bottleneck
         self.register_buffer("mean_face", torch.as_tensor(mean_face, dtype=torch.float32))
         self.register_buffer("expr_basis", torch.as_tensor(expr_basis, dtype=torch.float32))  # (K, 68, 2)
         ling, emo = branch_masks()
@@ -65,6 +67,9 @@ class EmotiveGenerator(nn.Module):
         # full): room for loudness and the spectrum's broad shape, not for one voice's fine detail
         self.mel_in = nn.Linear(MEL_PER_FRAME * N_MELS, mel_bottleneck) if mel_bottleneck else None
         width = mel_bottleneck + MEL_PER_FRAME * n_artic if mel_bottleneck else MEL_PER_FRAME * (N_MELS + n_artic)
+        # the speech encoder's rows (384 a row) reach G through their own bottleneck
+        self.enc_in = nn.Linear(MEL_PER_FRAME * n_enc, enc_bottleneck) if n_enc and enc_bottleneck else None
+        width += (enc_bottleneck or MEL_PER_FRAME * n_enc) if n_enc else 0
         self.frame_in = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.ling = nn.Sequential(*[TemporalBlock(hidden, d, dropout, causal) for d in dilations])
         self.ling_out = nn.Conv1d(hidden, N_POINTS * 2, 3, padding=0 if causal else 1)
@@ -75,6 +80,11 @@ class EmotiveGenerator(nn.Module):
         for out in (self.ling_out, self.emo_out):      # start from the mean face, not from noise
             nn.init.normal_(out.weight, std=1e-3)
             nn.init.zeros_(out.bias)
+
+    @property
+    def n_extra(self) -> int:
+        """Columns G reads beside each Mel row (phones, encoder rows)."""
+        return self.n_artic + self.n_enc
 
     @property
     def receptive_field(self) -> int:
@@ -92,16 +102,23 @@ class EmotiveGenerator(nn.Module):
         b, rows, _ = mel.shape
         t = rows // MEL_PER_FRAME
         la, c = self.lookahead, self.causal
-        x = mel.reshape(b, t, MEL_PER_FRAME * (N_MELS + self.n_artic))
+        x = mel.reshape(b, t, MEL_PER_FRAME * (N_MELS + self.n_extra))
         if la:             # the last frames' future: silence in normalised units, the emotion held
             x = torch.nn.functional.pad(x, (0, 0, 0, la))
             if q_emo is not None:
                 q_emo = torch.cat([q_emo, q_emo[:, -1:].expand(-1, la, -1)], dim=1)
             if torch.is_tensor(strength):
                 strength = torch.cat([strength, strength[:, -1:].expand(-1, la)], dim=1)
+        r = x.reshape(b, t + la, MEL_PER_FRAME, N_MELS + self.n_extra)
+        base = r[..., : N_MELS + self.n_artic]
         if self.mel_in is not None:
-            rows = x.reshape(b, t, MEL_PER_FRAME, N_MELS + self.n_artic)
-            x = torch.cat([self.mel_in(rows[..., :N_MELS].reshape(b, t, -1)), rows[..., N_MELS:].reshape(b, t, -1)], -1)
+            x = torch.cat([self.mel_in(base[..., :N_MELS].reshape(b, t + la, -1)),
+                           base[..., N_MELS:].reshape(b, t + la, -1)], -1)
+        else:
+            x = base.reshape(b, t + la, -1)
+        if self.n_enc:
+            enc = r[..., N_MELS + self.n_artic:].reshape(b, t + la, -1)
+            x = torch.cat([x, self.enc_in(enc) if self.enc_in is not None else enc], -1)
         h = self.frame_in(x).transpose(1, 2)   # (B, H, T + la)
         q_ling = self.ling(h)
         out = _conv(self.ling_out, q_ling, c).transpose(1, 2).reshape(b, t + la, N_POINTS, 2) * self.mask_ling

@@ -25,6 +25,24 @@ def mouth_distance(gen: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return (gen[:, :, MOUTH_IDX] - real[:, :, MOUTH_IDX]).norm(dim=-1).mean()
 
 
+def _width(dk: torch.Tensor) -> torch.Tensor:
+    """Outer and inner mouth width change (B, T, 2) of deformations: the spread (/i/) and rounding (/u/) of the lips."""
+    return torch.stack([dk[..., 54, 0] - dk[..., 48, 0], dk[..., 64, 0] - dk[..., 60, 0]], dim=-1)
+
+
+def mouth_width_loss(gen: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """L1 between generated and real mouth-width changes over each sequence (its own mean removed), and
+    between the corners' vertical motion, in units of the real width's spread: the L1 on all lip points is
+    ruled by the opening, ten times larger, so the lips hinged; this term alone asks for their shape."""
+    gw, rw = _width(gen), _width(real)
+    gw, rw = gw - gw.mean(dim=1, keepdim=True), rw - rw.mean(dim=1, keepdim=True)
+    scale = rw.std(dim=(0, 1)).clamp_min(1e-3)
+    corners = [48, 54]
+    gc = gen[..., corners, 1] - gen[..., corners, 1].mean(dim=1, keepdim=True)
+    rc = real[..., corners, 1] - real[..., corners, 1].mean(dim=1, keepdim=True)
+    return ((gw - rw).abs() / scale).mean() + ((gc - rc).abs() / scale[0]).mean()
+
+
 def motion_energy(dk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """E_t|δk| and E_t|δk'| per landmark, averaged over the batch: how far and how fast points move."""
     mag = dk.norm(dim=-1).mean(dim=(0, 1))

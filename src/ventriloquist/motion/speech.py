@@ -49,7 +49,8 @@ def load_generator(folder: Path | None = None, device: str = "cpu", name: str = 
     ckpt = read_checkpoint(name, folder)
     cfg = ckpt["config"]
     dims = dict(emo_dim=cfg["emo_dim"], n_artic=cfg.get("n_artic", 0), mel_bottleneck=cfg.get("mel_bottleneck", 0),
-                causal=cfg.get("causal", False), lookahead=cfg.get("lookahead", 0))
+                causal=cfg.get("causal", False), lookahead=cfg.get("lookahead", 0),
+                n_enc=cfg.get("n_enc", 0), enc_bottleneck=cfg.get("enc_bottleneck", 0))
     if device == "cpu":
         g = Generator(ckpt["state_dict"], dilations=tuple(cfg["dilations"]), **dims)
     else:
@@ -77,6 +78,21 @@ def mean_face(g) -> np.ndarray:
     """G's mean face k̄ (68, 2) as float64 numpy, whichever form G takes."""
     m = g.mean_face
     return np.asarray(m if isinstance(m, np.ndarray) else m.detach().cpu().numpy(), np.float64)
+
+
+def extra_rows(y: np.ndarray, n_frames: int, n_artic: int, n_enc: int) -> np.ndarray | None:
+    """What G reads beside each Mel row of speech ``y`` (n_frames * MEL_PER_FRAME rows): the phonetic rows
+    when ``n_artic``, then the speech encoder's rows when ``n_enc``; None when G reads neither."""
+    parts = []
+    if n_artic:
+        parts.append(phonetics.articulation(y, n_frames))
+    if n_enc:
+        from .. import speech_encoder
+        parts.append(speech_encoder.encode(y, n_frames))
+    if not parts:
+        return None
+    n = min(len(p) for p in parts)
+    return np.concatenate([p[:n] for p in parts], axis=1).astype(np.float32, copy=False)
 
 
 def emotion_features(recognizer, mel: np.ndarray,
@@ -140,9 +156,9 @@ def run_windows(g, mel: np.ndarray, q_emo: np.ndarray, emotion: bool = True,
     """δk (T, 68, 2) for a whole utterance (raw log-Mel, and its phonetic rows when G reads them) through
     overlapping 1-s windows with context; ``strength`` scales the expression, as one number or per frame (T,).
     ``g``: the numpy :class:`~.generator.Generator`, or a torch ``EmotiveGenerator`` (training, other devices)."""
-    if g.n_artic and artic is None:
-        raise ValueError("this generator reads phonetic rows: pass artic (ventriloquist.phonetics.articulation)")
-    mel = speech_input(mel, artic if g.n_artic else None)
+    if g.n_extra and artic is None:
+        raise ValueError("this generator reads rows beside the Mel rows: pass artic (extra_rows)")
+    mel = speech_input(mel, artic if g.n_extra else None)
     t_total = len(q_emo)
     ctx = g.receptive_field
     starts = window_starts(t_total, WINDOW_FRAMES, WINDOW_STRIDE)
@@ -260,9 +276,11 @@ class SpeechMotion:
         return emb.astype(np.float32), probs, strength.astype(np.float32)
 
     def features(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """What G hears in speech samples: the log-Mel and, when G reads them, the phonetic rows."""
+        """What G hears in speech samples: the log-Mel and, when G reads them, the rows beside it
+        (:func:`extra_rows`: phones, speech-encoder rows)."""
         mel = log_mel(y)
-        return mel, phonetics.articulation(y, len(mel) // MEL_PER_FRAME) if self.generator.n_artic else None
+        g = self.generator
+        return mel, extra_rows(y, len(mel) // MEL_PER_FRAME, g.n_artic, getattr(g, "n_enc", 0))
 
     def shapes(self, mel: np.ndarray, artic: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Canonical landmarks (T, 68, 2) for an utterance's log-Mel and phonetic rows (:meth:`features`;

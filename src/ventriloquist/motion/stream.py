@@ -103,7 +103,7 @@ class StreamingMotion:
 
     def __init__(self, speech: SpeechMotion) -> None:
         g = speech.generator
-        if not getattr(g, "causal", False) or g.n_artic:
+        if not getattr(g, "causal", False) or g.n_extra:
             raise ValueError("live motion needs the causal live generator, which reads the log-Mel alone "
                              "(SpeechMotion.from_weights(live=True))")
         if speech.timeline:

