@@ -80,6 +80,29 @@ def bench_size(size: int, seconds: float, threads: int) -> dict:
             "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
+def bench_features(seconds: float = 30.0) -> dict:
+    """What hearing speech costs on one core, per second of speech: log-Mel, phones, the speech encoder
+    (loaded before timing), on the demo sentence repeated to ``seconds``."""
+    from threadpoolctl import threadpool_limits
+
+    from . import phonetics, speech_encoder
+    from .audio import load_audio, log_mel, num_frames
+    from .demo import DEMO_SPEECH
+    y = load_audio(DEMO_SPEECH)
+    y = np.tile(y, int(np.ceil(seconds * 16000 / len(y))))[: int(seconds * 16000)]
+    n = num_frames(len(y))
+    speech_encoder.load_encoder()
+    out = {"seconds": seconds}
+    with threadpool_limits(1):
+        for name, fn in (("log_mel", lambda: log_mel(y)), ("phones", lambda: phonetics.articulation(y, n)),
+                         ("encoder", lambda: speech_encoder.encode(y, n))):
+            c = _cpu()
+            fn()
+            out[f"{name}_s_per_s"] = round((_cpu() - c) / seconds, 4)
+    out["total_s_per_s"] = round(sum(v for k, v in out.items() if k.endswith("_s_per_s")), 4)
+    return out
+
+
 GENERATE_CODE = """
 import resource, sys, time
 t0 = time.perf_counter()
@@ -159,7 +182,7 @@ mark("speech decoded (16 kHz)")
 v = Ventriloquist(); sm = v.speech_motion
 mark("Sp2Emo + G weights (checked, read without torch)")
 v.motion_from_audio(y)
-mark("motion: log-Mel, phones, Sp2Emo, G, life")
+mark("motion: log-Mel, phones, speech encoder (loaded), Sp2Emo, G, life")
 v.generate(sys.argv[1], sys.argv[3], audio=sys.argv[2], progress=False)
 mark("a whole generate, models loaded (render + encode included)")
 print("torch imported:", "torch" in sys.modules)
@@ -198,7 +221,10 @@ def run_bench(sizes: list[int], seconds: float = 10.0, threads: int = 1, json_pa
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(str(r[c]) for c in cols))
+    feats = bench_features()
+    print(f"hearing speech, s per s of speech on one core: log-Mel {feats['log_mel_s_per_s']}, phones "
+          f"{feats['phones_s_per_s']}, speech encoder {feats['encoder_s_per_s']}; in all {feats['total_s_per_s']}")
     print(json.dumps(rows))
     if json_path:
-        Path(json_path).write_text(json.dumps(rows, indent=2))
+        Path(json_path).write_text(json.dumps({"render": rows, "speech_features": feats}, indent=2))
     return rows

