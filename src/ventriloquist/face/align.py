@@ -150,6 +150,27 @@ def opening_profile(sequences: list[np.ndarray]) -> np.ndarray:
     return (d * a[:, None, None]).sum(axis=0) / max(float((a * a).sum()), 1e-12)
 
 
+SMILE_FROM = 0.05        # mouth corners higher than the reference's (over its lip centre) by more than this are a smile
+SMILE_POINTS = {48: 1.0, 54: 1.0, 60: 1.0, 64: 1.0, 49: 0.5, 53: 0.5, 59: 0.5, 55: 0.5}   # corners and their neighbours
+
+
+def corner_lift(k: np.ndarray) -> float:
+    """How far the mouth corners sit above the lip centre line (canonical, y down), in IOD units."""
+    return float(k[[51, 57, 62, 66], 1].mean() - k[[48, 54], 1].mean())
+
+
+def smile_offset(k: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """(68, 2) offset that lowers a photo's smiling mouth corners to a neutral face's: by how far they sit above
+    the reference's beyond SMILE_FROM (the range of neutral faces). A photo that smiles told ``sad`` then loses
+    its smile; a neutral photo is unchanged."""
+    out = np.zeros((68, 2))
+    excess = corner_lift(k) - corner_lift(ref) - SMILE_FROM
+    if excess > 0:
+        for i, w in SMILE_POINTS.items():
+            out[i, 1] = w * excess
+    return out
+
+
 CLOSED_SHARE = 0.1       # the frames whose mouth is among this most closed share stand for the mouth at rest
 
 
@@ -190,6 +211,7 @@ class Retargeter:
 
     source: np.ndarray                   # (68, 2) landmarks of the photo, image pixels
     head_motion: float = 1.0             # 0 freezes the head, 1 replays the driver's pose
+    neutral: bool = False                # take the photo's own smile out first (an emotion was asked for)
 
     def __post_init__(self) -> None:
         self.source_n, m = normalise(self.source)
@@ -204,7 +226,10 @@ class Retargeter:
         ``OPENING_PROFILE``, jaw and lips together, as a real mouth closes.
         """
         excess = float(mouth_aperture(self.source_n) - mouth_aperture(ref) * mouth_scale)
-        return self.source_n - max(excess, 0.0) * OPENING_PROFILE
+        out = self.source_n - max(excess, 0.0) * OPENING_PROFILE
+        if self.neutral:
+            out = out + smile_offset(out, ref)
+        return out
 
     def __call__(self, kn: np.ndarray, ref: np.ndarray, pose: np.ndarray | None = None) -> np.ndarray:
         """Landmarks in image pixels (T, 68, 2) for normalised frames ``kn`` relative to ``ref``.

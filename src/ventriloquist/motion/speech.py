@@ -219,6 +219,7 @@ class SpeechMotion:
     intensity: float = 1.0              # how strongly the chosen (or heard) emotion shows
     timeline: tuple = ()                # emotion.timeline.Segment ranges overriding ``chosen``
     head: float = 1.0                   # head motion: 0 = still, 1 = as a speaker moves, up to HEAD_MOTION_MAX
+    patterns: object = None             # .expression.ExpressionPatterns: what each emotion does to a face
 
     @classmethod
     def from_weights(cls, seed: int = 0, emotion: bool = True, folder: Path | None = None,
@@ -235,9 +236,10 @@ class SpeechMotion:
             except (RuntimeError, AssertionError) as exc:
                 raise InputError(f"device {device!r} is not usable here ({exc}); use --device cpu") from None
         _check(strength, articulation)
+        from .expression import ExpressionPatterns
         g = load_generator(folder, device, "generator_live" if live else "generator")
         return cls(g, EmotionRecognizer.from_weights(folder), seed, emotion, strength,
-                   articulation)
+                   articulation, patterns=ExpressionPatterns.from_weights(folder))
 
     def with_settings(self, seed: int, strength: float, articulation: float, chosen: str = "auto",
                       intensity: float = 1.0, timeline: tuple = (), head: float = 1.0) -> "SpeechMotion":
@@ -252,28 +254,28 @@ class SpeechMotion:
         """Whether the user chose the emotion or its intensity (else the voice decides alone)."""
         return self.chosen != "auto" or self.intensity != 1.0 or bool(self.timeline)
 
-    def emotion_input(self, emb: np.ndarray, probs: np.ndarray, gate: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """G's emotion input (T, E), the distribution it stands for (T, 7) and the expression strength
-        (T,), from what the voice says (``emb``, ``probs``, silence ``gate``) and the user's choice.
+    def expression(self, probs: np.ndarray, voiced: np.ndarray, gate: np.ndarray, track=None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The emotion distribution the face stands for (T, 7) and the expression weights (T, 7) of
+        :class:`~.expression.ExpressionPatterns`, from what the voice says (Sp2Emo's ``probs``, ``voiced``
+        frames, silence ``gate``) and the user's choice.
 
-        A chosen emotion enters as that class's mean embedding (shipped with G), so the lips stay
-        G's own; it holds through pauses, where the voice's own expression eases away.
+        The voice's own emotion is held back when unsure (:class:`~.expression.ExpressionTrack`; ``track``
+        carries its state between calls, as live mode needs); a chosen emotion shows at its intensity from
+        the first frame and holds through pauses.
         """
+        from .expression import NEUTRAL, ExpressionTrack
+        heard = (track or ExpressionTrack())(probs, voiced, gate)
+        if not self.emotion:
+            return probs, np.zeros_like(heard)
         if not self.controlled:
-            return emb, probs, self.strength * gate
+            return probs, (self.strength * heard).astype(np.float32)
         from ..emotion.timeline import emotion_track
-        from ..errors import InputError
-        table = self.generator.emotion_embeddings
-        auto, w, level = emotion_track(len(emb), self.chosen, self.intensity, self.timeline)
-        if table is None and (auto < 1).any():
-            raise InputError("these generator weights predate emotion control (no emotion embeddings); "
-                             "use --emotion auto, or retrain: ventriloquist train generator --publish")
-        if table is not None:
-            emb = auto[:, None] * emb + w @ table[:, : emb.shape[1]]
-            probs = auto[:, None] * probs + w
-        strength = np.minimum(self.strength * level * (auto * gate + (1 - auto)), MAX_EXPRESSION)
-        return emb.astype(np.float32), probs, strength.astype(np.float32)
+        auto, w, level = emotion_track(len(probs), self.chosen, self.intensity, self.timeline)
+        weights = level[:, None] * (auto[:, None] * heard + w)
+        weights[:, NEUTRAL] = 0.0
+        probs = auto[:, None] * probs + w
+        return probs, np.minimum(self.strength * weights, MAX_EXPRESSION).astype(np.float32)
 
     def features(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """What G hears in speech samples: the log-Mel and, when G reads them, the rows beside it
@@ -290,33 +292,42 @@ class SpeechMotion:
         release_freed_memory()
         n = min(len(emb), len(mel) // MEL_PER_FRAME)
         gate = expression_gate(mel)[:n]          # one value per whole video frame of mel, so never short
-        emb, probs, strength = self.emotion_input(emb[:n], probs[:n], gate)
-        dk = run_windows(g, mel[: n * MEL_PER_FRAME], emb, self.emotion, strength, artic)
+        probs, weights = self.expression(probs[:n], voiced_frames(mel)[:n], gate)
+        # G's own emotion branch stays off: expressions come from the real actors' patterns (.expression)
+        dk = run_windows(g, mel[: n * MEL_PER_FRAME], emb[:n], False, 1.0, artic)
         release_freed_memory()
-        return self.finish(dk, lip_gate(mel)[:n]), probs[:n]
+        return self.finish(dk, lip_gate(mel)[:n], weights), probs[:n]
 
-    def finish(self, dk: np.ndarray, lips: np.ndarray) -> np.ndarray:
+    def finish(self, dk: np.ndarray, lips: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """Canonical landmarks (T, 68, 2) from G's raw δk (T, 68, 2): the jaw and lips eased to their closed
-        rest where nothing is heard (``lips``, :func:`lip_gate`), the articulation gain, the reach and range."""
+        rest where nothing is heard (``lips``, :func:`lip_gate`), the articulation gain, the reach and range,
+        then the expression of per-frame emotion ``weights`` (T, 7) (:meth:`expression`): its landmark pattern
+        and its gain on the speech's opening."""
         g = self.generator
         limits, span = g.limits, g.range
+        shown = weights is not None and self.patterns is not None and np.any(weights)
         if g.rest is not None:
             rest = g.rest[LOWER_FACE]
             lips = np.asarray(lips)[:, None, None]
             dk[:, LOWER_FACE] = lips * dk[:, LOWER_FACE] + (1 - lips) * rest
             # a wider (or narrower) articulation moves jaw and lips further from their closed rest, and
             # their reach and range grow with it, so the closure stays exact
-            gain = g.articulation * self.articulation
-            if gain != 1.0:
-                dk[:, LOWER_FACE] = rest + gain * (dk[:, LOWER_FACE] - rest)
+            gain = np.full(len(dk), g.articulation * self.articulation, np.float32)
+            if shown:
+                gain = gain * self.patterns.gain(weights)
+            if np.any(gain != 1.0):
+                dk[:, LOWER_FACE] = rest + gain[:, None, None] * (dk[:, LOWER_FACE] - rest)
+                top = max(float(gain.max(initial=1.0)), 1.0)
                 limits = limits.copy()
-                limits[LOWER_FACE] *= max(gain, 1.0)
+                limits[LOWER_FACE] *= top
                 if span is not None:
                     span = span.copy()
-                    span[:, LOWER_FACE] = rest + gain * (span[:, LOWER_FACE] - rest)
+                    span[:, LOWER_FACE] = rest + top * (span[:, LOWER_FACE] - rest)
         dk = soft_limit(dk, limits)
         if span is not None:
             dk = soft_range(dk, span, LOWER_FACE)
+        if shown:
+            dk = dk + self.patterns.offsets(weights)
         return mean_face(g) + dk
 
     def __call__(self, y: np.ndarray, progress=None) -> tuple[Motion, np.ndarray]:

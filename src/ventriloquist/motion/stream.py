@@ -15,6 +15,7 @@ import numpy as np
 
 from ..audio import _mel_power
 from ..config import FPS, HOP_LENGTH, LOG_EPS, MEL_PER_FRAME, N_FFT, N_MELS, SAMPLES_PER_FRAME, WINDOW_FRAMES
+from .expression import ExpressionTrack
 from .life import apply_blinks, blink_track, head_drive, head_sway
 from .speech import EMOTION_SMOOTH_S, EXPRESSION_HOLD_S, SpeechMotion, lip_gate, voiced_frames
 
@@ -123,6 +124,7 @@ class StreamingMotion:
         self.emb, self.probs = None, np.full(7, 1 / 7, np.float32)
         self.gate = self.level = 0.0
         self.voiced_at = -10 ** 9                            # the last frame a voice was heard
+        self.track = ExpressionTrack()                       # the voice's emotion, held back when unsure
         self.loud = 1e-3
         rng = np.random.default_rng(speech.seed)
         horizon = int(HORIZON_S * FPS)
@@ -149,16 +151,17 @@ class StreamingMotion:
         self.emb = q[0] if self.emb is None else (1 - a) * self.emb + a * q[0]
         self.probs = ((1 - a) * self.probs + a * p[0]).astype(np.float32)
 
-    def _gates(self, t: int) -> tuple[float, float]:
-        """(expression gate, lip gate) of frame ``t``, from what was heard up to it and its lookahead."""
+    def _gates(self, t: int) -> tuple[float, float, bool]:
+        """(expression gate, lip gate, voiced) of frame ``t``, from what was heard up to it and its lookahead."""
         a = max(self.first, t - GATE_PAST_FRAMES)
         lips = float(lip_gate(self._rows(a, t + 1 + self.lookahead))[t - a])     # the offline gate, on what is known
         context = self._rows(t + 1 - int(EMOTION_CONTEXT_S * FPS), t + 1)
-        if len(context) >= MEL_PER_FRAME and voiced_frames(context)[-1]:
+        voiced = bool(len(context) >= MEL_PER_FRAME and voiced_frames(context)[-1])
+        if voiced:
             self.voiced_at = t
         held = t - self.voiced_at <= EXPRESSION_HOLD_S * FPS          # the expression outlasts the voice, then relaxes
         self.gate += ((1.0 if held else 0.0) - self.gate) / (0.2 * FPS)
-        return self.gate, lips
+        return self.gate, lips, voiced
 
     def _pose(self, t: int) -> np.ndarray:
         """The head's pose at frame ``t``: the sway, driven by the speech level so far (the loud level decays)."""
@@ -201,17 +204,19 @@ class StreamingMotion:
 
     def _frames(self, t0: int, t1: int, ready: int) -> list[Frame]:
         sp = self.speech
-        embs, probs, gates, lips, poses = [], [], [], [], []
+        embs, probs, gates, lips, poses, voiced = [], [], [], [], [], []
         for t in range(t0, t1):
             self._emotion(min(t + self.lookahead, ready - 1))
-            gate, lip = self._gates(t)
+            gate, lip, heard = self._gates(t)
             embs.append(self.emb)
             probs.append(self.probs)
             gates.append(gate)
             lips.append(lip)
+            voiced.append(heard)
             poses.append(self._pose(t))
-        emb, prob, strength = sp.emotion_input(np.stack(embs).astype(np.float32), np.stack(probs),
-                                               np.array(gates, np.float32))
+        prob, weights = sp.expression(np.stack(probs), np.array(voiced), np.array(gates, np.float32), self.track)
+        emb = np.stack(embs).astype(np.float32)
+        strength = np.ones(len(emb), np.float32)
         self.q = np.concatenate([self.q, emb[:, : self.g.emo_dim]])
         self.st = np.concatenate([self.st, strength])
         a = max(self.first, t0 - self.g.receptive_field)
@@ -219,8 +224,9 @@ class StreamingMotion:
         q = np.concatenate([self.q[a - self.first:], np.repeat(self.q[-1:], ready - t1, 0)])[None]
         st = np.concatenate([self.st[a - self.first:], np.repeat(self.st[-1:], ready - t1, 0)])[None]
         x = self.x[(a - self.first) * MEL_PER_FRAME:(ready - self.first) * MEL_PER_FRAME]     # whole frames only
-        out = self.g(x[None], q, sp.emotion, st)[0][t0 - a: t1 - a]
-        shapes = apply_blinks(sp.finish(out.copy(), np.array(lips)), self.blinks[np.arange(t0, t1) % len(self.blinks)])
+        out = self.g(x[None], q, False, st)[0][t0 - a: t1 - a]       # G's emotion branch off, as offline
+        shapes = apply_blinks(sp.finish(out.copy(), np.array(lips), weights),
+                              self.blinks[np.arange(t0, t1) % len(self.blinks)])
         return [Frame(t, shapes[i], poses[i], prob[i]) for i, t in enumerate(range(t0, t1))]
 
     def _trim(self) -> None:

@@ -1,5 +1,5 @@
 """Training recipes, one module per stage: ``emotion`` (Sp2Emo), ``expression`` (Exp2Emo), ``generator`` (G + D),
-``mouths`` (the real mouth interiors the renderer paints).
+``mouths`` (the real mouth interiors the renderer paints), ``patterns`` (what each emotion does to a face).
 
 Each stage module exposes ``run(opts: TrainOptions) -> dict`` (its final metrics). The
 paper's schedule: train the emotion nets first, freeze them, then train G and D.
@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-STAGES = ("emotion", "expression", "generator", "mouths")
+STAGES = ("emotion", "expression", "generator", "mouths", "patterns")
 DEFAULT_DATA = Path(os.environ.get("VENTRILOQUIST_DATA", "../shared/data"))
 
 
