@@ -131,7 +131,7 @@ def test_uploads_are_judged_by_content_and_size(server, small_face, speech_wav, 
     with httpx.Client(base_url=server.url, timeout=60) as c:
         # names lie: a text file called photo.jpg, a photo called speech.wav
         r = c.post("/v1/videos", files={"face": ("photo.jpg", text.read_bytes()), "audio": ("s.wav", speech_wav.read_bytes())})
-        assert r.status_code == 415 and "face is not an image" in r.json()["detail"]
+        assert r.status_code == 415 and "face is neither an image nor a video" in r.json()["detail"]
         r = c.post("/v1/videos", files=_files(small_face, small_face, audio_name="speech.wav"))
         assert r.status_code == 415 and "audio is not a sound file" in r.json()["detail"]
         r = c.post("/v1/videos", files=_files(small_face, big))
@@ -144,6 +144,24 @@ def test_uploads_are_judged_by_content_and_size(server, small_face, speech_wav, 
         assert 400 <= r.status_code < 500
         assert c.get("/v1/videos/doesnotexist").status_code == 404
     assert list((server.cfg.workdir).iterdir()) == []                          # refused uploads leave nothing
+
+
+def test_a_video_upload_is_dubbed(server, small_face, speech_wav, tmp_path):
+    """A video as the face (its content says so, whatever its name): every frame kept, speaking the audio."""
+    from ventriloquist.pipeline import Ventriloquist
+    clip = tmp_path / "clip.mp4"
+    Ventriloquist().generate(small_face, clip, audio=speech_wav, progress=False)
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        r = c.post("/v1/videos", files=_files(clip, speech_wav, face_name="upload.bin"), data={"video_end": "keep"})
+        assert r.status_code == 202, r.text
+        st = _wait(c, r.json()["id"])
+        assert st["status"] == "done", st
+        out = tmp_path / "dubbed.mp4"
+        out.write_bytes(c.get(r.json()["result_url"]).content)
+    with av.open(str(out)) as f, av.open(str(clip)) as g:
+        assert f.streams.video[0].height == g.streams.video[0].height
+        assert abs(f.streams.video[0].frames - g.streams.video[0].frames) <= 1
+        assert f.streams.audio
 
 
 def test_a_full_queue_says_when_to_retry_and_jobs_can_be_cancelled(server, small_face, speech_wav):

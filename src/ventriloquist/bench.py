@@ -161,6 +161,63 @@ def run_lengths(lengths: list[float], size: int = 512, json_path: str | None = N
     return rows
 
 
+DUB_CODE = """
+import resource, sys, time
+t0 = time.perf_counter()
+from ventriloquist.cli import main
+from ventriloquist.bench import peak_rss_mb
+rc = main(['generate', '--face', sys.argv[1], '--audio', sys.argv[2], '--out', sys.argv[3], '--quiet'])
+r = resource.getrusage(resource.RUSAGE_SELF)
+print(time.perf_counter() - t0, r.ru_utime + r.ru_stime, peak_rss_mb())
+sys.exit(rc)
+"""
+
+
+def bench_dub(seconds: float, size: int = 512) -> dict:
+    """``ventriloquist generate`` dubbing a ``seconds``-long talking video of the demo face (``size`` px, made
+    first, not timed) with the demo sentence repeated as long, in a fresh process: wall and CPU seconds per
+    second of video (start-up included) and the peak resident memory."""
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    from .audio import load_audio
+    from .config import GenerateConfig
+    from .demo import DEMO_SPEECH, demo_face
+    from .pipeline import Ventriloquist
+    y = load_audio(DEMO_SPEECH)
+    n = int(round(seconds * 16000))
+    with tempfile.TemporaryDirectory() as tmp:
+        wav, src, out = Path(tmp) / "speech.wav", Path(tmp) / "talking.mp4", Path(tmp) / "dubbed.mp4"
+        sf.write(wav, np.tile(y, int(np.ceil(n / len(y))))[:n], 16000)
+        Ventriloquist(GenerateConfig(render=RenderConfig(size=size, crop="face"))).generate(
+            demo_face(), src, audio=wav, progress=False)
+        res = subprocess.run([sys.executable, "-c", DUB_CODE, str(src), str(wav), str(out)], capture_output=True,
+                             text=True)
+        if res.returncode:
+            raise RuntimeError(f"dub failed: {res.stderr.strip().splitlines()[-1:]}")
+        wall, cpu, rss = map(float, res.stdout.split()[-3:])
+    return {"seconds": seconds, "size": size, "wall_s": round(wall, 1), "wall_s_per_video_s": round(wall / seconds, 3),
+            "compute_s_per_video_s": round(cpu / seconds, 3), "peak_rss_mb": round(rss, 1)}
+
+
+def run_dub(lengths: list[float], size: int = 512, json_path: str | None = None) -> list[dict]:
+    """Dubbing talking videos of several lengths: wall time per second of video, memory flat in the length."""
+    rows = [bench_dub(s, size) for s in lengths]
+    cols = ["seconds", "size", "wall_s", "wall_s_per_video_s", "compute_s_per_video_s", "peak_rss_mb"]
+    print("dub | " + " | ".join(cols))
+    for r in rows:
+        print("dub | " + " | ".join(str(r[c]) for c in cols))
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        print(f"peak memory {a['seconds']:g} s -> {b['seconds']:g} s: {b['peak_rss_mb'] - a['peak_rss_mb']:+.1f} MB")
+    print(json.dumps(rows))
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
 STARTUP_CODE = """
 import sys, time
 marks, t = [], time.perf_counter()

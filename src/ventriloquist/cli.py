@@ -8,8 +8,8 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import (ARTICULATION_RANGE, FPS, FPS_RANGE, HEAD_MOTION_MAX, MAX_EXPRESSION, OPTIONS, GenerateConfig,
-                     generate_config)
+from .config import (ARTICULATION_RANGE, FPS, FPS_RANGE, HEAD_MOTION_MAX, LOOPS, MAX_EXPRESSION, OPTIONS, VIDEO_ENDS,
+                     GenerateConfig, generate_config)
 from .emotion.vocabulary import EMOTION_CHOICES
 from .errors import InputError, InputWarning, Terminated, VentriloquistError, unwind_on_sigterm
 
@@ -61,6 +61,13 @@ def _add_render_args(p: argparse.ArgumentParser, live: bool = False) -> None:
                    help=f"head sway and nods, 0-{HEAD_MOTION_MAX:g} (default 1; 0 = a still head)")
     p.add_argument("--face-index", type=int, default=None, metavar="N",
                    help="which face of a group photo talks, counted from the left from 0 (default: the largest)")
+    if not live:
+        p.add_argument("--loop", choices=LOOPS, default="pingpong",
+                       help="--face is a video shorter than the speech: play it forward and back (pingpong, default) "
+                            "or restart it (loop)")
+        p.add_argument("--video-end", choices=VIDEO_ENDS, default="cut",
+                       help="--face is a video longer than the speech: cut it at the speech's end (default) or keep "
+                            "the rest with the mouth closed")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -68,7 +75,8 @@ def _config(a: argparse.Namespace) -> GenerateConfig:
     return generate_config({"size": a.size, "crop": a.crop, "fps": getattr(a, "fps", None), "seed": a.seed,
                             "expression": 0.0 if a.neutral else a.expression, "articulation": a.articulation,
                             "emotion": a.emotion, "emotion_intensity": a.emotion_intensity,
-                            "head_motion": a.head_motion, "face_index": a.face_index},
+                            "head_motion": a.head_motion, "face_index": a.face_index,
+                            "loop": getattr(a, "loop", None), "video_end": getattr(a, "video_end", None)},
                            device=a.device, emotion_timeline=getattr(a, "emotion_timeline", None))
 
 
@@ -126,9 +134,11 @@ def _cmd_demo(a: argparse.Namespace) -> None:
 
 
 def _cmd_bench(a: argparse.Namespace) -> None:
-    from .bench import run_bench, run_lengths, run_startup
+    from .bench import run_bench, run_dub, run_lengths, run_startup
     if a.startup:
         run_startup(json_path=a.json)
+    elif a.dub:
+        run_dub(a.dub, size=a.sizes[-1], json_path=a.json)
     elif a.lengths:
         run_lengths(a.lengths, size=a.sizes[-1], json_path=a.json)
     else:
@@ -161,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="face photo + speech or motion -> talking-head MP4")
-    g.add_argument("--face", required=True, help="photo with one clearly visible face (JPEG/PNG)")
+    g.add_argument("--face", required=True, help="photo with one clearly visible face (JPEG/PNG), or a video of one to dub "
+                   "(its every frame kept, its mouth speaking --audio)")
     g.add_argument("--audio", help="speech recording (wav, flac, mp3, m4a, ogg, or a video's audio)")
     g.add_argument("--driving-video", help="video of a talking face whose motion (and audio) drives the photo")
     g.add_argument("--landmarks", help="landmark sequence (.npz/.json, as written by --export-landmarks)")
@@ -232,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--lengths", type=float, nargs="+", metavar="S",
                    help="instead: whole `generate` runs on S seconds of speech each (fresh processes; e.g. 10 60 600): "
                         "s/s and peak memory by length (at the last --sizes)")
+    b.add_argument("--dub", type=float, nargs="+", metavar="S",
+                   help="instead: dubbing S-second talking videos (fresh processes; e.g. 10 120): wall s per s of video "
+                        "and peak memory by length (at the last --sizes)")
     b.add_argument("--startup", action="store_true",
                    help="the start-up budget: where a fresh process's first generate spends its time, stage by stage")
     b.add_argument("--json", help="also write the results to this JSON file")

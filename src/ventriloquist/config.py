@@ -84,7 +84,13 @@ class GenerateConfig:
     emotion_timeline: str | None = None  # a .json/.csv file of time ranges -> emotion (emotion/timeline.py)
     head_motion: float = 1.0       # 0 a still head, 1 a speaker's sway and nods, up to HEAD_MOTION_MAX
     face_index: int | None = None  # which face of a group photo talks, counted from the left; None: the largest
+    loop: str = "pingpong"         # dubbing a video shorter than the speech: "pingpong" (forward, back, ...) or "loop"
+    video_end: str = "cut"         # dubbing a video longer than the speech: "cut" at the speech's end, or "keep" the
+                                   # rest with the mouth closed
 
+
+LOOPS = ("pingpong", "loop")
+VIDEO_ENDS = ("cut", "keep")
 
 # --- per-video options, as every interface takes them -----------------------------------------------
 @dataclass(frozen=True)
@@ -113,6 +119,10 @@ OPTION_SPECS = {                                                   # CLI flags, 
     "seed": Option(int, 0, 2 ** 31 - 1, 0, doc="seed of blinks and head motion"),
     "face_index": Option(int, 0, 999, doc="in a group photo, which face talks, from the left from 0 "
                          "(default: the largest)"),
+    "loop": Option(str, default="pingpong", choices=LOOPS, doc="dubbing a video shorter than the speech: play it "
+                   "forward and back (pingpong) or restart it (loop)"),
+    "video_end": Option(str, default="cut", choices=VIDEO_ENDS, doc="dubbing a video longer than the speech: cut "
+                        "it at the speech's end, or keep the rest with the mouth closed"),
 }
 OPTIONS = tuple(OPTION_SPECS)
 
@@ -146,6 +156,12 @@ def generate_config(options: dict | None = None, **base) -> GenerateConfig:
     crop = str(opts.get("crop", "full")).strip().lower()
     if crop not in ("full", "face"):
         raise InputError(f"crop must be 'full' or 'face', not {shown(opts['crop'])}")
+    loop = str(opts.get("loop", "pingpong")).strip().lower()
+    if loop not in LOOPS:
+        raise InputError(f"loop must be {' or '.join(repr(x) for x in LOOPS)}, not {shown(opts['loop'])}")
+    video_end = str(opts.get("video_end", "cut")).strip().lower()
+    if video_end not in VIDEO_ENDS:
+        raise InputError(f"video_end must be {' or '.join(repr(x) for x in VIDEO_ENDS)}, not {shown(opts['video_end'])}")
     size = num("size")
     expression = num("expression")
     articulation = num("articulation")
@@ -169,4 +185,5 @@ def generate_config(options: dict | None = None, **base) -> GenerateConfig:
         cfg.head_motion = head
     cfg.emotion = emotion
     cfg.face_index = None if face_index is None else int(face_index)
+    cfg.loop, cfg.video_end = loop, video_end
     return cfg

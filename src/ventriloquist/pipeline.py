@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from .audio import load_audio, num_frames
-from .config import SAMPLE_RATE, SILENCE_PEAK, GenerateConfig
+from .config import FPS, SAMPLE_RATE, SILENCE_PEAK, GenerateConfig
 from .errors import InputError, OutputError
 from .face.align import Retargeter
 from .face.detect import face_landmarks, load_image, seat_inner_lips
@@ -21,10 +21,12 @@ from .face.track import track_video
 from .motion.sequence import LandmarkSequence, Motion
 from .render import Renderer
 from .render.framing import make_canvas
-from .video import VideoWriter, check_output, video_info, write_beside
+from .video import VideoWriter, check_output, is_video, video_info, write_beside
 
 DECODED_SHARE = 0.02         # progress reported once the sound is decoded ...
 MOTION_SHARE = 0.3           # ... and once the motion exists; rendering is the rest
+DUB_TRACK_SHARE = 0.3        # dubbing: following the face through the video takes this share of the work
+DUB_EXPRESSION = 0.3         # dubbing: the voice's (or chosen) expression at this share: the video's face already acts
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Result:
     height: int
     landmarks: LandmarkSequence = field(repr=False)
     emotions: np.ndarray | None = field(default=None, repr=False)   # (T, 7) that drove the face, per model frame
+    faceless: int = 0                      # dubbing: frames without a face, shown unchanged
 
 
 @dataclass
@@ -129,7 +132,9 @@ class Ventriloquist:
         """``face`` (a photo file; or its image and 68 landmarks when already read) ready to animate."""
         canvas, face_k = self._canvas(face, photo, landmarks)
         r = self.cfg.render
-        return FaceRig(canvas, face_k, Retargeter(face_k),
+        # a chosen emotion is shown relative to a neutral face: the photo's own smile is taken out first
+        chosen = self.cfg.emotion != "auto" or bool(self.cfg.emotion_timeline)
+        return FaceRig(canvas, face_k, Retargeter(face_k, neutral=chosen),
                        Renderer(canvas.image, face_k, mouth_interior=r.mouth_interior, feather=r.feather))
 
     def _canvas(self, face: str | Path, photo: np.ndarray | None = None, landmarks: np.ndarray | None = None):
@@ -163,6 +168,13 @@ class Ventriloquist:
 
         ``progress``: True for a progress bar, False for none, or a :data:`Progress` callback.
         """
+        if is_video(face):
+            if driving_video is not None or landmarks is not None:
+                raise InputError(f"{face} is a video, which is dubbed with --audio; --driving-video and --landmarks "
+                                 "move a photo")
+            if export_landmarks is not None:
+                raise InputError("--export-landmarks is for a photo; a dubbed video keeps the video's own face")
+            return self.dub(face, out, audio, progress, export_emotions)
         report = progress if callable(progress) else None
         bar = progress is True
         if sum(x is not None for x in (driving_video, landmarks)) > 1:
@@ -251,3 +263,103 @@ class Ventriloquist:
         if report:
             report(1.0)
         return Result(out, n, fps, rig.size[0], rig.size[1], seq, emotions)
+
+    def dub(self, video: str | Path, out: str | Path, audio: str | Path | None,
+            progress: bool | Progress = True, export_emotions: str | Path | None = None) -> Result:
+        """``video`` speaking ``audio``: every frame of the video kept (its head, eyes, hands, background, size
+        and frame rate), its jaw and lips moved by the speech, the speech as the sound.
+
+        The face is followed through the video (:func:`~.face.track.follow_face`); each frame's own mouth is
+        closed to rest first, so the old words do not show through, then given the new one. Frames without a
+        face pass through unchanged (counted, with a warning). Speech longer than the video plays the video
+        forward and back (``cfg.loop = "pingpong"``) or again from the start (``"loop"``); shorter speech cuts
+        the video at its end, or keeps the rest with the mouth closed (``cfg.video_end = "keep"``). The emotion
+        (the voice's, or ``--emotion``) shows at DUB_EXPRESSION of its strength. Frames are decoded, warped
+        and encoded one at a time: memory does not grow with the video's length.
+        """
+        from tqdm.auto import tqdm
+
+        from .face.track import follow_face
+        from .motion.speech import mean_face
+        from .render import DubRenderer
+        from .video import frames_in_order
+        report = progress if callable(progress) else None
+        bar = progress is True
+        if audio is None:
+            raise InputError(f"{video} is a video to dub: pass the new speech with --audio")
+        if self.cfg.face_index is not None:
+            raise InputError("--face-index picks a face in a photo; a dubbed video follows its largest face")
+        out = check_output(out, (video, audio, self.cfg.emotion_timeline))
+        if export_emotions is not None:
+            check_output(export_emotions, (video, audio, self.cfg.emotion_timeline, out), "--export-emotions",
+                         (".csv", ".json"))
+        timeline = self.timeline()
+        speech = load_audio(audio)
+        track = follow_face(video, progress=bar)
+        if report:
+            report(DUB_TRACK_SHARE)
+        fps = float(track.fps)
+        base = self._configured(self.speech_motion, timeline)
+        sm = replace(base, strength=base.strength * DUB_EXPRESSION, emotion=base.emotion and base.strength > 0)
+        mel, artic = sm.features(speech)
+        shapes, emotions = sm.shapes(mel, artic)
+        g = sm.generator
+        rest = mean_face(g)
+        n_speech = num_frames(len(speech), fps)
+        n_video = len(track.found)
+        n = max(n_speech, n_video) if self.cfg.video_end == "keep" else n_speech
+        motion = Motion(shapes, rest, np.zeros((len(shapes), 4)), float(FPS)).retimed(fps, n_speech)
+        closed = rest + (g.rest if getattr(g, "rest", None) is not None else 0.0)
+        if report:
+            report(MOTION_SHARE)
+
+        def source(j: int) -> int:
+            if j < n_video:
+                return j
+            if self.cfg.loop == "loop" or n_video < 2:
+                return j % n_video
+            p = j % (2 * n_video - 2)
+            return p if p < n_video else 2 * n_video - 2 - p
+
+        order = [source(j) for j in range(n)]
+        w, h = track.size
+        w2, h2 = w - w % 2, h - h % 2                       # H.264 in yuv420p needs even sides
+        renderer = DubRenderer(self.cfg.render.mouth_interior, self.cfg.render.feather)
+        targets = np.full((n, 68, 2), np.nan, np.float32)
+        every = max(1, n // 100)
+        sound = _sound_source(audio)                        # the viewer hears the new speech as recorded
+        staged: list[tuple[Path, Path]] = []
+        try:
+            with VideoWriter(out, w2, h2, cfg=replace(self.cfg.video, fps=fps), sound=sound,
+                             audio=speech if sound is None else None) as writer:
+                for j, frame in enumerate(tqdm(frames_in_order(video, order, track.times), total=n, desc="dub",
+                                               unit="frame", disable=not bar, leave=False)):
+                    i = order[j]
+                    if track.found[i]:
+                        k = track.landmarks[i]
+                        shape = motion.shapes[j] if j < n_speech else closed
+                        t = Retargeter(k)(shape[None], rest)[0]
+                        targets[j] = t
+                        frame = renderer.render(frame, k, t, int(track.shot[i]))
+                    writer.write(np.ascontiguousarray(frame[:h2, :w2]))
+                    if report and j % every == 0:
+                        report(min(1.0, MOTION_SHARE + (1 - MOTION_SHARE) * (j + 1) / n))
+                if export_emotions is not None:
+                    from .emotion.timeline import emotion_track, export_emotions as write_emotions
+                    level = emotion_track(len(emotions), self.cfg.emotion, self.cfg.emotion_intensity, timeline)[2]
+                    staged.append(write_beside(export_emotions, lambda tmp: write_emotions(tmp, emotions, level)))
+            for tmp, final in staged:
+                os.replace(tmp, final)
+        finally:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+        missing = int((~track.found[np.array(order)]).sum())
+        if missing:
+            import warnings
+
+            from .errors import InputWarning
+            warnings.warn(f"{video}: no face in {missing} of {n} frame(s); they are shown unchanged", InputWarning,
+                          stacklevel=2)
+        if report:
+            report(1.0)
+        return Result(out, n, fps, w2, h2, LandmarkSequence(targets, fps, w2, h2), emotions, missing)

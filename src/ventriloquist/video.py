@@ -10,7 +10,7 @@ import tempfile
 import warnings
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -20,6 +20,14 @@ from .errors import InputError, InputWarning, OutputError, existing_file
 
 
 AUDIO_BLOCK = 1024 * 16     # samples per block handed to the AAC encoder
+
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".flv", ".mpg", ".mpeg", ".m4v", ".3gp", ".ts")
+
+
+def is_video(path: str | Path) -> bool:
+    """Whether ``path`` names a video (by its extension): a face given as a video is dubbed, not animated."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def _fps_fraction(fps: float) -> Fraction:
@@ -314,3 +322,61 @@ def frame_strip(path: str | Path, out_png: str | Path, count: int = 6, height: i
     out_png = Path(out_png)
     cv2.imwrite(str(out_png), cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR))
     return out_png
+
+
+def _decoded(c, times: np.ndarray, start: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, RGB frame) from frame ``start`` on, ``times`` being each frame's time (s) as decoded in order:
+    seeks to the keyframe before it, then decodes forward, numbering frames by their times."""
+    stream = c.streams.video[0]
+    c.seek(int(times[start] / stream.time_base) if start else 0, stream=stream, backward=True)
+    i = None
+    for _, frames in decoded_packets(c, stream):
+        for f in frames or ():
+            if i is None:
+                t = float(f.time) if f.time is not None else 0.0
+                i = 0 if start == 0 else int(np.argmin(np.abs(times - t)))
+            else:
+                i += 1
+            if i >= start:
+                yield i, f.to_ndarray(format="rgb24")
+
+
+def frames_in_order(path: str | Path, order: Iterable[int], times: np.ndarray,
+                    chunk: int = 32) -> Iterator[np.ndarray]:
+    """The RGB frames of a video at the given frame indices, in that order (a loop restarts, a ping-pong runs
+    back), never holding more than ``chunk`` frames: forward steps decode straight on, a backward run is read
+    in chunks (seek to the keyframe before a chunk, decode it forward, hand it out reversed). ``times``: each
+    frame's time as decoded in order (:class:`~ventriloquist.face.track.FaceTrack`)."""
+    import av
+    times = np.asarray(times, np.float64)
+    order = list(order)
+    with av.open(str(path)) as c:
+        fwd, cur, last = None, -1, None
+        k = 0
+        while k < len(order):
+            i = order[k]
+            back = k + 1 < len(order) and order[k + 1] == i - 1
+            if not back:
+                if fwd is None or i <= cur or i - cur > 4 * chunk:
+                    fwd, cur = _decoded(c, times, i), i - 1
+                while cur < i:
+                    cur, last = next(fwd)
+                yield last
+                k += 1
+                continue
+            run = [i]                                   # a backward run: i, i-1, ...
+            while k + len(run) < len(order) and order[k + len(run)] == run[-1] - 1:
+                run.append(run[-1] - 1)
+            hi = run[0]
+            while hi >= run[-1]:
+                lo = max(run[-1], hi - chunk + 1)
+                held = {}
+                for j, frame in _decoded(c, times, lo):
+                    held[j] = frame
+                    if j >= hi:
+                        break
+                for j in range(hi, lo - 1, -1):
+                    yield held.get(j, held[max(held)] if held else None)
+                hi = lo - 1
+            fwd, cur = None, -1
+            k += len(run)

@@ -37,9 +37,9 @@ from pathlib import Path
 
 from ..emotion.vocabulary import EMOTIONS, to_index
 from ..errors import InputError
+from ..video import VIDEO_EXTENSIONS
 from .speech import CREMAD_CODES, CREMAD_TEST_ACTORS, RAVDESS_CODES, RAVDESS_TEST_ACTORS
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".flv", ".mpg", ".mpeg", ".m4v")
 AUDIO_SIDECAR_EXTENSIONS = (".m4a", ".wav", ".flac", ".mp3", ".aac")
 
 MEAD_VIEWS = frozenset(("front",))            # the other six camera angles are too oblique for 2-D landmarks

@@ -1,6 +1,7 @@
 """68-point landmarks for every frame of a video, tracked so detection runs rarely."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,3 +54,94 @@ def fill_gaps(seq: list[np.ndarray | None], source: str) -> np.ndarray:
             flat[~ok, j] = np.interp(idx[~ok], idx[ok], flat[ok, j])
         arr = flat.reshape(arr.shape)
     return arr
+
+
+CUT_LEVEL = 40.0         # mean absolute change (0-255) of a 32x18 grey thumbnail that marks a cut
+LOST_JUMP = 0.3          # the face box moving by more than this share of its size in one frame: look again
+DUB_REDETECT_EVERY = 12  # frames between full detections while a face is followed
+SMOOTH_FRAMES = 0.8      # Gaussian sigma (frames) of the zero-phase smoothing of a followed face
+
+
+@dataclass
+class FaceTrack:
+    """A face followed through a video: landmarks (T, 68, 2) in pixels (NaN where no face), which frames have
+    one, the shot each frame belongs to (a cut starts a new one), each frame's time (s), fps and size."""
+
+    landmarks: np.ndarray
+    found: np.ndarray
+    shot: np.ndarray
+    times: np.ndarray
+    fps: float
+    size: tuple[int, int]
+
+    @property
+    def missing(self) -> int:
+        return int((~self.found).sum())
+
+
+def _thumb(frame: np.ndarray) -> np.ndarray:
+    import cv2
+    return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def follow_face(path: str | Path, progress: bool = True) -> FaceTrack:
+    """Landmarks of the main face in every frame of a video, for dubbing.
+
+    The face is detected on the first frame, after every cut (a sudden change of the whole picture),
+    every DUB_REDETECT_EVERY frames and whenever it jumps; between detections the predictor follows it
+    from its last landmarks. A frame where no face is detected has none (it will pass through unchanged):
+    nothing is interpolated across a cut, an occlusion or an empty shot. Within each run of found frames
+    the landmarks are smoothed without lag (a zero-phase Gaussian), which removes the detector's jitter.
+    """
+    import av
+    from scipy.ndimage import gaussian_filter1d
+
+    from ..audio import decoded_packets
+    info = video_info(path)
+    ks: list[np.ndarray | None] = []
+    shots, times = [], []
+    prev_k, prev_thumb, shot, since = None, None, 0, 0
+    with _progress(info["frames"] or None, f"following the face in {Path(path).name}", progress) as bar, \
+            av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        for _, frames in decoded_packets(c, stream):
+            for f in frames or ():
+                frame = f.to_ndarray(format="rgb24")
+                times.append(float(f.time) if f.time is not None else len(times) / info["fps"])
+                thumb = _thumb(frame)
+                cut = prev_thumb is not None and float(np.abs(thumb - prev_thumb).mean()) > CUT_LEVEL
+                prev_thumb = thumb
+                if cut:
+                    shot, prev_k = shot + 1, None
+                k = None
+                if prev_k is not None and since < DUB_REDETECT_EVERY:
+                    k = landmarks_in_box(frame, box_from_landmarks(prev_k), fast=True)
+                    size = float(np.ptp(prev_k, axis=0).max())
+                    if float(np.abs(k.mean(0) - prev_k.mean(0)).max()) > LOST_JUMP * size:
+                        k = None
+                    since += 1
+                if k is None:
+                    box = detect_box(frame, thorough=False)
+                    k = landmarks_in_box(frame, box, fast=True) if box is not None else None
+                    since = 0
+                ks.append(k)
+                shots.append(shot)
+                prev_k = k
+                bar.update(1)
+    if not ks:
+        raise FaceNotFoundError(f"no frame of {path} could be decoded; re-export or re-download it")
+    found = np.array([k is not None for k in ks])
+    if not found.any():
+        raise FaceNotFoundError(f"no face found in any frame of {path}; use a video showing one face clearly")
+    arr = np.full((len(ks), 68, 2), np.nan, np.float32)
+    for i, k in enumerate(ks):
+        if k is not None:
+            arr[i] = k
+    shots_a = np.array(shots)
+    # runs of found frames within one shot, each smoothed on its own
+    run = np.cumsum(np.r_[True, (found[1:] != found[:-1]) | (shots_a[1:] != shots_a[:-1])])
+    for r in np.unique(run[found]):
+        sel = np.flatnonzero((run == r) & found)
+        if len(sel) > 2:
+            arr[sel] = gaussian_filter1d(arr[sel], SMOOTH_FRAMES, axis=0, mode="nearest")
+    return FaceTrack(arr, found, shots_a, np.array(times), float(info["fps"]), (info["width"], info["height"]))

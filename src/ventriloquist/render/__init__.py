@@ -13,7 +13,7 @@ from .eyes import EyelidLayer
 from .mouth import MouthPainter
 from .warp import MeshWarper
 
-__all__ = ["Renderer"]
+__all__ = ["DubRenderer", "Renderer"]
 
 
 class Renderer:
@@ -55,4 +55,34 @@ class Renderer:
             upper, lower = self.mesh.mouth_chains(dst)
             self.painter.paint(out, dst[:N_LANDMARKS], upper, lower, self.src_half_gap)
         self.lids.paint(out, dst[:N_LANDMARKS], dst[self.mesh.i_crease])
+        return out
+
+
+class DubRenderer:
+    """Renders the frames of a video with new jaw and lips: each frame is warped from its own landmarks
+    to the target ones (its mouth moves from where the old words left it to where the new ones put it)
+    and the opening is filled with a real interior, matched once per shot to that shot's light.
+    Everything the frame shows outside the face's ring stays bit-exact; the eyes are the video's own."""
+
+    def __init__(self, mouth_interior: bool = True, feather: float = 0.08) -> None:
+        self.mouth_interior, self.feather = mouth_interior, feather
+        self._shot, self._painter, self._mesh = None, None, None
+
+    def render(self, frame: np.ndarray, landmarks: np.ndarray, target: np.ndarray, shot: int = 0) -> np.ndarray:
+        """Frame (H, W, 3) uint8 RGB, a new array: ``frame`` with its face at ``landmarks`` (68, 2) moved to
+        ``target`` (68, 2); ``shot`` says which painter (one per shot) fills the mouth."""
+        k = np.asarray(landmarks, np.float64)
+        t = np.asarray(target, np.float64)
+        mesh = MeshWarper(frame.shape, k, like=self._mesh if shot == self._shot else None)
+        self._mesh = mesh
+        out = frame.copy()
+        dst = mesh.vertices(t)
+        mesh.warp(frame, dst, out)
+        if self.mouth_interior:
+            if shot != self._shot or self._painter is None:
+                size = float((k.max(0) - k.min(0)).max())
+                self._painter = MouthPainter(frame, k, self.feather * size)
+            upper, lower = mesh.mouth_chains(dst)
+            self._painter.paint(out, dst[:N_LANDMARKS], upper, lower, mesh.src_gap / 2)
+        self._shot = shot
         return out

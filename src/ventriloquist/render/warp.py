@@ -110,7 +110,9 @@ def _face_frame(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class MeshWarper:
     """The mesh built once on the source face, and the per-frame warp."""
 
-    def __init__(self, image_shape: tuple[int, ...], landmarks: np.ndarray):
+    def __init__(self, image_shape: tuple[int, ...], landmarks: np.ndarray, like: "MeshWarper | None" = None):
+        """``like``: a mesh of the same face a moment before (a video's previous frame), whose triangles are
+        reused when none of them turns over on this face (Delaunay costs more than the warp itself)."""
         self.h, self.w = image_shape[:2]
         k = np.asarray(landmarks, dtype=np.float64)
         iod = float(interocular(k))
@@ -142,9 +144,24 @@ class MeshWarper:
         self.src_eye_open = _eye_heights(k)
         self.src_eye_width = float(np.linalg.norm(k[39] - k[36]) + np.linalg.norm(k[45] - k[42])) / 2
         self.src_gap = np.linalg.norm(k[LOWER_INNER] - k[UPPER_INNER], axis=1)
-        self.triangles = self._triangulate(k, iod, ey)
+        if like is not None and len(like.src) == len(self.src) and self._keeps(like):
+            self.triangles, self.signs = like.triangles, like.signs
+        else:
+            self.triangles = self._triangulate(k, iod, ey)
+            self.signs = self._areas(self.triangles)
         if len(self.triangles) > MAX_TRIANGLES:
             raise ValueError(f"mesh has {len(self.triangles)} triangles, more than a uint8 id map holds")
+
+    def _areas(self, tris: np.ndarray) -> np.ndarray:
+        """Signed areas (twice) of triangles on this mesh's source points."""
+        a, b, c = (self.src[tris[:, i]] for i in range(3))
+        return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+    def _keeps(self, like: "MeshWarper") -> bool:
+        """Whether ``like``'s triangles are still a mesh here: every one that had an area keeps its orientation."""
+        now, was = self._areas(like.triangles), like.signs
+        big = np.abs(was) > 1e-3 * float(np.abs(was).max(initial=1.0))
+        return bool(np.all(np.sign(now[big]) == np.sign(was[big])) and np.all(np.abs(now[big]) > 1e-6))
 
     def _triangulate(self, k: np.ndarray, iod: float, down: np.ndarray) -> np.ndarray:
         """Delaunay on the face with the mouth opened, so no triangle spans the lip opening.

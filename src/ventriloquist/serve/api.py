@@ -31,6 +31,7 @@ from ..motion.speech import release_freed_memory
 from .jobs import DONE, JobQueue, QueueFull
 
 API_KEY_ENV = "VENTRILOQUIST_API_KEY"
+MAX_VIDEO_PIXELS = 1920 * 1080      # a face video to dub is at most full HD (its frames are decoded one by one)
 
 
 @dataclass
@@ -97,16 +98,29 @@ async def _too_large(send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _check_image(path: Path) -> None:
-    """The photo read as the CLI reads it: its size is checked from its header before any pixel is
-    decoded (a decompression bomb is refused, 413, at no cost), and what the CLI renders is accepted."""
+def _check_face(path: Path) -> Path:
+    """The face upload read as the CLI reads it, and the path to render from. A photo's size is checked
+    from its header before any pixel is decoded (a decompression bomb is refused, 413, at no cost); what
+    is not a photo but a video (its content says so, whatever its name) is renamed to be dubbed."""
     from ..face.detect import TooManyPixels, load_image
+    from ..video import video_info
     try:
         load_image(path)
+        return path
     except TooManyPixels as exc:
         raise _TooLarge(str(exc).replace(f"face image {path}", "the face photo")) from None
     except InputError:
-        raise _Unsupported("face is not an image; send a JPEG, PNG, WebP, BMP or TIFF photo") from None
+        pass
+    try:
+        info = video_info(path)
+    except InputError:
+        info = None
+    if info is None or not info.get("frames", 1) or not info.get("width"):
+        raise _Unsupported("face is neither an image nor a video; send a JPEG, PNG, WebP, BMP or TIFF photo, or "
+                           "an MP4, MOV, MKV or WebM video to dub") from None
+    if info["width"] * info["height"] > MAX_VIDEO_PIXELS:
+        raise _TooLarge(f"the face video is {info['width']}x{info['height']}; send one of at most 1920x1080")
+    return path.rename(path.with_name("face.mp4"))
 
 
 def _check_audio(path: Path) -> None:
@@ -226,7 +240,8 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
 
     @app.post("/v1/videos", status_code=202, dependencies=[Depends(authorised)],
               responses=_responses(401, 413, 415, 422, 429))
-    def create(face: UploadFile = File(..., description="photo with one clearly visible face"),
+    def create(face: UploadFile = File(..., description="photo with one clearly visible face, or a video of one "
+                                      "to dub (every frame kept, the mouth speaking the audio)"),
                audio: UploadFile = File(..., description="speech: any common audio file or a video with sound"),
                size: str | None = _option_form("size"), crop: str | None = _option_form("crop"),
                fps: str | None = _option_form("fps"), expression: str | None = _option_form("expression"),
@@ -234,10 +249,11 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
                emotion_intensity: str | None = _option_form("emotion_intensity"),
                head_motion: str | None = _option_form("head_motion"),
                timeline: UploadFile | None = File(None, description="emotion timeline, JSON or CSV (README)"),
-               seed: str | None = _option_form("seed"), face_index: str | None = _option_form("face_index")):
+               seed: str | None = _option_form("seed"), face_index: str | None = _option_form("face_index"),
+               loop: str | None = _option_form("loop"), video_end: str | None = _option_form("video_end")):
         given = {"size": size, "crop": crop, "fps": fps, "expression": expression, "articulation": articulation,
                  "emotion": emotion, "emotion_intensity": emotion_intensity, "head_motion": head_motion, "seed": seed,
-                 "face_index": face_index}
+                 "face_index": face_index, "loop": loop, "video_end": video_end}
         options = {k: given[k] for k in OPTIONS if given[k] not in (None, "")}
         job_id, folder = jobs.new_folder()
         try:
@@ -247,7 +263,7 @@ def create_app(cfg: ServerConfig, jobs: JobQueue):
                 paths[name] = folder / name                    # never the client's file name
                 with open(paths[name], "wb") as f:
                     shutil.copyfileobj(upload.file, f, 1 << 20)
-            _check_image(paths["face"])
+            paths["face"] = _check_face(paths["face"])
             _check_audio(paths["audio"])
             if "timeline" in paths:                             # JSON or CSV by its content, whatever its name
                 head = paths["timeline"].read_bytes()[:64].lstrip(b"\xef\xbb\xbf \t\r\n")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ARTICULATION_RANGE, HEAD_MOTION_MAX, MAX_EXPRESSION, generate_config
+from ..config import ARTICULATION_RANGE, HEAD_MOTION_MAX, LOOPS, MAX_EXPRESSION, VIDEO_ENDS, generate_config
 from ..emotion.vocabulary import EMOTION_CHOICES
 from ..errors import VentriloquistError
 
@@ -67,14 +67,17 @@ def build(speech_motion=None, workdir: Path | None = None):
             return gr.update(value=None, label=f"{LANDMARKS}: {shown(exc, face).message}")
 
     def render(face, audio, size, crop, expression, articulation, emotion, intensity, timeline, head, seed, which,
-               progress=gr.Progress()):
+               face_video, loop, video_end, progress=gr.Progress()):
+        face = face_video or face                  # a video to dub, when one is given
         if not face:
-            raise shown("add a face photo first (or pick the example below)")
+            raise shown("add a face photo or a video to dub first (or pick the example below)")
         if not audio:
             raise shown("add a speech recording first: upload a file or record with the microphone")
         try:
-            cfg = generate_config(options(size, crop, expression, articulation, emotion, intensity, head, seed, which),
-                                  emotion_timeline=timeline or None)
+            opts = options(size, crop, expression, articulation, emotion, intensity, head, seed, which)
+            if face_video:
+                opts = {**opts, "face_index": None, "loop": loop, "video_end": video_end}
+            cfg = generate_config(opts, emotion_timeline=timeline or None)
             vt = Ventriloquist(cfg, speech_motion=speech)
             # the download is named after the photo and the speech, in a folder of its own
             out = Path(tempfile.mkdtemp(dir=out_dir)) / f"{Path(face).stem}_{Path(audio).stem}.mp4"
@@ -97,6 +100,12 @@ def build(speech_motion=None, workdir: Path | None = None):
                                     height=300, elem_id="face")
                     landmarks = gr.Image(label=LANDMARKS, interactive=False, height=300, elem_id="landmarks")
                 audio = gr.Audio(type="filepath", label="speech", sources=["upload", "microphone"], elem_id="audio")
+                with gr.Accordion("or dub a video: its every frame kept, its mouth speaking the speech", open=False):
+                    face_video = gr.Video(label="face video (replaces the photo)", sources=["upload"], height=240,
+                                          elem_id="face_video")
+                    with gr.Row():
+                        loop = gr.Radio(list(LOOPS), value="pingpong", label="video shorter than the speech")
+                        video_end = gr.Radio(list(VIDEO_ENDS), value="cut", label="video longer than the speech")
             with gr.Column():
                 with gr.Row():
                     size = gr.Slider(128, 1024, value=512, step=32, label="size (longest side, px)")
@@ -126,7 +135,7 @@ def build(speech_motion=None, workdir: Path | None = None):
         for trigger in (face.change, size.release, crop.change, which.change):
             trigger(preview, [face, size, crop, which], landmarks)
         go.click(render, [face, audio, size, crop, expression, articulation, emotion, intensity, timeline, head, seed,
-                          which], [video, emotions, track])
+                          which, face_video, loop, video_end], [video, emotions, track])
     app.queue(default_concurrency_limit=1)
     return app
 

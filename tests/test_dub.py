@@ -1,0 +1,184 @@
+"""Dubbing a video: every frame kept, the mouth speaking the new speech, loops, cuts and frames without a face."""
+from __future__ import annotations
+
+import subprocess
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ventriloquist.audio import energy, load_audio, num_frames
+from ventriloquist.config import GenerateConfig, RenderConfig, VideoConfig
+from ventriloquist.face import topology
+from ventriloquist.face.track import follow_face, track_video
+from ventriloquist.pipeline import Ventriloquist
+from ventriloquist.video import VideoWriter, read_frames, video_info
+
+BLOCK = 16            # a corner block whose grey level numbers each source frame
+
+
+def _say(text: str, path: Path) -> Path:
+    if not shutil.which("espeak-ng"):
+        pytest.skip("espeak-ng is not installed (scripts/setup.sh installs it)")
+    subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)
+    return path
+
+
+def _numbered(frames, path: Path, fps: float = 25) -> Path:
+    """Write frames with their index in the top-left corner (grey level 40 + 8 * (i % 24))."""
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    with VideoWriter(path, w, h, VideoConfig(fps=fps, crf=12)) as out:
+        for i, f in enumerate(frames):
+            f = f.copy()
+            f[:BLOCK, :BLOCK] = 40 + 8 * (i % 24)
+            out.write(f)
+    return path
+
+
+def _numbers(path: Path) -> list[int]:
+    return [int(round((f[2:BLOCK - 2, 2:BLOCK - 2].mean() - 40) / 8)) for f in read_frames(path)]
+
+
+@pytest.fixture(scope="module")
+def talking(tmp_path_factory, face_path):
+    """A talking video of the bundled face (160 px, 25 fps), numbered, and the speech it says."""
+    d = tmp_path_factory.mktemp("dub")
+    said = _say("One two three four five six seven eight nine ten.", d / "said.wav")
+    raw = d / "raw.mp4"
+    Ventriloquist(GenerateConfig(render=RenderConfig(size=160, crop="face"), head_motion=0.5)).generate(
+        face_path, raw, audio=said, progress=False)
+    return _numbered(read_frames(raw), d / "talking.mp4"), said
+
+
+@pytest.fixture(scope="module")
+def new_speech(tmp_path_factory):
+    d = tmp_path_factory.mktemp("speech")
+    return _say("Would you like some more tea, or perhaps a biscuit?", d / "new.wav")
+
+
+def _opening(path: Path) -> np.ndarray:
+    k, _, _ = track_video(path, progress=False)
+    return topology.mouth_aperture(k)
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    n = min(len(a), len(b))
+    return float(np.corrcoef(a[:n], b[:n])[0, 1])
+
+
+def test_a_dubbed_video_keeps_its_frames_and_speaks_the_new_words(talking, new_speech, tmp_path):
+    video, said = talking
+    out = tmp_path / "dubbed.mp4"
+    res = Ventriloquist().generate(video, out, audio=new_speech, progress=False)
+    n_video, n_speech = video_info(video)["frames"], num_frames(len(load_audio(new_speech)))
+    assert res.frames == min(n_speech, n_video) or res.frames == n_speech
+    info = video_info(out)
+    assert (info["width"], info["height"], round(info["fps"])) == (160, 160, 25) and info["has_audio"]
+    order = _numbers(out)
+    assert order == [i % 24 for i in range(len(order))][: len(order)]
+    # the mouth follows the new speech's loudness, and no longer the old one's
+    a = _opening(out)
+    new_e, old_e = energy(load_audio(new_speech)), energy(load_audio(said))
+    assert _corr(a, new_e) > 0.3 and _corr(a, new_e) > _corr(a, old_e) + 0.15
+    # outside the face the frames are the video's own (the corner numbers above), and so is the head
+    k_in, k_out = follow_face(video, progress=False).landmarks, follow_face(out, progress=False).landmarks
+    eyes = topology.EYES
+    iod = float(np.linalg.norm(k_in[0, 36:42].mean(0) - k_in[0, 42:48].mean(0)))
+    n = min(len(k_out), len(k_in))
+    assert np.median(np.abs(k_out[:n, eyes] - k_in[:n, eyes]).max(axis=(1, 2))) / iod < 0.02
+
+
+@pytest.mark.parametrize("loop", ["pingpong", "loop"])
+def test_speech_longer_than_the_video_plays_it_back_and_forth_or_again(talking, new_speech, tmp_path, loop):
+    video, _ = talking
+    y = load_audio(new_speech)
+    long = tmp_path / "long.wav"
+    sf.write(long, np.tile(y, 3), 16000)
+    n_video = video_info(video)["frames"]
+    out = tmp_path / f"{loop}.mp4"
+    cfg = GenerateConfig(loop=loop)
+    res = Ventriloquist(cfg).generate(video, out, audio=long, progress=False)
+    assert res.frames == num_frames(3 * len(y)) > n_video
+    if loop == "loop":
+        want = [j % n_video for j in range(res.frames)]
+    else:
+        period = 2 * n_video - 2
+        want = [(p if p < n_video else period - p) for p in (j % period for j in range(res.frames))]
+    assert _numbers(out) == [i % 24 for i in want]
+
+
+@pytest.mark.parametrize("video_end", ["cut", "keep"])
+def test_speech_shorter_than_the_video_cuts_it_or_keeps_it_with_the_mouth_closed(talking, tmp_path, video_end):
+    video, _ = talking
+    short = tmp_path / "short.wav"
+    y = load_audio(_say("Hello.", tmp_path / "hello.wav"))
+    sf.write(short, y, 16000)
+    n_video = video_info(video)["frames"]
+    out = tmp_path / f"{video_end}.mp4"
+    res = Ventriloquist(GenerateConfig(video_end=video_end)).generate(video, out, audio=short, progress=False)
+    if video_end == "cut":
+        assert res.frames == num_frames(len(y)) < n_video
+    else:
+        assert res.frames == n_video
+        a = _opening(out)
+        assert np.median(a[num_frames(len(y)) + 5:]) < 0.08       # after the speech, the lips rest closed
+    assert _numbers(out) == [i % 24 for i in range(res.frames)]
+
+
+def test_cuts_and_frames_without_a_face(talking, new_speech, tmp_path):
+    """A second shot (the face mirrored and shifted) and a grey stretch between: the face is found again
+    after the cut, nothing is interpolated across it, and the faceless frames pass through unchanged."""
+    video, _ = talking
+    frames = list(read_frames(video))[:40]
+    grey = [np.full_like(frames[0], 128) for _ in range(10)]
+    second = [np.roll(f[:, ::-1], 12, axis=1) for f in frames[:30]]
+    cut = _numbered(frames + grey + second, tmp_path / "cut.mp4")
+    track = follow_face(cut, progress=False)
+    assert track.missing == 10 and not track.found[40:50].any() and track.found[50:].all()
+    assert track.shot[0] != track.shot[-1]
+    out = tmp_path / "dubbed.mp4"
+    res = Ventriloquist().generate(cut, out, audio=new_speech, progress=False)
+    assert res.faceless == sum(40 <= i < 50 for i in range(res.frames))
+    dubbed = list(read_frames(out))
+    for i in range(41, 49):
+        assert np.abs(dubbed[i][BLOCK:].astype(int) - 128).max() <= 3      # grey stays grey
+
+
+def test_a_variable_frame_rate_phone_video(talking, new_speech, tmp_path):
+    """Frames 30-50 ms apart (as phones record): dubbed at its average rate, every frame once."""
+    import av
+    video, _ = talking
+    frames = list(read_frames(video))[:60]
+    vfr = tmp_path / "phone.mp4"
+    with av.open(str(vfr), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 160, 160, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 1000)
+        t = 0
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts, vf.time_base = t, Fraction(1, 1000)
+            t += (30, 50, 35, 45)[i % 4]
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    out = tmp_path / "dubbed.mp4"
+    res = Ventriloquist().generate(vfr, out, audio=new_speech, progress=False)
+    assert 20 <= res.fps <= 30 and res.frames == num_frames(len(load_audio(new_speech)), res.fps)
+    assert _numbers(out)[:60] == [i % 24 for i in range(min(60, res.frames))]
+
+
+def test_dub_refuses_what_it_cannot_do(talking, new_speech, tmp_path):
+    from ventriloquist.errors import InputError
+    video, _ = talking
+    with pytest.raises(InputError, match="--audio"):
+        Ventriloquist().generate(video, tmp_path / "a.mp4", progress=False)
+    with pytest.raises(InputError, match="--face-index"):
+        Ventriloquist(GenerateConfig(face_index=0)).generate(video, tmp_path / "b.mp4", audio=new_speech,
+                                                             progress=False)
+    assert not list(tmp_path.glob("*.mp4"))
