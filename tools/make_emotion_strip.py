@@ -5,7 +5,7 @@ landmarks are re-detected on the videos (dlib), aligned per frame, and the media
 ``emotion - neutral`` is compared with what the emotion videos' actors do (their emotion clip minus the
 same actor's neutral clip, averaged over actors; jaw outline left out on both sides: it follows the
 head's pitch more than the face): cosine and magnitude ratio per face and emotion. Writes
-``docs/emotion_strip.png`` (faces x emotions, face crops) and ``emotion_check.json`` beside it, and
+``docs/emotion_strip.jpg`` (faces x emotions, face crops) and ``emotion_check.json`` beside it, and
 with ``--judge DIR`` the crops, shuffled and renamed, for a blind judge (key in DIR/key.json).
 
     python tools/make_emotion_strip.py --faces a.png b.png c.png d.png --speech speech.wav [--judge DIR]
@@ -108,7 +108,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faces", nargs="+", type=Path, required=True)
     ap.add_argument("--speech", type=Path, required=True)
-    ap.add_argument("--out", type=Path, default=Path("docs/emotion_strip.png"))
+    ap.add_argument("--out", type=Path, default=Path("docs/emotion_strip.jpg"))
     ap.add_argument("--judge", type=Path, default=None, help="also write shuffled crops here for a blind judge")
     a = ap.parse_args()
     main(a.faces, a.speech, a.out, a.judge)

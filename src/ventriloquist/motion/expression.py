@@ -20,7 +20,7 @@ from ..emotion.vocabulary import EMOTIONS, N_EMOTIONS, to_index
 from ..face import topology
 
 NEUTRAL = EMOTIONS.index("neutral")
-ARTICULATION_RANGE = (0.8, 1.5)      # an emotion scales the speech's opening at most this much (MEAD: neutral is level 1, the rest level 3)
+ARTICULATION_RANGE = (0.8, 2.0)      # an emotion scales the speech's opening at most this much (MEAD: neutral is level 1, the rest level 3)
 ONSET_S = 0.5                        # an expression builds over about this long (real faces: 0.3-0.7 s) ...
 OFFSET_S = 1.0                       # ... and fades over this long
 CONFIDENT = 0.5                      # auto emotion: Sp2Emo's belief (smoothed) must pass this to show at all ...
