@@ -38,6 +38,20 @@ def _trim(c: dict) -> dict:
     return c
 
 
+def heard(c: dict, speech) -> np.ndarray | None:
+    """What the generator reads beside a clip's Mel rows: the cached phones, and when G reads them the speech
+    encoder's rows of the clip's recording (``c["speech"]`` when the clip carries its samples), made once."""
+    g = speech.generator
+    if not getattr(g, "n_enc", 0):
+        return c.get("artic")
+    if "extra" not in c:
+        from ..audio import load_audio, num_frames
+        from ..motion.speech import extra_rows
+        y = c["speech"] if "speech" in c else load_audio(c["source"])
+        c["extra"] = extra_rows(y, num_frames(len(y)), g.n_artic, g.n_enc)[: len(c["mel"])]
+    return c["extra"]
+
+
 def shared_layout(data: Path) -> bool:
     """A ``../shared/data``-style root (GRID, CREMA-D, MEAD), not a user's folder of videos."""
     return (data / "talking_face").is_dir() or (data / "emotion_video").is_dir()
@@ -87,6 +101,7 @@ def other_voices(clips: list[dict]) -> list[dict]:
         y = spoken_by(c["words"], c["word_times"], int(t * SAMPLE_RATE / FPS), voice)
         n = num_frames(len(y))
         out.append({**c, "mel": log_mel(y)[: t * MEL_PER_FRAME], "artic": articulation(y, n)[: t * MEL_PER_FRAME],
+                    "speech": y,
                     "energy": energy(y)[:t]})
     return out
 
@@ -137,14 +152,14 @@ def lip_section(sets: dict[str, list[dict]], train: list[dict], speech, out: Pat
             if ridge is not None:
                 preds["ridge (log-mel)"] = ridge.predict(c["mel"], mean, t)
             if speech is not None:
-                preds["ours"], probs = speech.shapes(c["mel"], c.get("artic"))
+                preds["ours"], probs = speech.shapes(c["mel"], heard(c, speech))
                 speech.emotion = False
-                preds["ours, no emotion branch"], _ = speech.shapes(c["mel"], c.get("artic"))
+                preds["ours, no emotion branch"], _ = speech.shapes(c["mel"], heard(c, speech))
                 speech.emotion = True
                 gain = speech.generator.articulation
                 if gain != 1.0:        # the default articulation is a typical speaker's, not the lip speaker's
                     own = replace(speech, articulation=1.0 / gain)
-                    preds["ours, training speaker's articulation"], _ = own.shapes(c["mel"], c.get("artic"))
+                    preds["ours, training speaker's articulation"], _ = own.shapes(c["mel"], heard(c, speech))
                 if live is not None:
                     preds["ours, live (streamed, 120 ms look-ahead)"], _ = stream_shapes(live, c["mel"])
                 if i == 0:

@@ -25,6 +25,7 @@ EMOTION_SMOOTH_S = 0.4      # expression changes slower than phonemes
 EXPRESSION_HOLD_S = 0.75    # the expression outlasts the voice by this much, then relaxes to the rest face
 FEATURES_SHARE = 0.65      # of the time speech takes to become motion, hearing it (Mel, phones) takes this
 SILENCE_LEVEL = -34.0       # dB of summed Mel power in a row: white noise at -60 dBFS; below it nothing is heard
+EMOTION_OPENING_S = 0.25    # an emotion's extra opening follows the speech's opening smoothed over this (Gaussian sigma)
 LIP_HOLD_FRAMES = 2         # the lips leave their rest this many frames before a sound and return as long after
 
 
@@ -312,12 +313,19 @@ class SpeechMotion:
             dk[:, LOWER_FACE] = lips * dk[:, LOWER_FACE] + (1 - lips) * rest
             # a wider (or narrower) articulation moves jaw and lips further from their closed rest, and
             # their reach and range grow with it, so the closure stays exact
-            gain = np.full(len(dk), g.articulation * self.articulation, np.float32)
+            base = g.articulation * self.articulation
+            top = max(base, 1.0)
             if shown:
-                gain = gain * self.patterns.gain(weights)
-            if np.any(gain != 1.0):
-                dk[:, LOWER_FACE] = rest + gain[:, None, None] * (dk[:, LOWER_FACE] - rest)
-                top = max(float(gain.max(initial=1.0)), 1.0)
+                # an emotion's wider speech opens the mouth more over a phrase, not faster from frame to frame:
+                # the gain acts on the opening smoothed over EMOTION_OPENING_S (a real face's steps stay real)
+                from scipy.ndimage import gaussian_filter1d
+                extra = (self.patterns.gain(weights) - 1.0)[:, None, None]
+                slow = gaussian_filter1d(dk[:, LOWER_FACE] - rest, EMOTION_OPENING_S * FPS, axis=0, mode="nearest")
+                dk[:, LOWER_FACE] = dk[:, LOWER_FACE] + extra * slow
+                top = max(top, base * (1.0 + float(extra.max(initial=0.0))))
+            if base != 1.0:
+                dk[:, LOWER_FACE] = rest + base * (dk[:, LOWER_FACE] - rest)
+            if top != 1.0:
                 limits = limits.copy()
                 limits[LOWER_FACE] *= top
                 if span is not None:
