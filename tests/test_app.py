@@ -78,7 +78,7 @@ def test_the_page_renders_the_bundled_example(app_url, browser, tmp_path):
     _until(lambda: browser.find_elements(By.ID, "generate"))
     # a missing input is a clear message in the page
     _click(browser, browser.find_element(By.ID, "generate"))
-    _until(lambda: "add a face photo first" in browser.page_source, timeout=30)
+    _until(lambda: "add a face photo or a video to dub first" in browser.page_source, timeout=30)
     # the bundled example fills the face and the speech; the landmarks found are shown before rendering
     example = _until(lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, "#examples button, #examples tr td")
                               if e.is_displayed()])

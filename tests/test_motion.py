@@ -187,7 +187,8 @@ def test_lips_rest_where_nothing_is_heard(speech_wav):
     rng = np.random.default_rng(5)
     for y in (np.zeros(2 * SAMPLE_RATE), 1e-4 * rng.standard_normal(2 * SAMPLE_RATE)):     # silence, -80 dBFS hiss
         quiet = topology.mouth_aperture(sm.shapes(*sm.features(y.astype(np.float32)))[0])
-        assert quiet.mean() < np.percentile(speech, 10) and quiet.std() < 0.005
+        # the closed rest: no wider than the speech's closures (G 5's bilabials close a little past it)
+        assert quiet.mean() < np.percentile(speech, 25) and quiet.std() < 0.005
     assert speech.std() > 0.02
     loud = np.concatenate([np.zeros(SAMPLE_RATE), 0.1 * rng.standard_normal(SAMPLE_RATE), np.zeros(SAMPLE_RATE)])
     gate = lip_gate(log_mel(loud.astype(np.float32)))
@@ -212,7 +213,7 @@ def test_articulation_widens_the_mouth_around_its_closed_rest(speech_wav):
     assert np.corrcoef(ap[0.5], ap[1.5])[0, 1] > 0.95
     rest = topology.mouth_aperture(mean_face(sm.generator) + sm.generator.rest)
     closed = ap[1.0] < rest + 0.01                                  # frames at (or near) the closed rest ...
-    assert closed.any() and np.abs(ap[1.5][closed] - ap[1.0][closed]).max() < 0.02   # ... stay closed
+    assert closed.any() and ap[1.5][closed].max() < rest + 0.03 and ap[0.5][closed].max() < rest + 0.02  # ... stay closed
     np.testing.assert_allclose(shapes[1.5][:, topology.UPPER_FACE], shapes[1.0][:, topology.UPPER_FACE], atol=1e-6)
     with pytest.raises(InputError, match="articulation"):
         SpeechMotion.from_weights(articulation=3.0)

@@ -333,9 +333,9 @@ def test_photos_are_judged_from_their_header_as_the_cli_judges_them(server, smal
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", (20000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0]))
                      + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
-    code = ("import sys, resource; from ventriloquist.serve.api import _check_image, _TooLarge\n"
+    code = ("import sys, resource; from ventriloquist.serve.api import _check_face, _TooLarge\n"
             "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            "try: _check_image(__import__('pathlib').Path(sys.argv[1]))\nexcept _TooLarge: pass\n"
+            "try: _check_face(__import__('pathlib').Path(sys.argv[1]))\nexcept _TooLarge: pass\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)")
     grew_kb = int(subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True,
                                  check=True).stdout.split()[-1])

@@ -24,7 +24,8 @@ def test_all_stages_train_publish_and_drive_a_face(mini_data, tmp_path, monkeypa
     assert main(["train", "emotion", *common]) == 0
     assert main(["train", "expression", "--config", str(tmp_path / "expression.toml"), *common]) == 0
     assert main(["train", "generator", "--config", str(tmp_path / "generator.toml"), *common]) == 0
-    for stage in ("emotion", "expression", "generator"):
+    assert main(["train", "patterns", "--config", str(tmp_path / "expression.toml"), *common]) == 0
+    for stage in ("emotion", "expression", "generator", "patterns"):
         assert (runs / stage / "metrics.json").is_file()
     for log in ("emotion/member0", "emotion/member2", "expression", "generator"):
         assert (runs / log / "log.jsonl").read_text().strip()

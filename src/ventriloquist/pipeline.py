@@ -322,6 +322,13 @@ class Ventriloquist:
             return p if p < n_video else 2 * n_video - 2 - p
 
         order = [source(j) for j in range(n)]
+        # each shot's mouth at rest (its most closed frames, in canonical space); every frame's chin and lips
+        # are set to it before the new speech moves them, so the old words do not show through
+        from .face.align import normalise, reference_shape
+        rest_of = {}
+        for s_id in np.unique(track.shot[track.found]):
+            sel = np.flatnonzero((track.shot == s_id) & track.found)
+            rest_of[int(s_id)] = reference_shape(np.stack([normalise(track.landmarks[i])[0] for i in sel]))
         w, h = track.size
         w2, h2 = w - w % 2, h - h % 2                       # H.264 in yuv420p needs even sides
         renderer = DubRenderer(self.cfg.render.mouth_interior, self.cfg.render.feather)
@@ -338,7 +345,7 @@ class Ventriloquist:
                     if track.found[i]:
                         k = track.landmarks[i]
                         shape = motion.shapes[j] if j < n_speech else closed
-                        t = Retargeter(k)(shape[None], rest)[0]
+                        t = Retargeter(k, mouth_rest=rest_of[int(track.shot[i])])(shape[None], rest)[0]
                         targets[j] = t
                         frame = renderer.render(frame, k, t, int(track.shot[i]))
                     writer.write(np.ascontiguousarray(frame[:h2, :w2]))

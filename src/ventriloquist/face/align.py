@@ -150,6 +150,7 @@ def opening_profile(sequences: list[np.ndarray]) -> np.ndarray:
     return (d * a[:, None, None]).sum(axis=0) / max(float((a * a).sum()), 1e-12)
 
 
+REST_POINTS = np.r_[5:12, 48:68]   # chin and lips: what a dubbed frame takes from its video's mouth at rest
 SMILE_FROM = 0.05        # mouth corners higher than the reference's (over its lip centre) by more than this are a smile
 SMILE_POINTS = {48: 1.0, 54: 1.0, 60: 1.0, 64: 1.0, 49: 0.5, 53: 0.5, 59: 0.5, 55: 0.5}   # corners and their neighbours
 
@@ -212,6 +213,8 @@ class Retargeter:
     source: np.ndarray                   # (68, 2) landmarks of the photo, image pixels
     head_motion: float = 1.0             # 0 freezes the head, 1 replays the driver's pose
     neutral: bool = False                # take the photo's own smile out first (an emotion was asked for)
+    mouth_rest: np.ndarray | None = None  # dubbing: the video's own mouth at rest (68, 2 canonical; chin and lips used),
+                                          # which replaces each frame's, so none of its old words show through
 
     def __post_init__(self) -> None:
         self.source_n, m = normalise(self.source)
@@ -225,6 +228,10 @@ class Retargeter:
         opening then barely follows the speech). The excess is taken out along
         ``OPENING_PROFILE``, jaw and lips together, as a real mouth closes.
         """
+        if self.mouth_rest is not None:
+            out = self.source_n.copy()
+            out[REST_POINTS] = np.asarray(self.mouth_rest, np.float64)[REST_POINTS]
+            return out
         excess = float(mouth_aperture(self.source_n) - mouth_aperture(ref) * mouth_scale)
         out = self.source_n - max(excess, 0.0) * OPENING_PROFILE
         if self.neutral:
