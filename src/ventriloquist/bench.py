@@ -119,8 +119,6 @@ def bench_generate(seconds: float, size: int = 512) -> dict:
     """``ventriloquist generate`` from a fresh process on ``seconds`` of 44.1-kHz stereo speech (the demo
     sentence repeated), as a user runs it: wall and CPU seconds per second of video (start-up included)
     and the peak resident memory."""
-    import subprocess
-    import sys
 
     import soundfile as sf
 
@@ -134,11 +132,19 @@ def bench_generate(seconds: float, size: int = 512) -> dict:
             for i in range(0, n, len(y)):
                 piece = y[: min(len(y), n - i)]
                 f.write(np.stack([piece, 0.9 * piece], axis=1))
-        res = subprocess.run([sys.executable, "-c", GENERATE_CODE, str(demo_face()), str(wav),
-                              str(Path(tmp) / "out.mp4"), str(size)], capture_output=True, text=True)
-        if res.returncode:
-            raise RuntimeError(f"generate failed: {res.stderr.strip().splitlines()[-1:]}")
-        wall, cpu, rss = map(float, res.stdout.split()[-3:])
+        return _fresh_run(GENERATE_CODE, [str(demo_face()), str(wav), str(Path(tmp) / "out.mp4"), str(size)],
+                          "generate", seconds, size)
+
+
+def _fresh_run(code: str, args: list[str], what: str, seconds: float, size: int) -> dict:
+    """Run ``code`` (which prints its wall time, CPU time and peak memory) in a new interpreter: cost per
+    second of video."""
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(f"{what} failed: {res.stderr.strip().splitlines()[-1:]}")
+    wall, cpu, rss = map(float, res.stdout.split()[-3:])
     return {"seconds": seconds, "size": size, "wall_s": round(wall, 1), "wall_s_per_video_s": round(wall / seconds, 3),
             "compute_s_per_video_s": round(cpu / seconds, 3), "peak_rss_mb": round(rss, 1)}
 
@@ -177,8 +183,6 @@ def bench_dub(seconds: float, size: int = 512) -> dict:
     """``ventriloquist generate`` dubbing a ``seconds``-long talking video of the demo face (``size`` px, made
     first, not timed) with the demo sentence repeated as long, in a fresh process: wall and CPU seconds per
     second of video (start-up included) and the peak resident memory."""
-    import subprocess
-    import sys
 
     import soundfile as sf
 
@@ -193,13 +197,7 @@ def bench_dub(seconds: float, size: int = 512) -> dict:
         sf.write(wav, np.tile(y, int(np.ceil(n / len(y))))[:n], 16000)
         Ventriloquist(GenerateConfig(render=RenderConfig(size=size, crop="face"))).generate(
             demo_face(), src, audio=wav, progress=False)
-        res = subprocess.run([sys.executable, "-c", DUB_CODE, str(src), str(wav), str(out)], capture_output=True,
-                             text=True)
-        if res.returncode:
-            raise RuntimeError(f"dub failed: {res.stderr.strip().splitlines()[-1:]}")
-        wall, cpu, rss = map(float, res.stdout.split()[-3:])
-    return {"seconds": seconds, "size": size, "wall_s": round(wall, 1), "wall_s_per_video_s": round(wall / seconds, 3),
-            "compute_s_per_video_s": round(cpu / seconds, 3), "peak_rss_mb": round(rss, 1)}
+        return _fresh_run(DUB_CODE, [str(src), str(wav), str(out)], "dub", seconds, size)
 
 
 def run_dub(lengths: list[float], size: int = 512, json_path: str | None = None) -> list[dict]:

@@ -6,6 +6,7 @@ stays flat however long the input is.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -67,6 +68,20 @@ class FaceRig:
 
 
 Progress = Callable[[float], None]     # called with the share done (0-1); raising from it stops the render
+
+
+@contextmanager
+def _moved_in_after():
+    """A list for (temporary, final) paths of exports written beside their names: each is moved into place when
+    the block (the video's writing) ends well, and removed when it does not, so no half of a result remains."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        yield staged
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
 
 
 def _sound_source(path: str | Path) -> Path | None:
@@ -243,8 +258,7 @@ class Ventriloquist:
         if export_emotions is not None:
             from .emotion.timeline import emotion_track, export_emotions as write_emotions
             level = emotion_track(len(emotions), self.cfg.emotion, self.cfg.emotion_intensity, timeline)[2]
-        staged: list[tuple[Path, Path]] = []          # exports written beside their names, moved in with the video
-        try:
+        with _moved_in_after() as staged:            # exports written beside their names, moved in with the video
             with VideoWriter(out, *rig.size, cfg=replace(self.cfg.video, fps=fps),
                              audio=speech if sound is None else None, sound=sound) as writer:
                 for i, k in enumerate(tqdm(target, desc="render", unit="frame", disable=not bar, leave=False)):
@@ -255,11 +269,6 @@ class Ventriloquist:
                     staged.append(write_beside(export_landmarks, seq.save))
                 if export_emotions is not None:
                     staged.append(write_beside(export_emotions, lambda tmp: write_emotions(tmp, emotions, level)))
-            for tmp, final in staged:
-                os.replace(tmp, final)
-        finally:
-            for tmp, _ in staged:
-                tmp.unlink(missing_ok=True)
         if report:
             report(1.0)
         return Result(out, n, fps, rig.size[0], rig.size[1], seq, emotions)
@@ -335,8 +344,7 @@ class Ventriloquist:
         targets = np.full((n, 68, 2), np.nan, np.float32)
         every = max(1, n // 100)
         sound = _sound_source(audio)                        # the viewer hears the new speech as recorded
-        staged: list[tuple[Path, Path]] = []
-        try:
+        with _moved_in_after() as staged:
             with VideoWriter(out, w2, h2, cfg=replace(self.cfg.video, fps=fps), sound=sound,
                              audio=speech if sound is None else None) as writer:
                 for j, frame in enumerate(tqdm(frames_in_order(video, order, track.times), total=n, desc="dub",
@@ -355,11 +363,6 @@ class Ventriloquist:
                     from .emotion.timeline import emotion_track, export_emotions as write_emotions
                     level = emotion_track(len(emotions), self.cfg.emotion, self.cfg.emotion_intensity, timeline)[2]
                     staged.append(write_beside(export_emotions, lambda tmp: write_emotions(tmp, emotions, level)))
-            for tmp, final in staged:
-                os.replace(tmp, final)
-        finally:
-            for tmp, _ in staged:
-                tmp.unlink(missing_ok=True)
         missing = int((~track.found[np.array(order)]).sum())
         if missing:
             import warnings
