@@ -87,17 +87,18 @@ def _encode_rows(mel: np.ndarray) -> np.ndarray:
     return np.array(out, np.float32)[0]
 
 
-def encode(y: np.ndarray, n_frames: int) -> np.ndarray:
-    """Encoder rows for speech samples ``y`` at SAMPLE_RATE, one per Mel row: (n_frames * MEL_PER_FRAME, DIM).
+def encode(y: np.ndarray, n_frames: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Encoder rows for speech samples ``y`` at SAMPLE_RATE, one per Mel row: (n_frames * MEL_PER_FRAME, DIM),
+    written into ``out`` when given (a view of a larger array: no copy is made).
 
     Speech longer than CHUNK_ROWS (4 s) is encoded in pieces that overlap by 2 CHUNK_MARGIN rows, each
     keeping its middle, so every row has at least 1 s of context on each side (except at the ends).
     """
     rows = n_frames * MEL_PER_FRAME
+    out = np.empty((rows, DIM), np.float32) if out is None else out
     if rows == 0:
-        return np.zeros((0, DIM), np.float32)
+        return out
     y = np.asarray(y, np.float32)
-    out = np.empty((rows // 2, DIM), np.float32)
     step = CHUNK_ROWS - 2 * CHUNK_MARGIN
     start = 0
     while True:
@@ -106,11 +107,13 @@ def encode(y: np.ndarray, n_frames: int) -> np.ndarray:
         enc = _encode_rows(whisper_mel(y[start * HOP_LENGTH: end * HOP_LENGTH], end - start))
         keep_from = 0 if start == 0 else CHUNK_MARGIN
         keep_to = end if end == rows else end - CHUNK_MARGIN
-        out[(start + keep_from) // 2:keep_to // 2] = enc[keep_from // 2:(keep_to - start) // 2]
+        kept = enc[keep_from // 2:(keep_to - start) // 2]
+        out[start + keep_from:keep_to:2] = kept                       # each row stands for its two Mel rows
+        out[start + keep_from + 1:keep_to:2] = kept
         if end == rows:
             break
         start += step
-    return np.repeat(out, 2, axis=0)
+    return out
 
 
 def cost_per_second(seconds: float = 30.0) -> float:

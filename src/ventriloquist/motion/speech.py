@@ -17,7 +17,7 @@ from ..config import ARTICULATION_RANGE, FPS, HEAD_MOTION_MAX, LOG_EPS, MAX_EXPR
 from ..face.topology import LOWER_FACE
 from .. import phonetics
 from ..weights import read_checkpoint
-from .generator import Generator, soft_limit, soft_range, speech_input
+from .generator import Generator, normalise_mel, soft_limit, soft_range
 from .life import apply_blinks, blink_track, head_motion
 from .sequence import Motion
 
@@ -84,16 +84,18 @@ def mean_face(g) -> np.ndarray:
 def extra_rows(y: np.ndarray, n_frames: int, n_artic: int, n_enc: int) -> np.ndarray | None:
     """What G reads beside each Mel row of speech ``y`` (n_frames * MEL_PER_FRAME rows): the phonetic rows
     when ``n_artic``, then the speech encoder's rows when ``n_enc``; None when G reads neither."""
-    parts = []
+    if not n_artic and not n_enc:
+        return None
+    rows = n_frames * MEL_PER_FRAME
+    out = np.zeros((rows, n_artic + n_enc), np.float32)          # filled in place: no joined copy
     if n_artic:
-        parts.append(phonetics.articulation(y, n_frames))
+        a = phonetics.articulation(y, n_frames)
+        m = min(len(a), rows)
+        out[:m, :n_artic] = a[:m]
     if n_enc:
         from .. import speech_encoder
-        parts.append(speech_encoder.encode(y, n_frames))
-    if not parts:
-        return None
-    n = min(len(p) for p in parts)
-    return np.concatenate([p[:n] for p in parts], axis=1).astype(np.float32, copy=False)
+        speech_encoder.encode(y, n_frames, out=out[:, n_artic:])
+    return out
 
 
 def emotion_features(recognizer, mel: np.ndarray,
@@ -159,7 +161,10 @@ def run_windows(g, mel: np.ndarray, q_emo: np.ndarray, emotion: bool = True,
     ``g``: the numpy :class:`~.generator.Generator`, or a torch ``EmotiveGenerator`` (training, other devices)."""
     if g.n_extra and artic is None:
         raise ValueError("this generator reads rows beside the Mel rows: pass artic (extra_rows)")
-    mel = speech_input(mel, artic if g.n_extra else None)
+    # normalised once for the whole utterance; the rows beside it are joined per window (a 10-minute speech's
+    # encoder rows are 90 MB: a joined copy of them all is not made)
+    norm = normalise_mel(mel)
+    extra = np.asarray(artic, np.float32) if g.n_extra else None
     t_total = len(q_emo)
     ctx = g.receptive_field
     starts = window_starts(t_total, WINDOW_FRAMES, WINDOW_STRIDE)
@@ -171,7 +176,10 @@ def run_windows(g, mel: np.ndarray, q_emo: np.ndarray, emotion: bool = True,
     for s in starts:
         a, b = max(0, s - ctx), min(t_total, s + WINDOW_FRAMES + ctx)
         st = strength[:, a:b] if per_frame else strength
-        out = forward(mel[None, a * MEL_PER_FRAME:b * MEL_PER_FRAME], q_emo[None, a:b], emotion, st)[0]
+        rows = norm[a * MEL_PER_FRAME:b * MEL_PER_FRAME]
+        if extra is not None:
+            rows = np.concatenate([rows, extra[a * MEL_PER_FRAME:b * MEL_PER_FRAME]], axis=1)
+        out = forward(rows[None], q_emo[None, a:b], emotion, st)[0]
         chunks.append(out[s - a: s - a + min(WINDOW_FRAMES, t_total)].copy())   # not a view of its context
     return overlap_add(chunks, starts, t_total)
 
