@@ -78,3 +78,16 @@ def test_bad_manifests_are_one_clear_line(inputs, tmp_path, capsys):
     assert "unknown column(s) volume" in capsys.readouterr().err
     assert main(["batch", "--out", str(tmp_path / "o")]) == 2
     assert "nothing to do" in capsys.readouterr().err
+
+
+def test_a_folder_of_faces_may_hold_videos_to_dub(tmp_path):
+    from ventriloquist.batch import pair_folders
+    faces, speech = tmp_path / "faces", tmp_path / "speech"
+    faces.mkdir()
+    speech.mkdir()
+    for name in ("anna.jpg", "ben.mp4", "notes.txt"):
+        (faces / name).write_bytes(b"x")
+    for name in ("anna.wav", "ben.wav"):
+        (speech / name).write_bytes(b"x")
+    rows = pair_folders(faces, speech, tmp_path / "out")
+    assert sorted(r.face.name for r in rows) == ["anna.jpg", "ben.mp4"]

@@ -77,12 +77,14 @@ def read_manifest(path: Path, out_dir: Path) -> list[Row]:
 
 
 def pair_folders(faces: Path, audio: Path, out_dir: Path, every: bool = False) -> list[Row]:
-    """Faces and speech files paired by name (``anna.jpg`` + ``anna.wav``), or every face with every speech."""
+    """Faces (photos, or videos to dub) and speech files paired by name (``anna.jpg`` + ``anna.wav``), or every
+    face with every speech."""
     from .audio import AUDIO_EXTENSIONS
+    from .video import VIDEO_EXTENSIONS
     for folder, what in ((faces, "--faces"), (audio, "--audio")):
         if not Path(folder).is_dir():
             raise InputError(f"{what} {folder} is not a folder")
-    pics = sorted(p for p in Path(faces).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    pics = sorted(p for p in Path(faces).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
     sounds = sorted(p for p in Path(audio).iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
     if every:
         pairs = [(f, a) for f in pics for a in sounds]
