@@ -21,10 +21,11 @@ from ..face import topology
 
 NEUTRAL = EMOTIONS.index("neutral")
 ARTICULATION_RANGE = (0.8, 2.0)      # an emotion scales the speech's opening at most this much (MEAD: neutral is level 1, the rest level 3)
-ONSET_S = 0.5                        # an expression builds over about this long (real faces: 0.3-0.7 s) ...
+ONSET_S = 0.3                        # an expression builds over about this long (real faces: 0.3-0.7 s) ...
 OFFSET_S = 1.0                       # ... and fades over this long
 CONFIDENT = 0.5                      # auto emotion: Sp2Emo's belief (smoothed) must pass this to show at all ...
-EVIDENCE_S = 1.0                     # ... over at least this much voiced speech around the frame
+EVIDENCE_S = 0.5                     # ... gathered over about this much voiced speech ...
+VOICED_S = 0.25                      # ... of which at least this much must have been heard
 DISTINCT = 0.5                       # each pattern moves this share of its difference away from its nearest other
                                      # emotion's: angry and disgust (brows lowered in both) apart
 FACE_POINTS = np.arange(17, 68)      # what an expression moves: brows, nose, eyes, mouth (the jaw outline follows
@@ -140,7 +141,7 @@ class ExpressionTrack:
 
     Sp2Emo's per-frame belief is gathered over about EVIDENCE_S of voiced speech (silence adds
     nothing); an emotion shows only where that evidence passes CONFIDENT, in proportion to how far,
-    and only once about half a second of voice has been heard. The shown weights then move towards
+    and in full only once VOICED_S of voice has been heard. The shown weights then move towards
     that target as real faces do: building over ONSET_S, fading over OFFSET_S. Neutral or unsure
     speech leaves the face as the photo shows it.
     """
@@ -163,7 +164,7 @@ class ExpressionTrack:
             self.voiced += (float(voiced[t]) - self.voiced) * a
             target = np.clip((self.evidence - CONFIDENT) / (1.0 - CONFIDENT), 0.0, 1.0)
             target[NEUTRAL] = 0.0
-            target *= min(1.0, self.voiced / 0.5) * (1.0 if gate is None else float(gate[t]))
+            target *= min(1.0, self.voiced / VOICED_S) * (1.0 if gate is None else float(gate[t]))
             rate = np.where(target > self.shown, self.dt / ONSET_S, self.dt / OFFSET_S)
             self.shown += (target - self.shown) * np.minimum(rate, 1.0)
             out[t] = self.shown
