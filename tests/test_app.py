@@ -35,8 +35,9 @@ def app_url():
     app.close()
 
 
-@pytest.fixture
-def browser(tmp_path):
+def chromium(tmp_path: Path, *flags: str):
+    """Debian's headless Chromium under Selenium, with ``flags`` beside the common ones (a fresh profile in
+    ``tmp_path``); skipped where it is not installed, failed in CI."""
     if not (CHROMIUM and DRIVER):
         if os.environ.get("CI"):
             pytest.fail("chromium and chromium-driver are not installed; run scripts/setup.sh")
@@ -44,13 +45,18 @@ def browser(tmp_path):
     from selenium.webdriver.chrome.service import Service
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1700", "--autoplay-policy=no-user-gesture-required",
-                 f"--user-data-dir={tmp_path / 'chrome'}"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'chrome'}", *flags):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
     driver.set_page_load_timeout(60)
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = chromium(tmp_path, "--disable-quic", "--window-size=1400,1700", "--autoplay-policy=no-user-gesture-required")
     yield driver
     driver.quit()
 

@@ -12,24 +12,13 @@ import pytest
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
-from test_app import CHROMIUM, DRIVER, webdriver  # noqa: E402  (Debian's Chromium, as the app's test drives it)
+from test_app import chromium  # noqa: E402  (Debian's Chromium, as the app's test drives it)
 
 
 @pytest.fixture
 def browser(tmp_path):
     """Headless Chromium whose every connection but 127.0.0.1 goes to a proxy that does not exist: offline."""
-    if not (CHROMIUM and DRIVER):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (scripts/setup.sh installs them)")
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--proxy-server=http://127.0.0.1:9",
-                 f"--user-data-dir={tmp_path / 'chrome'}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    driver.set_page_load_timeout(60)
+    driver = chromium(tmp_path, "--proxy-server=http://127.0.0.1:9")
     yield driver
     driver.quit()
 

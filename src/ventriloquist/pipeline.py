@@ -254,10 +254,6 @@ class Ventriloquist:
         every = max(1, n // 100)
         source = audio if audio is not None else (driving_video if driving_video is not None and info["has_audio"] else None)
         sound = _sound_source(source) if source is not None else None     # the viewer hears the original
-        level = None
-        if export_emotions is not None:
-            from .emotion.timeline import emotion_track, export_emotions as write_emotions
-            level = emotion_track(len(emotions), self.cfg.emotion, self.cfg.emotion_intensity, timeline)[2]
         with _moved_in_after() as staged:            # exports written beside their names, moved in with the video
             with VideoWriter(out, *rig.size, cfg=replace(self.cfg.video, fps=fps),
                              audio=speech if sound is None else None, sound=sound) as writer:
@@ -268,10 +264,17 @@ class Ventriloquist:
                 if export_landmarks is not None:
                     staged.append(write_beside(export_landmarks, seq.save))
                 if export_emotions is not None:
-                    staged.append(write_beside(export_emotions, lambda tmp: write_emotions(tmp, emotions, level)))
+                    staged.append(self._emotion_track(export_emotions, emotions, timeline))
         if report:
             report(1.0)
         return Result(out, n, fps, rig.size[0], rig.size[1], seq, emotions)
+
+    def _emotion_track(self, path: str | Path, emotions: np.ndarray, timeline: tuple) -> tuple[Path, Path]:
+        """The per-frame emotion and intensity that drove a video, written beside ``path`` (--export-emotions):
+        (temporary, final) path, moved in with the video."""
+        from .emotion.timeline import emotion_track, export_emotions
+        level = emotion_track(len(emotions), self.cfg.emotion, self.cfg.emotion_intensity, timeline)[2]
+        return write_beside(path, lambda tmp: export_emotions(tmp, emotions, level))
 
     def dub(self, video: str | Path, out: str | Path, audio: str | Path | None,
             progress: bool | Progress = True, export_emotions: str | Path | None = None) -> Result:
@@ -360,9 +363,7 @@ class Ventriloquist:
                     if report and j % every == 0:
                         report(min(1.0, MOTION_SHARE + (1 - MOTION_SHARE) * (j + 1) / n))
                 if export_emotions is not None:
-                    from .emotion.timeline import emotion_track, export_emotions as write_emotions
-                    level = emotion_track(len(emotions), self.cfg.emotion, self.cfg.emotion_intensity, timeline)[2]
-                    staged.append(write_beside(export_emotions, lambda tmp: write_emotions(tmp, emotions, level)))
+                    staged.append(self._emotion_track(export_emotions, emotions, timeline))
         missing = int((~track.found[np.array(order)]).sum())
         if missing:
             import warnings

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import HOP_LENGTH, MEL_PER_FRAME, SAMPLE_RATE, SAMPLES_PER_FRAME
+from .config import HOP_LENGTH, MEL_PER_FRAME, SAMPLE_RATE
 from .errors import MissingWeightsError
 
 N_FFT = 400                  # Whisper's own analysis: 25-ms windows, 10-ms hops, 80 Slaney Mel bands
@@ -115,12 +115,3 @@ def encode(y: np.ndarray, n_frames: int, out: np.ndarray | None = None) -> np.nd
         start += step
     return out
 
-
-def cost_per_second(seconds: float = 30.0) -> float:
-    """Seconds of compute per second of speech (``ventriloquist bench``), on noise as loud as speech."""
-    import time
-    y = np.random.default_rng(0).normal(0, 0.1, int(seconds * SAMPLE_RATE)).astype(np.float32)
-    load_encoder()
-    t0 = time.perf_counter()
-    encode(y, int(round(seconds * SAMPLE_RATE / SAMPLES_PER_FRAME)))
-    return (time.perf_counter() - t0) / seconds

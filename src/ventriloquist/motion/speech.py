@@ -68,8 +68,6 @@ def load_generator(folder: Path | None = None, device: str = "cpu", name: str = 
     span = ckpt.get("deform_range")              # absent before version 3.1: the magnitude limit alone
     g.range = None if span is None else np.asarray(span, np.float32)
     g.articulation = float(ckpt.get("articulation_gain", 1.0))   # the training speaker -> a typical speaker (4.0)
-    emb = ckpt.get("emotion_embeddings")         # G's emotion input per class, for --emotion (4.0)
-    g.emotion_embeddings = None if emb is None else np.asarray(emb, np.float32)
     prior = ckpt.get("mel_prior")                # the live G's: where its running normalisation starts
     g.mel_prior = None if prior is None else np.asarray(prior, np.float64)
     return g

@@ -115,13 +115,11 @@ class StreamingMotion:
         self.mel, self.norm = MelStream(), RunningNorm(getattr(g, "mel_prior", None))
         self.rows = np.zeros((0, N_MELS), np.float32)        # raw log-Mel of frames [first, ...)
         self.x = np.zeros((0, N_MELS), np.float32)           # G's input rows (normalised), the same rows
-        self.q = np.zeros((0, g.emo_dim), np.float32)        # G's emotion input and strength of frames [first, emitted)
-        self.st = np.zeros(0, np.float32)
         self.first = 0
         self.samples, self.emitted = 0, 0
         self.pcm = np.zeros(0, np.float32)                   # samples of the frame not yet complete
         self.energy: dict[int, float] = {}
-        self.emb, self.probs = None, np.full(7, 1 / 7, np.float32)
+        self.heard, self.probs = False, np.full(7, 1 / 7, np.float32)   # Sp2Emo has heard a window yet; its belief
         self.gate = self.level = 0.0
         self.voiced_at = -10 ** 9                            # the last frame a voice was heard
         self.track = ExpressionTrack()                       # the voice's emotion, held back when unsure
@@ -140,15 +138,15 @@ class StreamingMotion:
         few frames, averaged over about EMOTION_SMOOTH_S."""
         from ..emotion.sp2emo import features_from_mel, windows
         rec = self.speech.recognizer
-        if self.emb is not None and t % rec.stride:
+        if self.heard and t % rec.stride:
             return
         mel = self._rows(t + 1 - int(EMOTION_CONTEXT_S * FPS), t + 1)
         feats, pad, _ = features_from_mel(mel)
         frames = len(mel) // MEL_PER_FRAME
         centre = max(frames // 2, frames - (WINDOW_FRAMES - WINDOW_FRAMES // 2))     # the window ends at frame t
-        q, p = rec._forward(windows(feats, pad, np.array([centre])))
-        a = 1.0 if self.emb is None else min(1.0, rec.stride / (EMOTION_SMOOTH_S * FPS))
-        self.emb = q[0] if self.emb is None else (1 - a) * self.emb + a * q[0]
+        _, p = rec._forward(windows(feats, pad, np.array([centre])))
+        a = min(1.0, rec.stride / (EMOTION_SMOOTH_S * FPS)) if self.heard else 1.0
+        self.heard = True
         self.probs = ((1 - a) * self.probs + a * p[0]).astype(np.float32)
 
     def _gates(self, t: int) -> tuple[float, float, bool]:
@@ -204,27 +202,19 @@ class StreamingMotion:
 
     def _frames(self, t0: int, t1: int, ready: int) -> list[Frame]:
         sp = self.speech
-        embs, probs, gates, lips, poses, voiced = [], [], [], [], [], []
+        probs, gates, lips, poses, voiced = [], [], [], [], []
         for t in range(t0, t1):
             self._emotion(min(t + self.lookahead, ready - 1))
             gate, lip, heard = self._gates(t)
-            embs.append(self.emb)
             probs.append(self.probs)
             gates.append(gate)
             lips.append(lip)
             voiced.append(heard)
             poses.append(self._pose(t))
         prob, weights = sp.expression(np.stack(probs), np.array(voiced), np.array(gates, np.float32), self.track)
-        emb = np.stack(embs).astype(np.float32)
-        strength = np.ones(len(emb), np.float32)
-        self.q = np.concatenate([self.q, emb[:, : self.g.emo_dim]])
-        self.st = np.concatenate([self.st, strength])
         a = max(self.first, t0 - self.g.receptive_field)
-        # G's emotion input for the context frames is what they had; for the lookahead, the newest one held
-        q = np.concatenate([self.q[a - self.first:], np.repeat(self.q[-1:], ready - t1, 0)])[None]
-        st = np.concatenate([self.st[a - self.first:], np.repeat(self.st[-1:], ready - t1, 0)])[None]
         x = self.x[(a - self.first) * MEL_PER_FRAME:(ready - self.first) * MEL_PER_FRAME]     # whole frames only
-        out = self.g(x[None], q, False, st)[0][t0 - a: t1 - a]       # G's emotion branch off, as offline
+        out = self.g(x[None], None, False)[0][t0 - a: t1 - a]        # G's emotion branch off, as offline
         shapes = apply_blinks(sp.finish(out.copy(), np.array(lips), weights),
                               self.blinks[np.arange(t0, t1) % len(self.blinks)])
         return [Frame(t, shapes[i], poses[i], prob[i]) for i, t in enumerate(range(t0, t1))]
@@ -234,7 +224,6 @@ class StreamingMotion:
         drop = self.emitted - self.keep - self.first
         if drop > 4 * self.keep:
             self.rows, self.x = self.rows[drop * MEL_PER_FRAME:], self.x[drop * MEL_PER_FRAME:]
-            self.q, self.st = self.q[drop:], self.st[drop:]
             self.first += drop
 
 
