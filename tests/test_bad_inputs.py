@@ -347,7 +347,7 @@ def test_full_disk_leaves_nothing(inputs, tmp_path) -> None:
 
 def test_ctrl_c_mid_render_leaves_nothing(inputs, tmp_path) -> None:
     y, sr = sf.read(str(inputs["speech"]), dtype="float32")
-    sf.write(tmp_path / "long.wav", np.tile(y, 8), sr)
+    sf.write(tmp_path / "long.wav", np.tile(y, 30), sr)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     proc = _cli(["--face", str(inputs["face"]), "--audio", str(tmp_path / "long.wav"), "--out",

@@ -307,10 +307,57 @@ def test_a_photo_showing_teeth_closes_over_them(photo):
 
 
 def test_the_shipped_interiors_load_and_cover_the_openings():
-    from ventriloquist.render.mouth import S_SAMPLES, V_SAMPLES, default_library
+    from ventriloquist.render.mouth import S_SAMPLES, V_SAMPLES, _chosen_speaker, default_library
     from ventriloquist.weights import manifest
     lib = default_library()
     assert "mouths" in manifest() and len(lib.speakers) >= 2
     assert lib.textures.shape[1:] == (V_SAMPLES, S_SAMPLES, 3) and lib.textures.dtype == np.uint8
-    best = int(np.argmax(lib.quality))
-    assert lib.gaps[lib.speaker == best].mean(1).max() > 0.25 and lib.gaps.min() >= 0
+    chosen = _chosen_speaker(lib)
+    assert lib.gaps[lib.speaker == chosen].mean(1).max() > 0.4 and lib.gaps.min() >= 0
+
+
+def _library(textures: np.ndarray, gaps: list[float], speaker: list[int], quality: list[float]):
+    from ventriloquist.render.mouth import S_SAMPLES, InteriorLibrary
+    n, m = len(textures), len(quality)
+    return InteriorLibrary(textures.astype(np.uint8), np.repeat(np.asarray(gaps, np.float32)[:, None], 3, 1),
+                           np.repeat(np.asarray(gaps, np.float32)[:, None], S_SAMPLES, 1), np.asarray(speaker, np.int64),
+                           [f"s{i}" for i in range(m)], *(np.full((m, 3), 200.0, np.float32),) * 3,
+                           np.ones(m, np.float32), np.asarray(quality, np.float32))
+
+
+def test_the_speaker_whose_interiors_reach_widest_is_used():
+    """Real speakers open wide: of the speakers whose interiors show well, the one reaching the widest
+    opening is used (least stretched); one whose interiors barely show is not, however wide."""
+    from ventriloquist.render.mouth import S_SAMPLES, V_SAMPLES, _chosen_speaker
+    tex = np.zeros((6, V_SAMPLES, S_SAMPLES, 3))
+    lib = _library(tex, [0.1, 0.3, 0.1, 0.45, 0.2, 0.6], [0, 0, 1, 1, 2, 2], [1.0, 0.8, 0.2])
+    assert _chosen_speaker(lib) == 1
+
+
+def test_a_warm_lit_cavity_is_not_taken_for_teeth():
+    """Under a warm light a cavity's RGB can be as bright as the teeth; its Lab lightness is not."""
+    from ventriloquist.render.mouth import teeth_weight
+    teeth, lips = np.array([182.0, 118.0, 59.0]), np.array([185.0, 79.0, 39.0])
+    cavity = np.array([150.0, 60.0, 30.0])                  # RGB mean 80: above the old brightness bar
+    w = teeth_weight(np.stack([teeth, cavity])[:, None], teeth, lips)
+    assert w[0, 0, 0] > 0.9 and w[1, 0, 0] < 0.1
+
+
+def test_a_photos_own_teeth_open_onto_a_real_interior(photo):
+    """A photo that shows its teeth keeps them on its lips; opened far taller than its own interior, what
+    shows between its rows is the library's interior (its texture, not one flat colour)."""
+    from ventriloquist.render.mouth import S_SAMPLES, V_SAMPLES, MouthPainter
+    image, k = photo
+    tex = np.zeros((1, V_SAMPLES, S_SAMPLES, 3))
+    tex[0, :, ::8] = 255                                    # stripes across the mouth: a texture to find
+    painter = MouthPainter(image, k, 10.0, _library(tex, [0.5], [0], [1.0]))
+    assert painter.photo_teeth
+    t = opened(k, 0.5)
+    frame = image.copy()
+    painter.paint(frame, t, t[INNER_LIPS[[0, 1, 2, 3, 4]]], t[INNER_LIPS[[0, 7, 6, 5, 4]]], np.zeros(3))
+    mid = int(round((t[62, 1] + t[66, 1]) / 2))
+    x0, x1 = int(round(t[61, 0])), int(round(t[63, 0]))
+    row = frame[mid, x0:x1].astype(np.float64).mean(1)
+    assert row.std() > 10                                   # the stripes, where a flat cavity would be even
+    top = frame[int(t[62, 1]) + 2, x0:x1].astype(np.float64)
+    assert np.linalg.norm(top.mean(0) - row.mean()) > 30   # under the upper lip, still the photo's own teeth

@@ -18,12 +18,25 @@ LASH_BELOW = 0.06            # the lid ends this far (eye openings) under its la
 LASH_KEEP = 0.2              # the bottom share of the lid (its lash line) is kept as it is; above it, lashes that
 LASH_DARK = 0.7              # curl up over the lid (darker than this share of its bright skin) are filled with skin ...
 CLEAR_FROM = (0.3, 0.9)      # ... shown as the eye closes over this range of closure (open, the lashes stay)
+SHUT = (0.8, 1.0)            # closure over which a lid comes to cover the eye right into its corners
 OVERLAP = 0.15               # a closed lid's edge overlaps the lower lid's rim by this share of the eye's opening
 MIN_CLOSURE = 0.01           # closure (1 - opening / the photo's) from which the lid is drawn
 TOP_FEATHER = 0.15           # the band's top share fades into the warped skin above the crease
+LID_SMOOTH = 0.05            # a closing lid's skin is smoothed along the eye over this share of its width
+ROWS = 12                    # rows of the open lid's band whose shading a closed lid evens out ...
+ROW_GAIN = (0.8, 1.25)       # ... within this gain; it is lit towards the skin ...
+LIGHT_OVER = 0.6             # ... up to this many open-lid heights over the crease ...
+LIGHT_RANGE = (0.8, 1.4)     # ... whose light over the band's is taken within this range ...
+LIGHT_SHARE = 0.7            # ... this share of the way (a closed lid stays a little darker than the brow bone)
+RAISE = 0.5                  # a closing lid's top rises this many open-lid heights over the crease
 SAMPLES = 33                 # points along each curve, corner to corner
 GRID = np.linspace(0.0, 1.0, SAMPLES)
 BUMP = np.sqrt(4 * GRID * (1 - GRID))     # 1 mid-eye, 0 at the corners
+
+
+def _ramp(x: np.ndarray) -> np.ndarray:
+    t = np.clip(x, 0, 1)
+    return t * t * (3 - 2 * t)
 
 
 def _smoothstep(x: float, lo: float, hi: float) -> float:
@@ -73,14 +86,16 @@ class EyelidLayer:
             f = _EyeFrame(lid[0], lid[3], crease.mean(0))
             curve = f.curve(lid)
             lash, top = _lash_line(image, f, curve, opening), f.curve(crease)
+            raise_px = RAISE * float(np.max(lash - top))
             _clear_lashes(self.skin, f, top, lash)
-            self.eyes.append((eye, j, opening, f, top, lash, lash - curve))
+            _clear_lashes(self.skin, f, top - raise_px, top, whole=True)
+            self.eyes.append((eye, j, opening, f, top, lash, lash - curve, _lid_rows(self.skin, f, top, lash), raise_px))
 
     def paint(self, frame: np.ndarray, target: np.ndarray, creases: np.ndarray) -> None:
         """Draw the lids of the eyes that ``target`` (68, 2) closes into ``frame``, in place
         (``creases``: the frame's crease points, as in :meth:`__init__`)."""
         h, w = frame.shape[:2]
-        for eye, j, opening, src, src_top, src_edge, lash in self.eyes:
+        for eye, j, opening, src, src_top, src_edge, lash, rows, raise_px in self.eyes:
             open_share = lid_gap(target, eye) / opening
             if open_share > 1 - MIN_CLOSURE:
                 continue
@@ -90,7 +105,16 @@ class EyelidLayer:
             open_share = max(open_share, 0.0)
             top = f.curve(crease)
             edge = f.curve(lid) + open_share * lash + (1 - open_share) * OVERLAP * opening * BUMP
-            box = np.concatenate([lid, crease])
+            # shut, the lid reaches the lower lid all along, right into the corners, where a curve through
+            # the upper lid's points alone leaves a sliver of the eye (its dark corner) uncovered
+            below = target[[eye[0], eye[5], eye[4], eye[3]]]
+            reach = f.curve(below) + OVERLAP * opening * BUMP
+            edge = edge + float(_smoothstep(1 - open_share, *SHUT)) * np.maximum(reach - edge, 0)
+            # closing, the lid's top rises over the crease and fades in there, over the photo's own skin with its
+            # lashes cleared: near the corners the open lid's lashes reach above the crease
+            clear = float(_smoothstep(1 - open_share, *CLEAR_FROM))
+            lift = clear * raise_px * f.length / src.length
+            box = np.concatenate([lid, crease, below, crease - lift * f.ey])
             x0, y0 = np.maximum(np.floor(box.min(0)).astype(int) - 2, 0)
             x1, y1 = np.minimum(np.ceil(box.max(0)).astype(int) + 3, (w, h))
             if x1 - x0 < 2 or y1 - y0 < 2:
@@ -102,7 +126,7 @@ class EyelidLayer:
             inside = (s > 0) & (s < 1)
             tc, tu = np.interp(s, GRID, top), np.interp(s, GRID, edge)
             height = tu - tc
-            alpha = (np.clip(tu - t + 0.5, 0, 1) * np.clip((t - tc) / np.maximum(TOP_FEATHER * height, 1e-3), 0, 1)
+            alpha = (np.clip(tu - t + 0.5, 0, 1) * _ramp((t - tc + lift) / np.maximum(TOP_FEATHER * height + lift, 1e-3))
                      * inside * (height > 0.5))
             if not alpha.any():
                 continue
@@ -113,11 +137,20 @@ class EyelidLayer:
             depth = t - tc
             skin_part = np.clip(depth / np.maximum(height - rim, 1e-3), 0, 1) * (su - sc - margin)
             rim_part = np.clip((depth - (height - rim)) / np.maximum(rim, 1e-3), 0, 1) * margin
-            mx, my = (m.astype(np.float32) for m in src.point(s, sc + skin_part + rim_part))
+            over = np.minimum(depth, 0) * src.length / f.length          # over the crease: the skin there, unmoved
+            mx, my = (m.astype(np.float32) for m in src.point(s, sc + over + skin_part + rim_part))
             lid_px = cv2.remap(self.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-            clear = float(_smoothstep(1 - open_share, *CLEAR_FROM))
             if clear > 0:
-                skin = cv2.remap(self.skin, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                skin = cv2.remap(self.skin, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+                # a thin band pulled tall shows its columns as streaks: smoothed along the eye, above the lash line
+                sigma = LID_SMOOTH * f.length
+                along = cv2.GaussianBlur(skin, (0, 0), sigmaX=sigma, sigmaY=0.5)
+                above = np.clip((height - rim - depth) / np.maximum(rim, 1e-3), 0, 1)[..., None].astype(np.float32)
+                skin += above * (along - skin)
+                v = np.clip(depth / np.maximum(height - rim, 1e-3), 0, 1) * (ROWS - 1)
+                gain = np.stack([np.interp(v, np.arange(ROWS), rows[:, ch]) for ch in range(rows.shape[1])], -1)
+                under = np.clip(depth / np.maximum(TOP_FEATHER * height, 1e-3), 0, 1)[..., None].astype(np.float32)
+                skin *= 1 + above * under * (gain.astype(np.float32) - 1)
                 lid_px += clear * (skin - lid_px)
             roi = frame[y0:y1, x0:x1].astype(np.float32)
             a = alpha.astype(np.float32)[..., None]
@@ -140,10 +173,10 @@ def _lash_line(image: np.ndarray, f: _EyeFrame, lid: np.ndarray, opening: float)
     return lid + (np.clip(fit, *(np.array(LASH_SEARCH) * opening)) + LASH_BELOW * opening) * BUMP
 
 
-def _clear_lashes(image: np.ndarray, f: _EyeFrame, top: np.ndarray, lash: np.ndarray) -> None:
+def _clear_lashes(image: np.ndarray, f: _EyeFrame, top: np.ndarray, lash: np.ndarray, whole: bool = False) -> None:
     """Fill, in place, the dark lashes and liner that lie over the lid between the crease ``top`` and
     the lash line with lid skin, so a closed lid shows skin above its lash line, not lashes stretched tall."""
-    v = np.linspace(0.0, 1.0 - LASH_KEEP, 24)
+    v = np.linspace(0.0, 1.0 if whole else 1.0 - LASH_KEEP, 24)
     mx, my = f.point(GRID[None, :], top[None, :] + v[:, None] * (lash - top)[None, :])
     poly = np.concatenate([np.stack([mx[0], my[0]], 1), np.stack([mx[-1], my[-1]], 1)[::-1]])
     h, w = image.shape[:2]
@@ -160,6 +193,25 @@ def _clear_lashes(image: np.ndarray, f: _EyeFrame, top: np.ndarray, lash: np.nda
     dark = ((luma < LASH_DARK * np.percentile(luma[band > 0], 80)) & (band > 0)).astype(np.uint8)
     if dark.any():
         image[y0:y1, x0:x1] = cv2.inpaint(roi, cv2.dilate(dark, np.ones((3, 3), np.uint8)), 3, cv2.INPAINT_TELEA)
+
+
+def _lid_rows(skin: np.ndarray, f: _EyeFrame, top: np.ndarray, lash: np.ndarray) -> np.ndarray:
+    """Per row of the open lid's band, crease (0) to the top of its lash line (1), the gain (ROWS, 3) a closed
+    lid's skin gets there. The open band is shaded by the crease's fold; a closed lid is one smooth sheet
+    unfolded from it, facing the light as the skin over the crease does (LIGHT_SHARE of the way there), so
+    each row is evened out to the band's mean and the band lit towards the skin above."""
+    span = max(float(np.max(lash - top)), 1.0)
+    mid = (GRID > 0.2) & (GRID < 0.8)
+
+    def sample(t0: np.ndarray, t1: np.ndarray, n: int) -> np.ndarray:
+        v = np.linspace(0.0, 1.0, n)[:, None]
+        mx, my = f.point(GRID[None, mid], t0[None, mid] + v * (t1 - t0)[None, mid])
+        return cv2.remap(skin, mx.astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
+    rows = np.maximum(sample(top, top + (1 - LASH_KEEP) * (lash - top), ROWS).mean(1), 1.0)
+    over = sample(top - LIGHT_OVER * span, top - 0.1 * span, 6).reshape(-1, rows.shape[-1]).mean(0)
+    light = np.clip(over / rows.mean(0), *LIGHT_RANGE) ** LIGHT_SHARE
+    return np.clip(rows.mean(0) / rows * light, *ROW_GAIN).astype(np.float32)
 
 
 def _chains(k: np.ndarray, creases: np.ndarray, eye: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:

@@ -29,6 +29,8 @@ LOWER_CHAIN = INNER_LIPS[[0, 7, 6, 5, 4]]    # 60, 67, 66, 65, 64
 MIN_GAP_PX = (0.6, 2.0)                      # an opening fades in between these pixel heights (lips meeting: nothing) ...
 LIPS_MEET = (0.0, 0.01)                     # ... and until it opens this much (over the inner mouth width) the lips
                                              # meet: the interior fades in over this range
+LIP_SEAM = 0.03                              # the interior reaches this far (inner mouth widths) under each lip
+EDGE_SHIFT = 0.5                             # the soft rim is centred on the lip curves (0: all inside, 1: all outside)
 MOUTH_FEATHER = 0.12                         # edge softness, share of the renderer's feather
 PHOTO_TEETH_MIN_PX = 20                      # a mouth this large (pixels) can show teeth: they are the pixels ...
 PHOTO_TEETH_LUMA = 1.1                       # ... this much brighter than the lips ...
@@ -36,7 +38,7 @@ PHOTO_TEETH_SAT = 0.65                       # ... and paler than the lips (this
 PHOTO_TEETH_PALE = 0.25                      # ... or this pale whatever the lips ...
 PHOTO_TEETH_SHARE = 0.08                     # ... where they cover at least this share of the mouth
 MID_LIP_OUTER = OUTER_LIPS[[0, 2, 3, 4, 6, 8, 9, 10]]   # 48, 50, 51, 52, 54, 56, 57, 58: facing 60-67
-TEETH_LUMA = (0.35, 0.6)                     # interior pixels this bright (over the speaker's teeth) are teeth, darker cavity ...
+TEETH_LUMA = (0.7, 0.9)                      # interior pixels this light (Lab, over the speaker's teeth) are teeth, darker cavity ...
 TEETH_AB_MARGIN = 4.0                        # ... where their colour is this much nearer the teeth's than the lips' (Lab)
 SCLERA_SHARE = 0.3                           # the brightest share of the pale pixels inside the eyes is their white ...
 SCLERA_SAT = 0.2                             # ... (pale: saturation under this) ...
@@ -47,12 +49,17 @@ CHEEKS = ((2, 31), (14, 35))                 # cheek skin is sampled midway betw
 CHEEK_RADIUS = 0.15                          # ... this far around (inter-ocular distances)
 MIN_EYE_PX = 12                              # fewer pale pixels than this and the whites are not measured
 TEETH_TINT = 0.5                             # share of the library teeth's own tint (against its whites) they keep
-TEETH_SHADE = 0.75                           # teeth sit in the mouth's shade: this much darker than the eye whites
-CAVITY_DEPTH = 0.4                           # the library's interiors come from ~40-px mouths, where teeth and lips bleed
+TEETH_SHADE = 0.9                            # teeth sit in the mouth's shade: this much darker than the eye whites
+CAVITY_DEPTH = 0.6                           # the library's interiors come from ~40-px mouths, where teeth and lips bleed
                                              # into the cavity: it is deepened to a full-size mouth's shadow
+CAVITY_RIM = 0.25                            # ... fully so from this share of the interior's height away from either lip
 CAVITY_SHARE = 0.15                          # an interior's darkest share is its cavity's colour ...
-CAVITY_BLEND = 0.02                          # ... which fills, over this depth (mouth widths), a gap taller than it had
+MIDDLE_BAND = 0.4                            # ... an opening taller than an interior stretches this middle share of it ...
+CAVITY_MIX = 0.8                             # ... and darkens it towards the cavity by up to this share
+QUALITY_SHARE = 0.5                          # a speaker whose interiors show at least this share of the best's may be used
 GAIN_RANGE = (0.4, 1.8)                      # colour matching never scales a channel beyond this
+OWN_BLEND = 0.04                             # past a photo's own rows of teeth, its interior gives way to the library's
+                                             # over this depth (mouth widths)
 
 
 @dataclass
@@ -77,6 +84,16 @@ class InteriorLibrary:
                    arr["speaker"].astype(np.int64),
                    list(ck["speakers"]), arr["sclera"].astype(np.float32), arr["lips"].astype(np.float32),
                    arr["teeth"].astype(np.float32), arr["width"].astype(np.float32), arr["quality"].astype(np.float32))
+
+
+def _chosen_speaker(lib: InteriorLibrary) -> int:
+    """The speaker whose interiors reach the widest opening, among those whose interiors show well
+    (``quality`` at least QUALITY_SHARE of the best): real speakers open wide, and an interior stretched
+    far past its own opening shows its stretch."""
+    widest = np.array([lib.gaps[lib.speaker == m].mean(1).max() if np.any(lib.speaker == m) else 0.0
+                       for m in range(len(lib.speakers))])
+    good = lib.quality >= QUALITY_SHARE * lib.quality.max()
+    return int(np.argmax(np.where(good, widest, -1.0)))
 
 
 @lru_cache(maxsize=1)
@@ -200,14 +217,15 @@ def photo_teeth(image: np.ndarray, k: np.ndarray) -> np.ndarray | None:
 
 
 def teeth_weight(texture: np.ndarray, teeth: np.ndarray, lips: np.ndarray) -> np.ndarray:
-    """Per pixel (..., 1) of an interior: 1 where it is tooth, 0 cavity, tongue or lip. Teeth are bright
-    (relative to the speaker's teeth) and nearer the teeth's colour than the lips' (in Lab's a, b)."""
+    """Per pixel (..., 1) of an interior: 1 where it is tooth, 0 cavity, tongue or lip. Teeth are nearly as
+    light as the speaker's teeth (Lab lightness: under a warm light a cavity's RGB can be as bright) and
+    nearer the teeth's colour than the lips' (in Lab's a, b)."""
     px = np.asarray(texture, np.float32)
-    rel = px.mean(-1, keepdims=True) / max(float(np.mean(teeth)), 1.0)
-    bright = _smooth(rel, *TEETH_LUMA)
-    ab = cv2.cvtColor(px.reshape(-1, 1, 3) / 255.0, cv2.COLOR_RGB2Lab).reshape(px.shape)[..., 1:]
-    t_ab, l_ab = _lab(teeth)[0, 1:], _lab(lips)[0, 1:]
-    closer = np.linalg.norm(ab - l_ab, axis=-1, keepdims=True) - np.linalg.norm(ab - t_ab, axis=-1, keepdims=True)
+    lab = cv2.cvtColor(px.reshape(-1, 1, 3) / 255.0, cv2.COLOR_RGB2Lab).reshape(px.shape)
+    t_lab, l_ab = _lab(teeth)[0], _lab(lips)[0, 1:]
+    bright = _smooth(lab[..., :1] / max(float(t_lab[0]), 1.0), *TEETH_LUMA)
+    ab = lab[..., 1:]
+    closer = np.linalg.norm(ab - l_ab, axis=-1, keepdims=True) - np.linalg.norm(ab - t_lab[1:], axis=-1, keepdims=True)
     return bright * _smooth(closer, -TEETH_AB_MARGIN, TEETH_AB_MARGIN)
 
 
@@ -226,30 +244,34 @@ class MouthPainter:
                  library: InteriorLibrary | None = None):
         lib = library or default_library()
         k = np.asarray(landmarks, dtype=np.float64)
-        m = int(np.argmax(lib.quality))         # the sharpest interiors over the widest range of openings
-        own = np.flatnonzero(lib.speaker == m)
-        own = own[np.argsort(lib.gaps[own].mean(1))]
-        self.profile = lib.profile[own].astype(np.float64)
-        self.mean_gaps = lib.gaps[own].mean(1).astype(np.float64)
-        self.photo_teeth = photo_teeth(image, k) is not None
+        m = _chosen_speaker(lib)
+        idx = np.flatnonzero(lib.speaker == m)
+        idx = idx[np.argsort(lib.gaps[idx].mean(1))]
+        teeth = photo_teeth(image, k)
+        self.photo_teeth = teeth is not None
         if self.photo_teeth:
-            # the photo's own interior comes first: its teeth, cut out once and re-fitted to every opening
-            mx, my, profile = interior_maps(k)
-            self.speaker = "photo"
-            self.textures = cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[None].astype(np.float32)
-            self.profile, self.mean_gaps = profile[None].astype(np.float64), np.array([inner_gaps(k).mean()])
+            # the photo's own teeth set the library's light, so what shows between its rows matches them
+            light, ref = teeth, lib.teeth[m]
         else:
             # a speaker's interiors in the photo's light: teeth after the whites of its eyes, cavity after its lips
-            self.speaker = lib.speakers[m]
-            whites, skin = eye_whites(image, k), skin_colour(image, k)
-            if whites is None and skin is not None:     # no whites to go by: neutral, a little lighter than the skin
+            light, ref = eye_whites(image, k), lib.sclera[m]
+            skin = skin_colour(image, k)
+            if light is None and skin is not None:     # no whites to go by: neutral, a little lighter than the skin
                 lit = WHITES_OVER_SKIN * float(_lab(skin)[0, 0])
-                whites = cv2.cvtColor(np.array([[[lit, *WHITES_AB]]], np.float32), cv2.COLOR_Lab2RGB)[0, 0] * 255
-            self.textures = match_colours(lib.textures[own], lib.teeth[m], lib.sclera[m], lib.lips[m],
-                                          whites, lip_colour(image, k))
-        # where an opening is taller than its interior, the cavity between the two rows of teeth grows
-        luma = self.textures.mean(-1)
-        self.cavity = np.stack([t[lum <= np.quantile(lum, CAVITY_SHARE)].mean(0) for t, lum in zip(self.textures, luma)])
+                light = cv2.cvtColor(np.array([[[lit, *WHITES_AB]]], np.float32), cv2.COLOR_Lab2RGB)[0, 0] * 255
+        self.speaker = lib.speakers[m]
+        self.library = _Interiors(match_colours(lib.textures[idx], lib.teeth[m], ref, lib.lips[m], light,
+                                                lip_colour(image, k)),
+                                  lib.profile[idx].astype(np.float64), lib.gaps[idx].mean(1).astype(np.float64))
+        self.own = None
+        if self.photo_teeth:
+            # the photo's own interior comes first: its teeth, cut out once and re-fitted to every opening;
+            # opened taller than the photo's, the library's interior shows between its two rows
+            mx, my, profile = interior_maps(k)
+            self.speaker = "photo"
+            self.own = _Interiors(cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[None]
+                                  .astype(np.float32), profile[None].astype(np.float64), np.array([inner_gaps(k).mean()]))
+        self.textures = (self.own or self.library).textures
         self.sigma = max(0.5, MOUTH_FEATHER * feather_px)
 
     def paint(self, frame: np.ndarray, target: np.ndarray, upper: np.ndarray, lower: np.ndarray,
@@ -278,10 +300,13 @@ class MouthPainter:
         shape = (y1 - y0, x1 - x0)
         c = _Coords(target, org, shape)
         colour = self._interior(c)
-        # the opening between the two smooth lip curves, anti-aliased and softened at its rim
-        inside = (np.clip(c.t - c.tu + 0.5, 0, 1) * np.clip(c.tl - c.t + 0.5, 0, 1) * c.within).astype(np.float32)
-        alpha = cv2.GaussianBlur(inside, (0, 0), self.sigma) * inside
-        alpha = np.clip(alpha * 2.0, 0, 1) * fade
+        # the opening between the two smooth lip curves, reaching a little under each lip (the warp stretches
+        # the dark line where the photo's lips met along their inner edges, which real parted lips do not
+        # show), its rim soft on both sides as a lip's edge is
+        seam = np.minimum(LIP_SEAM * c.length, 0.25 * np.maximum(c.tl - c.tu, 0))
+        inside = (np.clip(c.t - c.tu + seam + 0.5, 0, 1) * np.clip(c.tl + seam - c.t + 0.5, 0, 1)
+                  * c.within).astype(np.float32)
+        alpha = np.clip(cv2.GaussianBlur(inside, (0, 0), self.sigma) * 2.0 - EDGE_SHIFT, 0, 1) * fade
         roi = frame[y0:y1, x0:x1].astype(np.float32)
         # opened at least as wide as the photo, its own interior rides on each lip (between its inner lip
         # and the tear) through the warp, pixel for pixel, and only the tear is filled
@@ -298,31 +323,62 @@ class MouthPainter:
         frame[y0:y1, x0:x1] = np.clip(roi + (colour - roi) * a + 0.5, 0, 255).astype(np.uint8)
 
     def _interior(self, c: "_Coords") -> np.ndarray:
-        """The interior colour (H, W, 3) of the ROI: the two interiors nearest in opening, each warped
-        into the target opening lip by lip, blended by how near each is."""
-        g = c.mean_gap
-        i = int(np.clip(np.searchsorted(self.mean_gaps, g), 1, len(self.mean_gaps) - 1)) if len(self.mean_gaps) > 1 else 0
-        j = max(i - 1, 0)
-        span = self.mean_gaps[i] - self.mean_gaps[j]
-        wi = float(np.clip((g - self.mean_gaps[j]) / span, 0, 1)) if span > 1e-9 else 1.0
-        out = np.zeros(c.s.shape + (3,), np.float32)
-        gap, tau = c.gap, c.tau
-        mx = (c.s * (S_SAMPLES - 1)).astype(np.float32)
-        for idx, weight in ((i, wi), (j, 1 - wi)):
-            if weight <= 1e-3:
-                continue
-            src_gap = np.maximum(np.interp(c.s, COLUMNS, self.profile[idx]), 1e-6)
-            # opened wider than the interior, the upper half keeps its depth under the upper lip and the lower
-            # half its height over the lower lip, the cavity between them grows; narrower, it is squeezed whole
-            # (cut in two, its teeth would show a straight seam)
-            anchored = np.where(tau < gap / 2, np.minimum(tau, src_gap / 2), np.maximum(src_gap - (gap - tau), src_gap / 2))
-            src_tau = np.where(gap >= src_gap, anchored, tau * src_gap / gap)
-            my = (np.clip(src_tau / src_gap, 0, 1) * (V_SAMPLES - 1)).astype(np.float32)
-            tex = cv2.remap(self.textures[idx], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            beyond = np.minimum(tau, gap - tau) - src_gap / 2             # how far past both rows of teeth
-            deep = np.clip(beyond / CAVITY_BLEND, 0, 1)[..., None].astype(np.float32)
-            out += weight * (tex + deep * (self.cavity[idx] - tex))
-        return out
+        """The interior colour (H, W, 3) of the ROI: the library's, or the photo's own teeth with the
+        library's interior between their rows where the opening is taller than the photo's."""
+        lib, _ = _warped(self.library, c)
+        if self.own is None:
+            return lib
+        own, beyond = _warped(self.own, c)
+        w = np.clip(beyond / OWN_BLEND, 0, 1)[..., None].astype(np.float32)
+        return own + w * (lib - own)
+
+
+@dataclass
+class _Interiors:
+    """Interiors in the photo's light, sorted by opening, and the colour their cavity deepens to."""
+
+    textures: np.ndarray       # (N, V_SAMPLES, S_SAMPLES, 3) float32 RGB
+    profile: np.ndarray        # (N, S_SAMPLES) the opening at each column, over the inner mouth width
+    gaps: np.ndarray           # (N,) mean opening
+
+    def __post_init__(self) -> None:
+        luma = self.textures.mean(-1)
+        self.cavity = np.stack([t[lum <= np.quantile(lum, CAVITY_SHARE)].mean(0) for t, lum in zip(self.textures, luma)])
+
+
+def _warped(lib: _Interiors, c: "_Coords") -> tuple[np.ndarray, np.ndarray]:
+    """The two interiors nearest in opening, each warped into the target opening lip by lip, blended by
+    how near each is (H, W, 3); and how far each pixel lies past both rows of the nearer one (H, W)."""
+    g = c.mean_gap
+    i = int(np.clip(np.searchsorted(lib.gaps, g), 1, len(lib.gaps) - 1)) if len(lib.gaps) > 1 else 0
+    j = max(i - 1, 0)
+    span = lib.gaps[i] - lib.gaps[j]
+    wi = float(np.clip((g - lib.gaps[j]) / span, 0, 1)) if span > 1e-9 else 1.0
+    out = np.zeros(c.s.shape + (3,), np.float32)
+    past = np.zeros(c.s.shape, np.float64)
+    gap, tau = c.gap, c.tau
+    mx = (c.s * (S_SAMPLES - 1)).astype(np.float32)
+    for idx, weight in ((i, wi), (j, 1 - wi)):
+        if weight <= 1e-3:
+            continue
+        src_gap = np.maximum(np.interp(c.s, COLUMNS, lib.profile[idx]), 1e-6)
+        # opened wider than the interior, its upper rows keep their depth under the upper lip and its lower rows
+        # their height over the lower lip; its middle band (the gap between the teeth, the tongue) stretches
+        # over the rest and darkens as a deeper mouth does; narrower, it is squeezed whole (cut in two, its
+        # teeth would show a straight seam)
+        edge = src_gap * (0.5 - MIDDLE_BAND / 2)
+        middle = edge + (tau - edge) * (src_gap - 2 * edge) / np.maximum(gap - 2 * edge, 1e-6)
+        anchored = np.where(tau < edge, tau, np.where(gap - tau < edge, src_gap - (gap - tau), middle))
+        src_tau = np.where(gap >= src_gap, anchored, tau * src_gap / gap)
+        my = (np.clip(src_tau / src_gap, 0, 1) * (V_SAMPLES - 1)).astype(np.float32)
+        tex = cv2.remap(lib.textures[idx], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        beyond = np.minimum(tau, gap - tau) - src_gap / 2             # how far past both rows of teeth
+        stretch = np.clip(1 - src_gap / gap, 0, 1)                     # the share of the opening the interior lacks
+        inner = np.clip((np.minimum(tau, gap - tau) - edge) / np.maximum(gap / 2 - edge, 1e-6), 0, 1)
+        deep = (CAVITY_MIX * stretch * inner * inner * (3 - 2 * inner))[..., None].astype(np.float32)
+        out += weight * (tex + deep * (lib.cavity[idx] - tex))
+        past += weight * beyond
+    return out, past
 
 
 class _Coords:
@@ -374,12 +430,16 @@ def match_colours(textures: np.ndarray, teeth: np.ndarray, light: np.ndarray, li
     w = teeth_weight(textures, teeth, lips).reshape(lab.shape[:2] + (1,))
     out = lab.copy()
     refs = {"light": _lab(light)[0], "lips": _lab(lips)[0]}
+    # the cavity deepens away from the lips; the rows against them (gums, the lips' inner side) keep their light
+    v = np.linspace(0.0, 1.0, V_SAMPLES)
+    depth = 1 - (1 - CAVITY_DEPTH) * _smooth(np.minimum(v, 1 - v), 0.0, CAVITY_RIM)
+    depth = np.tile(depth, n)[:, None, None].astype(np.float32)
     photos = {"light": None if photo_light is None else _lab(photo_light)[0],
               "lips": None if photo_lips is None else _lab(photo_lips)[0]}
     for key, share in (("light", w), ("lips", 1 - w)):
         r, p = refs[key], photos[key]
         gain = 1.0 if p is None else float(np.clip(p[0] / max(r[0], 1.0), *GAIN_RANGE))
-        gain *= TEETH_SHADE if key == "light" else CAVITY_DEPTH
+        gain = gain * (TEETH_SHADE if key == "light" else depth)
         out[..., :1] += share * lab[..., :1] * (gain - 1)
         if p is None:
             continue
