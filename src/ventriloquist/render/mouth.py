@@ -30,6 +30,8 @@ MIN_GAP_PX = (0.6, 2.0)                      # an opening fades in between these
 LIPS_MEET = (0.0, 0.01)                     # ... and until it opens this much (over the inner mouth width) the lips
                                              # meet: the interior fades in over this range
 LIP_SEAM = 0.03                              # the interior reaches this far (inner mouth widths) under each lip
+CORNER_SHARE = 0.15                          # an opening's ends (this share of its width) taper to ...
+INNER_LIP_SHADE = 0.6                        # ... the lips' inner sides: their colour, this much darker
 EDGE_SHIFT = 0.5                             # the soft rim is centred on the lip curves (0: all inside, 1: all outside)
 MOUTH_FEATHER = 0.12                         # edge softness, share of the renderer's feather
 PHOTO_TEETH_MIN_PX = 20                      # a mouth this large (pixels) can show teeth: they are the pixels ...
@@ -273,6 +275,8 @@ class MouthPainter:
                                   .astype(np.float32), profile[None].astype(np.float64), np.array([inner_gaps(k).mean()]))
         self.textures = (self.own or self.library).textures
         self.sigma = max(0.5, MOUTH_FEATHER * feather_px)
+        lips = lip_colour(image, k)
+        self.lip_shade = None if lips is None else (INNER_LIP_SHADE * lips).astype(np.float32)
 
     def paint(self, frame: np.ndarray, target: np.ndarray, upper: np.ndarray, lower: np.ndarray,
               src_half_gap: np.ndarray) -> None:
@@ -300,6 +304,11 @@ class MouthPainter:
         shape = (y1 - y0, x1 - x0)
         c = _Coords(target, org, shape)
         colour = self._interior(c)
+        if self.lip_shade is not None:
+            # towards the corners the lips' inner sides close in and fill the opening: its dark core is an
+            # oval, its tapering ends lip-coloured
+            ends = _smooth(np.minimum(c.s, 1 - c.s), 0.0, CORNER_SHARE)[..., None].astype(np.float32)
+            colour = self.lip_shade + ends * (colour - self.lip_shade)
         # the opening between the two smooth lip curves, reaching a little under each lip (the warp stretches
         # the dark line where the photo's lips met along their inner edges, which real parted lips do not
         # show), its rim soft on both sides as a lip's edge is
