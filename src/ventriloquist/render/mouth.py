@@ -262,8 +262,8 @@ class MouthPainter:
                 lit = WHITES_OVER_SKIN * float(_lab(skin)[0, 0])
                 light = cv2.cvtColor(np.array([[[lit, *WHITES_AB]]], np.float32), cv2.COLOR_Lab2RGB)[0, 0] * 255
         self.speaker = lib.speakers[m]
-        self.library = _Interiors(match_colours(lib.textures[idx], lib.teeth[m], ref, lib.lips[m], light,
-                                                lip_colour(image, k)),
+        lips = lip_colour(image, k)
+        self.library = _Interiors(match_colours(lib.textures[idx], lib.teeth[m], ref, lib.lips[m], light, lips),
                                   lib.profile[idx].astype(np.float64), lib.gaps[idx].mean(1).astype(np.float64))
         self.own = None
         if self.photo_teeth:
@@ -275,7 +275,6 @@ class MouthPainter:
                                   .astype(np.float32), profile[None].astype(np.float64), np.array([inner_gaps(k).mean()]))
         self.textures = (self.own or self.library).textures
         self.sigma = max(0.5, MOUTH_FEATHER * feather_px)
-        lips = lip_colour(image, k)
         self.lip_shade = None if lips is None else (INNER_LIP_SHADE * lips).astype(np.float32)
 
     def paint(self, frame: np.ndarray, target: np.ndarray, upper: np.ndarray, lower: np.ndarray,
@@ -383,8 +382,8 @@ def _warped(lib: _Interiors, c: "_Coords") -> tuple[np.ndarray, np.ndarray]:
         tex = cv2.remap(lib.textures[idx], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         beyond = np.minimum(tau, gap - tau) - src_gap / 2             # how far past both rows of teeth
         stretch = np.clip(1 - src_gap / gap, 0, 1)                     # the share of the opening the interior lacks
-        inner = np.clip((np.minimum(tau, gap - tau) - edge) / np.maximum(gap / 2 - edge, 1e-6), 0, 1)
-        deep = (CAVITY_MIX * stretch * inner * inner * (3 - 2 * inner))[..., None].astype(np.float32)
+        inner = _smooth((np.minimum(tau, gap - tau) - edge) / np.maximum(gap / 2 - edge, 1e-6), 0.0, 1.0)
+        deep = (CAVITY_MIX * stretch * inner)[..., None].astype(np.float32)
         out += weight * (tex + deep * (lib.cavity[idx] - tex))
         past += weight * beyond
     return out, past
