@@ -45,8 +45,8 @@ TEETH_AB_MARGIN = 4.0                        # ... where their colour is this mu
 SCLERA_SHARE = 0.3                           # the brightest share of the pale pixels inside the eyes is their white ...
 SCLERA_SAT = 0.2                             # ... (pale: saturation under this) ...
 SCLERA_OVER_LIPS = 1.15                      # ... and it is brighter than the lips by this much, else it is not measured
-WHITES_AB = (0.0, 2.0)                       # Lab colour of eye whites where the photo shows neither teeth nor them ...
-WHITES_OVER_SKIN = 1.1                       # ... and their lightness over the cheeks'
+WHITES_TINT = 0.25                           # white things in a photo's light have this share of its skin's tint (Lab a, b) ...
+WHITES_OVER_SKIN = 1.1                       # ... and, where the eye whites are not seen, this lightness over the cheeks'
 CHEEKS = ((2, 31), (14, 35))                 # cheek skin is sampled midway between these landmarks (jaw, nose) ...
 CHEEK_RADIUS = 0.15                          # ... this far around (inter-ocular distances)
 MIN_EYE_PX = 12                              # fewer pale pixels than this and the whites are not measured
@@ -60,6 +60,7 @@ MIDDLE_BAND = 0.4                            # ... an opening taller than an int
 CAVITY_MIX = 0.8                             # ... and darkens it towards the cavity by up to this share
 QUALITY_SHARE = 0.5                          # a speaker whose interiors show at least this share of the best's may be used
 GAIN_RANGE = (0.4, 1.8)                      # colour matching never scales a channel beyond this
+REDRAW_FROM = 0.5                            # an opening this much wider than the photo's (share of it) is drawn whole
 OWN_BLEND = 0.04                             # past a photo's own rows of teeth, its interior gives way to the library's
                                              # over this depth (mouth widths)
 
@@ -255,12 +256,16 @@ class MouthPainter:
             # the photo's own teeth set the library's light, so what shows between its rows matches them
             light, ref = teeth, lib.teeth[m]
         else:
-            # a speaker's interiors in the photo's light: teeth after the whites of its eyes, cavity after its lips
+            # a speaker's interiors in the photo's light: teeth as light as the whites of its eyes (or a little
+            # lighter than its cheeks), tinted as white things are in its light (a share of its skin's tint:
+            # small whites mix with lids and lashes, and tinted teeth turn green or grey); cavity after its lips
             light, ref = eye_whites(image, k), lib.sclera[m]
             skin = skin_colour(image, k)
-            if light is None and skin is not None:     # no whites to go by: neutral, a little lighter than the skin
-                lit = WHITES_OVER_SKIN * float(_lab(skin)[0, 0])
-                light = cv2.cvtColor(np.array([[[lit, *WHITES_AB]]], np.float32), cv2.COLOR_Lab2RGB)[0, 0] * 255
+            if skin is not None:
+                skin_lab = _lab(skin)[0]
+                lit = WHITES_OVER_SKIN * float(skin_lab[0]) if light is None else float(_lab(light)[0, 0])
+                tint = WHITES_TINT * skin_lab[1:]
+                light = cv2.cvtColor(np.array([[[lit, *tint]]], np.float32), cv2.COLOR_Lab2RGB)[0, 0] * 255
         self.speaker = lib.speakers[m]
         lips = lip_colour(image, k)
         self.library = _Interiors(match_colours(lib.textures[idx], lib.teeth[m], ref, lib.lips[m], light, lips),
@@ -316,12 +321,17 @@ class MouthPainter:
                   * c.within).astype(np.float32)
         alpha = np.clip(cv2.GaussianBlur(inside, (0, 0), self.sigma) * 2.0 - EDGE_SHIFT, 0, 1) * fade
         roi = frame[y0:y1, x0:x1].astype(np.float32)
-        # opened at least as wide as the photo, its own interior rides on each lip (between its inner lip
-        # and the tear) through the warp, pixel for pixel, and only the tear is filled
+        # opened as wide as the photo, its own interior rides on each lip (between its inner lip and the tear)
+        # through the warp, pixel for pixel, and only the tear is filled; opened wider, the warp would pull
+        # that interior into the mesh's straight-edged triangles, so the whole opening is re-drawn, by half
+        # again the photo's opening
         gap = np.linalg.norm(target[INNER_LIPS[[7, 6, 5]]] - target[INNER_LIPS[[1, 2, 3]]], axis=1)
         if np.all(gap >= 2 * src_half_gap - 1e-3):
             torn = np.linalg.norm(lower[1:4] - upper[1:4], axis=1).max() > MIN_GAP_PX[0]
-            alpha = alpha * (_poly_mask(shape, np.concatenate([upper, lower[::-1][1:-1]]) - org) if torn else 0.0)
+            tear = _poly_mask(shape, np.concatenate([upper, lower[::-1][1:-1]]) - org) if torn else 0.0
+            photo_gap = 2 * float(src_half_gap.mean())
+            wide = float(_smooth(np.float64(gap.mean() - photo_gap), 0.0, max(REDRAW_FROM * photo_gap, 1.0)))
+            alpha = alpha * (tear + wide * (1 - tear))
         if self.photo_teeth and opened < 1:
             # nearly closed, the lips meet over the photo's teeth (each lip continued past its edge,
             # mirrored), so no line of teeth remains
