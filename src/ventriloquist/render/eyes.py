@@ -4,7 +4,9 @@ The mesh warp (:mod:`.warp`) keeps each eye open and its eyeball rigid with the 
 target closes an eye, the upper lid (the band from its crease to its lash line, with the photo's
 texture and lashes) is stretched down over the eyeball along smooth curves through the lid
 landmarks, in the eye's own coordinates: it follows the eye's curve, ends at its corners on any
-head pose, and its edge is anti-aliased. An eye that does not close is left to the warp.
+head pose, and its edge is anti-aliased. Shut, it is one smooth sheet of skin: the band's columns
+smoothed, its crease shading evened out and lit towards the skin above, its top risen over the
+crease so the lashes there go with it. An eye that does not close is left to the warp.
 """
 from __future__ import annotations
 
@@ -34,13 +36,8 @@ GRID = np.linspace(0.0, 1.0, SAMPLES)
 BUMP = np.sqrt(4 * GRID * (1 - GRID))     # 1 mid-eye, 0 at the corners
 
 
-def _ramp(x: np.ndarray) -> np.ndarray:
-    t = np.clip(x, 0, 1)
-    return t * t * (3 - 2 * t)
-
-
-def _smoothstep(x: float, lo: float, hi: float) -> float:
-    t = min(1.0, max(0.0, (x - lo) / (hi - lo)))
+def _smoothstep(x: float | np.ndarray, lo: float, hi: float) -> float | np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
     return t * t * (3 - 2 * t)
 
 
@@ -126,7 +123,7 @@ class EyelidLayer:
             inside = (s > 0) & (s < 1)
             tc, tu = np.interp(s, GRID, top), np.interp(s, GRID, edge)
             height = tu - tc
-            alpha = (np.clip(tu - t + 0.5, 0, 1) * _ramp((t - tc + lift) / np.maximum(TOP_FEATHER * height + lift, 1e-3))
+            alpha = (np.clip(tu - t + 0.5, 0, 1) * _smoothstep((t - tc + lift) / np.maximum(TOP_FEATHER * height + lift, 1e-3), 0.0, 1.0)
                      * inside * (height > 0.5))
             if not alpha.any():
                 continue
