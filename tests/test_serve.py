@@ -295,9 +295,11 @@ def test_a_render_process_that_dies_fails_its_job_and_the_next_one_runs(tmp_path
         with httpx.Client(base_url=s.url, timeout=60) as c:
             hour = _silence_flac(tmp_path / "long.flac", 1200)
             job = c.post("/v1/videos", files=_files(small_face, hour, audio_name="long.flac")).json()
-            while c.get(f"/v1/videos/{job['id']}").json()["status"] == "queued":
-                time.sleep(0.05)
-            os.kill(s.jobs._renderers[0].process.pid, signal.SIGKILL)      # as the OOM killer would
+            renderer = s.jobs._renderers[0]
+            while (c.get(f"/v1/videos/{job['id']}").json()["status"] == "queued" or renderer.process is None
+                   or renderer.process.pid is None):
+                time.sleep(0.05)                    # the job is marked running just before its process starts
+            os.kill(renderer.process.pid, signal.SIGKILL)                   # as the OOM killer would
             st = _wait(c, job["id"], timeout=20)
             assert st["status"] == "failed" and "render process was killed by signal 9" in st["error"]
             again = c.post("/v1/videos", files=_files(small_face, speech_wav), data={"size": "128"}).json()
