@@ -226,6 +226,35 @@ def test_a_closed_eye_is_the_photos_lid_over_a_still_eyeball(photo, renderer):
         assert np.abs(frame[lid].astype(int) - image[lid]).mean() > 10     # the lid covers the top of it
 
 
+def test_a_shut_lid_is_smooth_skin_not_stretched_columns(photo, monkeypatch):
+    """The open lid's thin band, pulled tall over a shut eye, would show its columns as vertical streaks;
+    the shut lid's skin is smoothed along the eye, so across the eye it varies less."""
+    import ventriloquist.render.eyes as eyes
+    from ventriloquist.face.topology import LEFT_EYE, LID_PAIRS, RIGHT_EYE
+    image, k = photo
+    image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    k = 2 * k + 0.5
+    shut = k.copy()
+    for up, down in LID_PAIRS:
+        shut[up] = k[down] + 0.05 * (k[up] - k[down])
+
+    def streaks() -> float:
+        gray = cv2.cvtColor(Renderer(image, k).render(shut), cv2.COLOR_RGB2GRAY).astype(np.float64)
+        across = np.abs(np.diff(gray, axis=1))
+        total = []
+        for eye in (RIGHT_EYE, LEFT_EYE):
+            yy, xx = np.nonzero(polygon_mask(image.shape, k[eye]))
+            a, b = k[eye[0]], k[eye[3]]
+            s = ((np.stack([xx, yy], 1) - a) @ (b - a)) / np.dot(b - a, b - a)
+            mid = (s > 0.2) & (s < 0.8)
+            total.append(across[yy[mid], xx[mid]].mean())
+        return float(np.mean(total))
+    smooth = streaks()
+    monkeypatch.setattr(eyes, "LID_SMOOTH", 1e-3)
+    rough = streaks()
+    assert smooth < 0.9 * rough
+
+
 def test_the_gaze_moves_the_iris_against_the_lids(photo, renderer):
     """The eye's centre is a mesh point of its own: a gaze shift moves the dark iris by about as much
     against still lids, and leaves the eye outline and the rest of the face where they were; as the
