@@ -29,7 +29,7 @@ def test_a_smoke_library_is_usable_by_the_renderer(shared_data, face_image, face
         bins = np.floor(means[lib["speaker"] == m] / 0.05)
         assert len(bins) == len(set(bins))
     painter = MouthPainter(face_image, face_landmarks.astype(np.float64), 10.0, InteriorLibrary.from_checkpoint(lib))
-    assert np.isfinite(painter.textures).all()
+    assert np.isfinite(painter.library.textures).all()
 
 
 def test_no_licensed_clips_is_one_clear_error(tmp_path):

@@ -6,7 +6,7 @@ landmarks are re-detected on the videos (dlib), aligned per frame, and the media
 same actor's neutral clip, averaged over actors; jaw outline left out on both sides: it follows the
 head's pitch more than the face): cosine and magnitude ratio per face and emotion. Writes
 ``docs/emotion_strip.jpg`` (faces x emotions, face crops) and ``emotion_check.json`` beside it, and
-with ``--judge DIR`` the crops, shuffled and renamed, for a blind judge (key in DIR/key.json).
+with ``--judge DIR`` the crops, shuffled and renamed, for a blind judge (key beside it: DIR_key.json).
 
     python tools/make_emotion_strip.py --faces a.png b.png c.png d.png --speech speech.wav [--judge DIR]
 """
@@ -25,12 +25,12 @@ import numpy as np
 from ventriloquist.config import GenerateConfig, RenderConfig
 from ventriloquist.face.align import normalise
 from ventriloquist.face.track import track_video
+from ventriloquist.motion.expression import FACE_POINTS, cosine
 from ventriloquist.pipeline import Ventriloquist
 from ventriloquist.video import read_frames
 
 SHOWN = ("neutral", "happy", "sad", "angry", "surprise", "disgust", "fear")
 EMOTION_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emotion_video"
-FACE_POINTS = np.arange(17, 68)          # brows, nose, eyes, mouth: what an expression moves (not the jaw outline)
 TILE = 192
 
 
@@ -57,7 +57,7 @@ def actor_patterns(folder: Path = EMOTION_VIDEOS) -> dict[str, np.ndarray]:
 
 def compare(ours: np.ndarray, real: np.ndarray) -> dict:
     a, b = ours[FACE_POINTS].ravel(), real[FACE_POINTS].ravel()
-    return {"cosine": round(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)), 3),
+    return {"cosine": round(cosine(ours, real), 3),
             "magnitude": round(float(np.linalg.norm(a) / (np.linalg.norm(b) + 1e-12)), 3)}
 
 

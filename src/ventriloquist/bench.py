@@ -167,18 +167,6 @@ def run_lengths(lengths: list[float], size: int = 512, json_path: str | None = N
     return rows
 
 
-DUB_CODE = """
-import resource, sys, time
-t0 = time.perf_counter()
-from ventriloquist.cli import main
-from ventriloquist.bench import peak_rss_mb
-rc = main(['generate', '--face', sys.argv[1], '--audio', sys.argv[2], '--out', sys.argv[3], '--quiet'])
-r = resource.getrusage(resource.RUSAGE_SELF)
-print(time.perf_counter() - t0, r.ru_utime + r.ru_stime, peak_rss_mb())
-sys.exit(rc)
-"""
-
-
 def bench_dub(seconds: float, size: int = 512) -> dict:
     """``ventriloquist generate`` dubbing a ``seconds``-long talking video of the demo face (``size`` px, made
     first, not timed) with the demo sentence repeated as long, in a fresh process: wall and CPU seconds per
@@ -197,7 +185,7 @@ def bench_dub(seconds: float, size: int = 512) -> dict:
         sf.write(wav, np.tile(y, int(np.ceil(n / len(y))))[:n], 16000)
         Ventriloquist(GenerateConfig(render=RenderConfig(size=size, crop="face"))).generate(
             demo_face(), src, audio=wav, progress=False)
-        return _fresh_run(DUB_CODE, [str(src), str(wav), str(out)], "dub", seconds, size)
+        return _fresh_run(GENERATE_CODE, [str(src), str(wav), str(out), str(size)], "dub", seconds, size)
 
 
 def run_dub(lengths: list[float], size: int = 512, json_path: str | None = None) -> list[dict]:

@@ -153,15 +153,14 @@ def generate_config(options: dict | None = None, **base) -> GenerateConfig:
             raise InputError(f"{name} {v:g} is outside {spec.lo:g}-{spec.hi:g}")
         return v
 
-    crop = str(opts.get("crop", "full")).strip().lower()
-    if crop not in ("full", "face"):
-        raise InputError(f"crop must be 'full' or 'face', not {shown(opts['crop'])}")
-    loop = str(opts.get("loop", "pingpong")).strip().lower()
-    if loop not in LOOPS:
-        raise InputError(f"loop must be {' or '.join(repr(x) for x in LOOPS)}, not {shown(opts['loop'])}")
-    video_end = str(opts.get("video_end", "cut")).strip().lower()
-    if video_end not in VIDEO_ENDS:
-        raise InputError(f"video_end must be {' or '.join(repr(x) for x in VIDEO_ENDS)}, not {shown(opts['video_end'])}")
+    def choice(name: str) -> str:
+        spec = OPTION_SPECS[name]
+        v = str(opts.get(name, spec.default)).strip().lower()
+        if v not in spec.choices:
+            raise InputError(f"{name} must be {' or '.join(repr(x) for x in spec.choices)}, not {shown(opts[name])}")
+        return v
+
+    crop, loop, video_end = choice("crop"), choice("loop"), choice("video_end")
     size = num("size")
     expression = num("expression")
     articulation = num("articulation")

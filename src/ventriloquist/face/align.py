@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .topology import EYES, INNER_LIP_PAIRS, JAW, LID_PAIRS, LIDS, MOUTH, eye_centres, eye_opening, mouth_aperture
+from .topology import (EYES, INNER_LIP_PAIRS, JAW, LID_PAIRS, LIDS, MOUTH, corner_lift, eye_centres, eye_opening,
+                       mouth_aperture)
 
 # (upper, lower) inner-lip pairs that must never cross (the eyelids' are topology.LID_PAIRS).
 
@@ -153,11 +154,6 @@ def opening_profile(sequences: list[np.ndarray]) -> np.ndarray:
 REST_POINTS = np.r_[5:12, 48:68]   # chin and lips: what a dubbed frame takes from its video's mouth at rest
 SMILE_FROM = 0.05        # mouth corners higher than the reference's (over its lip centre) by more than this are a smile
 SMILE_POINTS = {48: 1.0, 54: 1.0, 60: 1.0, 64: 1.0, 49: 0.5, 53: 0.5, 59: 0.5, 55: 0.5}   # corners and their neighbours
-
-
-def corner_lift(k: np.ndarray) -> float:
-    """How far the mouth corners sit above the lip centre line (canonical, y down), in IOD units."""
-    return float(k[[51, 57, 62, 66], 1].mean() - k[[48, 54], 1].mean())
 
 
 def smile_offset(k: np.ndarray, ref: np.ndarray) -> np.ndarray:

@@ -52,6 +52,12 @@ def mouth_aperture(k: np.ndarray) -> np.ndarray:
     return gap / (interocular(k) + 1e-8)
 
 
+def corner_lift(k: np.ndarray) -> float:
+    """How far the mouth corners (48, 54) sit above the lip centre line (51, 57, 62, 66), y down, in the
+    units of ``k`` (68, 2): a smile is positive. Also of a displacement: how much it lifts them."""
+    return float(k[[51, 57, 62, 66], 1].mean() - k[[48, 54], 1].mean())
+
+
 def mouth_width(k: np.ndarray) -> np.ndarray:
     """Outer mouth width (corners 48-54) over inter-ocular distance: spread (/i/) and rounding (/u/)."""
     return np.linalg.norm(k[..., 54, :] - k[..., 48, :], axis=-1) / (interocular(k) + 1e-8)

@@ -100,7 +100,8 @@ def measure(clips: dict[tuple[str, str], np.ndarray]) -> tuple[ExpressionPattern
     return ExpressionPatterns(distinct(patterns).astype(np.float32), art.astype(np.float32), tuple(actors)), report
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine between two landmark displacements (68, 2) over what an expression moves (FACE_POINTS)."""
     a, b = a[FACE_POINTS].ravel(), b[FACE_POINTS].ravel()
     return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
 
@@ -117,7 +118,7 @@ def distinct(patterns: np.ndarray, share: float = DISTINCT) -> np.ndarray:
         others = [f for f in shown if f != e]
         if not others:
             continue
-        near = max(others, key=lambda f: _cos(patterns[e], patterns[f]))
+        near = max(others, key=lambda f: cosine(patterns[e], patterns[f]))
         out[e] = patterns[e] + share * (patterns[e] - patterns[near])
     return out
 
@@ -128,8 +129,7 @@ def describe(d: np.ndarray) -> dict:
     wider (+), eyes more open (+), in inter-ocular units."""
     brow_to_eye = float(d[topology.BROWS, 1].mean() - d[topology.EYES, 1].mean())
     knit = float(d[21, 0] - d[22, 0])                       # inner brow ends moving towards each other
-    centre = d[[51, 57, 62, 66], 1].mean()
-    lift = float(-(d[[48, 54], 1].mean() - centre))
+    lift = topology.corner_lift(d)
     width = float(d[54, 0] - d[48, 0])
     eyes = float(-(d[[37, 38, 43, 44], 1].mean() - d[[40, 41, 46, 47], 1].mean()))
     return {"brows_to_eyes": round(brow_to_eye, 4), "brows_knit": round(knit, 4), "corner_lift": round(lift, 4),

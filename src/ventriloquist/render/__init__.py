@@ -16,6 +16,11 @@ from .warp import MeshWarper
 __all__ = ["DubRenderer", "Renderer"]
 
 
+def _painter(image: np.ndarray, k: np.ndarray, feather: float) -> MouthPainter:
+    """The mouth painter of a face at ``k`` in ``image``, its edge ``feather`` of the face's size soft."""
+    return MouthPainter(image, k, feather * float((k.max(0) - k.min(0)).max()))
+
+
 class Renderer:
     """Renders frames of one photo for any sequence of target landmarks."""
 
@@ -32,8 +37,7 @@ class Renderer:
             raise ValueError(f"landmarks must be finite ({N_LANDMARKS}, 2), got {k.shape}")
         self.image = np.ascontiguousarray(image).copy()
         self.mesh = MeshWarper(image.shape, k)
-        face_size = float((k.max(0) - k.min(0)).max())
-        self.painter = MouthPainter(self.image, k, feather * face_size) if mouth_interior else None
+        self.painter = _painter(self.image, k, feather) if mouth_interior else None
         self.src_half_gap = self.mesh.src_gap / 2
         self.lids = EyelidLayer(self.image, k, self.mesh.src[self.mesh.i_crease])
 
@@ -80,8 +84,7 @@ class DubRenderer:
         mesh.warp(frame, dst, out)
         if self.mouth_interior:
             if shot != self._shot or self._painter is None:
-                size = float((k.max(0) - k.min(0)).max())
-                self._painter = MouthPainter(frame, k, self.feather * size)
+                self._painter = _painter(frame, k, self.feather)
             upper, lower = mesh.mouth_chains(dst)
             self._painter.paint(out, dst[:N_LANDMARKS], upper, lower, mesh.src_gap / 2)
         self._shot = shot

@@ -68,6 +68,12 @@ class _EyeFrame:
         return (self.a[0] + s * self.length * self.ex[0] + t * self.ey[0],
                 self.a[1] + s * self.length * self.ex[1] + t * self.ey[1])
 
+    def sample(self, image: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """``image`` read at the eye coordinates (``s``, ``t``) (bilinear, edges repeated)."""
+        mx, my = self.point(s, t)
+        return cv2.remap(image, mx.astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+
 
 class EyelidLayer:
     """The upper lids of one photo, redrawn over closing eyes in rendered frames."""
@@ -158,10 +164,8 @@ def _lash_line(image: np.ndarray, f: _EyeFrame, lid: np.ndarray, opening: float)
     """Where the lid's edge is in the photo (``t`` on GRID): the darkest row (lashes, the lid's
     shadow) near the lid landmarks, smoothed along the eye, so the lid that closes carries them."""
     rows = np.linspace(*LASH_SEARCH, 15) * opening
-    mx, my = f.point(GRID[None, :], lid[None, :] + rows[:, None])
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-    luma = cv2.remap(gray, mx.astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    luma = f.sample(gray, GRID[None, :], lid[None, :] + rows[:, None]).astype(np.float32)
     luma = cv2.GaussianBlur(luma, (0, 0), sigmaX=2.0, sigmaY=0.7)
     dark = rows[np.argmin(luma, axis=0)]
     # a line across the eye, not a zigzag: a quadratic in s, fitted to the middle where the lid is clear
@@ -202,9 +206,7 @@ def _lid_rows(skin: np.ndarray, f: _EyeFrame, top: np.ndarray, lash: np.ndarray)
 
     def sample(t0: np.ndarray, t1: np.ndarray, n: int) -> np.ndarray:
         v = np.linspace(0.0, 1.0, n)[:, None]
-        mx, my = f.point(GRID[None, mid], t0[None, mid] + v * (t1 - t0)[None, mid])
-        return cv2.remap(skin, mx.astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
+        return f.sample(skin, GRID[None, mid], t0[None, mid] + v * (t1 - t0)[None, mid]).astype(np.float64)
     rows = np.maximum(sample(top, top + (1 - LASH_KEEP) * (lash - top), ROWS).mean(1), 1.0)
     over = sample(top - LIGHT_OVER * span, top - 0.1 * span, 6).reshape(-1, rows.shape[-1]).mean(0)
     light = np.clip(over / rows.mean(0), *LIGHT_RANGE) ** LIGHT_SHARE

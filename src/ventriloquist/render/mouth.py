@@ -251,8 +251,7 @@ class MouthPainter:
         idx = np.flatnonzero(lib.speaker == m)
         idx = idx[np.argsort(lib.gaps[idx].mean(1))]
         teeth = photo_teeth(image, k)
-        self.photo_teeth = teeth is not None
-        if self.photo_teeth:
+        if teeth is not None:
             # the photo's own teeth set the library's light, so what shows between its rows matches them
             light, ref = teeth, lib.teeth[m]
         else:
@@ -266,21 +265,23 @@ class MouthPainter:
                 lit = WHITES_OVER_SKIN * float(skin_lab[0]) if light is None else float(_lab(light)[0, 0])
                 tint = WHITES_TINT * skin_lab[1:]
                 light = cv2.cvtColor(np.array([[[lit, *tint]]], np.float32), cv2.COLOR_Lab2RGB)[0, 0] * 255
-        self.speaker = lib.speakers[m]
         lips = lip_colour(image, k)
         self.library = _Interiors(match_colours(lib.textures[idx], lib.teeth[m], ref, lib.lips[m], light, lips),
                                   lib.profile[idx].astype(np.float64), lib.gaps[idx].mean(1).astype(np.float64))
         self.own = None
-        if self.photo_teeth:
+        if teeth is not None:
             # the photo's own interior comes first: its teeth, cut out once and re-fitted to every opening;
             # opened taller than the photo's, the library's interior shows between its two rows
             mx, my, profile = interior_maps(k)
-            self.speaker = "photo"
             self.own = _Interiors(cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[None]
                                   .astype(np.float32), profile[None].astype(np.float64), np.array([inner_gaps(k).mean()]))
-        self.textures = (self.own or self.library).textures
         self.sigma = max(0.5, MOUTH_FEATHER * feather_px)
         self.lip_shade = None if lips is None else (INNER_LIP_SHADE * lips).astype(np.float32)
+
+    @property
+    def photo_teeth(self) -> bool:
+        """Whether the photo shows its own teeth (they are its interior)."""
+        return self.own is not None
 
     def paint(self, frame: np.ndarray, target: np.ndarray, upper: np.ndarray, lower: np.ndarray,
               src_half_gap: np.ndarray) -> None:
