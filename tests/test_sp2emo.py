@@ -297,3 +297,16 @@ def test_shared_data_parses(shared_data):
     assert len(items) == 1655
     test_emodb = {it.speaker for it in items if it.corpus == "EmoDB" and it.split == "test"}
     assert test_emodb == {"03", "08"}
+
+
+def test_a_batch_of_windows_pads_only_its_own_rows():
+    """Windows are cut from the rows they cover (a long speech's batch does not copy all of it), with the
+    pad row past either end: the same as cutting them from the whole utterance padded once."""
+    from ventriloquist.emotion.sp2emo import windows
+    rng = np.random.default_rng(0)
+    feats, pad = rng.normal(size=(403, 5)).astype(np.float32), rng.normal(size=5).astype(np.float32)
+    rows, lead = WINDOW_FRAMES * MEL_PER_FRAME, (WINDOW_FRAMES // 2) * MEL_PER_FRAME
+    padded = np.concatenate([np.repeat(pad[None], lead, 0), feats, np.repeat(pad[None], rows, 0)])
+    for centres in (np.arange(100), np.array([0]), np.array([99, 3, 50]), np.arange(40, 45)):
+        expected = np.stack([padded[c * MEL_PER_FRAME: c * MEL_PER_FRAME + rows] for c in centres])
+        np.testing.assert_array_equal(windows(feats, pad, centres), expected)

@@ -77,3 +77,22 @@ def test_bench_prints_what_hearing_speech_costs():
     row = bench_features(seconds=4.0)
     parts = [row[k] for k in ("log_mel_s_per_s", "phones_s_per_s", "encoder_s_per_s")]
     assert all(p > 0 for p in parts) and abs(row["total_s_per_s"] - sum(parts)) < 1e-3
+
+
+def test_rows_made_a_block_at_a_time_equal_the_whole(speech_wav):
+    """A long speech's rows beside the Mel rows (phones, encoder) are made as G's windows reach them, so a
+    10-minute dub does not hold 90 MB of them; read in windows across a phone block, they equal the whole."""
+    from ventriloquist import phonetics
+    from ventriloquist.motion.speech import ExtraRows
+    y = load_audio(speech_wav)
+    y = np.tile(y, int(np.ceil(26 * SAMPLE_RATE / len(y))))[: 26 * SAMPLE_RATE]
+    n = num_frames(len(y))
+    whole = np.concatenate([phonetics.articulation(y, n), speech_encoder.encode(y, n)], axis=1)
+    lazy = ExtraRows(y, n, phonetics.N_ARTIC, speech_encoder.DIM)
+    assert lazy.shape == whole.shape
+    edge = phonetics.BLOCK_ROWS
+    for a, b in ((0, 300), (edge - 250, edge + 150), (edge + 100, edge + 400), (len(whole) - 60, len(whole))):
+        np.testing.assert_array_equal(lazy[a:b], whole[a:b])
+    assert len(lazy._held) == 1                     # the blocks behind the last window are let go
+    np.testing.assert_array_equal(lazy[10:20], whole[10:20])     # reading back makes them again, the same
+    np.testing.assert_array_equal(np.asarray(lazy), whole)

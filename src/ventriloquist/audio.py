@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -295,17 +295,19 @@ def window_starts(n_frames: int, size: int = WINDOW_FRAMES, stride: int = WINDOW
     return starts
 
 
-def overlap_add(chunks: list[np.ndarray], starts: list[int], n_frames: int) -> np.ndarray:
+def overlap_add(chunks: Iterable[np.ndarray], starts: list[int], n_frames: int) -> np.ndarray:
     """Stitch per-window outputs (size, ...) into one sequence with raised-cosine cross-fades.
 
     Each window's weight falls to near zero at its borders, so no seam shows where windows meet.
+    ``chunks`` may be a generator: each is added as it comes, so they are never all held.
     """
-    size = chunks[0].shape[0]
-    w = np.sin(np.pi * (np.arange(size) + 0.5) / size) ** 2 + 1e-3
-    shape = (n_frames,) + chunks[0].shape[1:]
-    acc = np.zeros(shape, np.float64)
-    norm = np.zeros(n_frames, np.float64)
+    acc = norm = w = None
     for c, s in zip(chunks, starts):
+        if acc is None:
+            size = c.shape[0]
+            w = np.sin(np.pi * (np.arange(size) + 0.5) / size) ** 2 + 1e-3
+            acc = np.zeros((n_frames,) + c.shape[1:], np.float64)
+            norm = np.zeros(n_frames, np.float64)
         n = min(size, n_frames - s)
         acc[s:s + n] += c[:n] * w[:n].reshape((-1,) + (1,) * (c.ndim - 1))
         norm[s:s + n] += w[:n]

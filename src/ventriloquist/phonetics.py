@@ -12,6 +12,7 @@ enough for visemes; the Mel rows carry the rest.
 from __future__ import annotations
 
 import threading
+from typing import Iterator
 
 import numpy as np
 
@@ -90,14 +91,19 @@ def _new_decoder():
     return pocketsphinx.Decoder(cfg)
 
 
-def phones(y: np.ndarray) -> list[tuple[str, int, int]]:
-    """Phones heard in ``y`` (mono float32 at SAMPLE_RATE) as (phone, first row, end row), rows of ROW_S."""
+BLOCK_ROWS = int(round(CHUNK_S / ROW_S))  # rows of one decoded piece
+
+
+def phone_blocks(y: np.ndarray) -> Iterator[list[tuple[str, int, int]]]:
+    """The phones of each CHUNK_S piece of ``y`` in turn (as :func:`phones`), decoded in order on one decoder:
+    its running cepstral mean goes on from one piece to the next, so a piece's phones are the same whether
+    the speech is read at once or a block at a time (:class:`~.motion.speech.ExtraRows`)."""
     dec = _decoder()
     chunk = int(CHUNK_S * SAMPLE_RATE)
-    out: list[tuple[str, int, int]] = []
     for start in range(0, len(y), chunk):
         piece = y[start:start + chunk]
         if not np.abs(piece).max(initial=0.0) >= SILENCE_PEAK:     # silence has no phones: not decoded at all
+            yield []
             continue
         pcm = (np.clip(piece, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
         dec.start_utt()
@@ -106,16 +112,19 @@ def phones(y: np.ndarray) -> list[tuple[str, int, int]]:
         offset = start // HOP_LENGTH
         # a chunk the search ends without any hypothesis for (it happens on some non-English speech) has no
         # segmentation at all: it is heard as silence
-        out += [(s.word, offset + s.start_frame, offset + s.end_frame + 1) for s in dec.seg() or ()]
-    return out
+        yield [(s.word, offset + s.start_frame, offset + s.end_frame + 1) for s in dec.seg() or ()]
 
 
-def articulation(y: np.ndarray, n_frames: int) -> np.ndarray:
-    """Articulatory rows (n_frames * MEL_PER_FRAME, N_ARTIC), aligned with ``audio.log_mel``'s rows."""
-    rows = n_frames * MEL_PER_FRAME
-    out = np.tile(articulation_of("SIL"), (rows, 1))
-    for phone, a, b in phones(y):
-        a, b = max(0, a), min(rows, b)
+def phones(y: np.ndarray) -> list[tuple[str, int, int]]:
+    """Phones heard in ``y`` (mono float32 at SAMPLE_RATE) as (phone, first row, end row), rows of ROW_S."""
+    return [p for block in phone_blocks(y) for p in block]
+
+
+def articulation_rows(heard: list[tuple[str, int, int]], first: int, end: int) -> np.ndarray:
+    """Articulatory rows ``first``..``end`` (end - first, N_ARTIC) of the ``heard`` phones; silence elsewhere."""
+    out = np.tile(articulation_of("SIL"), (max(0, end - first), 1))
+    for phone, a, b in heard:
+        a, b = max(first, a) - first, min(end, b) - first
         if b <= a:
             continue
         if phone in DIPHTHONGS:
@@ -125,3 +134,8 @@ def articulation(y: np.ndarray, n_frames: int) -> np.ndarray:
         else:
             out[a:b] = articulation_of(phone)
     return out
+
+
+def articulation(y: np.ndarray, n_frames: int) -> np.ndarray:
+    """Articulatory rows (n_frames * MEL_PER_FRAME, N_ARTIC), aligned with ``audio.log_mel``'s rows."""
+    return articulation_rows(phones(y), 0, n_frames * MEL_PER_FRAME)

@@ -87,31 +87,33 @@ def _encode_rows(mel: np.ndarray) -> np.ndarray:
     return np.array(out, np.float32)[0]
 
 
-def encode(y: np.ndarray, n_frames: int, out: np.ndarray | None = None) -> np.ndarray:
+def encode(y: np.ndarray, n_frames: int, out: np.ndarray | None = None,
+           span: tuple[int, int] | None = None) -> np.ndarray:
     """Encoder rows for speech samples ``y`` at SAMPLE_RATE, one per Mel row: (n_frames * MEL_PER_FRAME, DIM),
-    written into ``out`` when given (a view of a larger array: no copy is made).
+    or only rows ``span`` = (first, end); written into ``out`` when given (a view of a larger array: no copy).
 
     Speech longer than CHUNK_ROWS (4 s) is encoded in pieces that overlap by 2 CHUNK_MARGIN rows, each
-    keeping its middle, so every row has at least 1 s of context on each side (except at the ends).
+    keeping its middle, so every row has at least 1 s of context on each side (except at the ends). The
+    pieces are placed from the start of the speech whatever the span, so a span's rows equal the whole's.
     """
     rows = n_frames * MEL_PER_FRAME
-    out = np.empty((rows, DIM), np.float32) if out is None else out
-    if rows == 0:
+    first, end_row = (0, rows) if span is None else span
+    out = np.empty((end_row - first, DIM), np.float32) if out is None else out
+    if end_row <= first:
         return out
     y = np.asarray(y, np.float32)
     step = CHUNK_ROWS - 2 * CHUNK_MARGIN
     start = 0
     while True:
         end = min(rows, start + CHUNK_ROWS)
-        # each piece is analysed on its own samples, so its rows are those of a file holding just that piece
-        enc = _encode_rows(whisper_mel(y[start * HOP_LENGTH: end * HOP_LENGTH], end - start))
-        keep_from = 0 if start == 0 else CHUNK_MARGIN
+        keep_from = start if start == 0 else start + CHUNK_MARGIN
         keep_to = end if end == rows else end - CHUNK_MARGIN
-        kept = enc[keep_from // 2:(keep_to - start) // 2]
-        out[start + keep_from:keep_to:2] = kept                       # each row stands for its two Mel rows
-        out[start + keep_from + 1:keep_to:2] = kept
-        if end == rows:
+        lo, hi = max(keep_from, first), min(keep_to, end_row)
+        if lo < hi:
+            # each piece is analysed on its own samples, so its rows are those of a file holding just that piece
+            enc = _encode_rows(whisper_mel(y[start * HOP_LENGTH: end * HOP_LENGTH], end - start))
+            out[lo - first:hi - first] = enc[(np.arange(lo, hi) - start) // 2]   # each row stands for two Mel rows
+        if end == rows or keep_to >= end_row:
             break
         start += step
     return out
-

@@ -88,10 +88,20 @@ def windows(feats: np.ndarray, pad: np.ndarray, centres: np.ndarray, frames: int
     ``[(t - frames // 2) * MEL_PER_FRAME, (t - frames // 2 + frames) * MEL_PER_FRAME)``.
     """
     rows = frames * MEL_PER_FRAME
-    lead = (frames // 2) * MEL_PER_FRAME
-    padded = np.concatenate([np.repeat(pad[None], lead, 0), feats, np.repeat(pad[None], rows, 0)]).astype(np.float32)
+    centres = np.asarray(centres, dtype=np.int64)
+    if not len(centres):
+        return np.zeros((0, rows, feats.shape[1]), np.float32)
+    # only the rows these windows cover are padded (a batch of a long speech's windows is a small part of it)
+    c0 = int(centres.min())
+    lo = c0 * MEL_PER_FRAME - (frames // 2) * MEL_PER_FRAME
+    hi = int(centres.max()) * MEL_PER_FRAME - (frames // 2) * MEL_PER_FRAME + rows
+    part = feats[max(lo, 0):max(0, min(hi, len(feats)))]
+    before = max(0, -lo)
+    padded = np.concatenate([np.repeat(pad[None], before, 0), part,
+                             np.repeat(pad[None], hi - lo - before - len(part), 0)])
+    padded = padded.astype(np.float32, copy=False)
     view = np.lib.stride_tricks.sliding_window_view(padded, (rows, feats.shape[1]))[::MEL_PER_FRAME, 0]
-    return np.ascontiguousarray(view[np.asarray(centres, dtype=np.int64)])
+    return np.ascontiguousarray(view[centres - c0])
 
 
 

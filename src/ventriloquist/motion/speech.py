@@ -79,21 +79,76 @@ def mean_face(g) -> np.ndarray:
     return np.asarray(m if isinstance(m, np.ndarray) else m.detach().cpu().numpy(), np.float64)
 
 
-def extra_rows(y: np.ndarray, n_frames: int, n_artic: int, n_enc: int) -> np.ndarray | None:
-    """What G reads beside each Mel row of speech ``y`` (n_frames * MEL_PER_FRAME rows): the phonetic rows
-    when ``n_artic``, then the speech encoder's rows when ``n_enc``; None when G reads neither."""
+class ExtraRows:
+    """What G reads beside each Mel row of speech ``y`` (n_frames * MEL_PER_FRAME rows): the phonetic rows when
+    ``n_artic``, then the speech encoder's rows when ``n_enc``; made a block of phonetics.BLOCK_ROWS at a time,
+    when G's windows reach it, and let go once they have passed it.
+
+    A 10-minute speech's encoder rows are 90 MB; held a block or two at a time, a long dub's memory stays
+    flat. Sliced like an array (forward in time; an earlier block already let go is made again from the
+    start, since each block's phones go on from the one before); ``np.asarray`` makes them all at once.
+    """
+
+    def __init__(self, y: np.ndarray, n_frames: int, n_artic: int, n_enc: int) -> None:
+        self.y, self.n_artic, self.n_enc = y, n_artic, n_enc
+        self.shape = (n_frames * MEL_PER_FRAME, n_artic + n_enc)
+        self._held: dict[int, np.ndarray] = {}
+        self._phones = None                  # phonetics.phone_blocks over y, and the block it yields next
+        self._next = 0
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        first, end, step = rows.indices(len(self))
+        if step != 1:
+            raise IndexError("ExtraRows are read in contiguous row ranges")
+        size = phonetics.BLOCK_ROWS
+        blocks = range(first // size, (max(first, end) - 1) // size + 1)
+        for b in [b for b in self._held if b < blocks.start]:
+            del self._held[b]
+        if not blocks or end <= first:
+            return np.zeros((0, self.shape[1]), np.float32)
+        part = np.concatenate([self._block(b) for b in blocks]) if len(blocks) > 1 else self._block(blocks[0])
+        off = blocks.start * size
+        return part[first - off:end - off]
+
+    def _block(self, b: int) -> np.ndarray:
+        if b in self._held:
+            return self._held[b]
+        size = phonetics.BLOCK_ROWS
+        first, end = b * size, min(len(self), (b + 1) * size)
+        out = np.zeros((end - first, self.shape[1]), np.float32)          # filled in place: no joined copy
+        if self.n_artic:
+            out[:, :self.n_artic] = phonetics.articulation_rows(self._phones_of(b), first, end)
+        if self.n_enc:
+            from .. import speech_encoder
+            speech_encoder.encode(self.y, len(self) // MEL_PER_FRAME, out=out[:, self.n_artic:], span=(first, end))
+        self._held[b] = out
+        return out
+
+    def _phones_of(self, b: int) -> list:
+        if self._phones is None or b < self._next:
+            self._phones, self._next = phonetics.phone_blocks(self.y), 0
+        heard: list = []
+        while self._next <= b:
+            heard = next(self._phones, [])
+            self._next += 1
+        return heard
+
+
+def extra_rows(y: np.ndarray, n_frames: int, n_artic: int, n_enc: int, lazy: bool = False
+               ) -> ExtraRows | np.ndarray | None:
+    """What G reads beside each Mel row of speech ``y``: (n_frames * MEL_PER_FRAME, n_artic + n_enc) rows
+    (:class:`ExtraRows`, made as they are read when ``lazy``, else an array); None when G reads neither."""
     if not n_artic and not n_enc:
         return None
-    rows = n_frames * MEL_PER_FRAME
-    out = np.zeros((rows, n_artic + n_enc), np.float32)          # filled in place: no joined copy
-    if n_artic:
-        a = phonetics.articulation(y, n_frames)
-        m = min(len(a), rows)
-        out[:m, :n_artic] = a[:m]
-    if n_enc:
-        from .. import speech_encoder
-        speech_encoder.encode(y, n_frames, out=out[:, n_artic:])
-    return out
+    rows = ExtraRows(y, n_frames, n_artic, n_enc)
+    return rows if lazy else rows[:]
 
 
 def emotion_features(recognizer, mel: np.ndarray,
@@ -159,10 +214,10 @@ def run_windows(g, mel: np.ndarray, q_emo: np.ndarray, emotion: bool = True,
     ``g``: the numpy :class:`~.generator.Generator`, or a torch ``EmotiveGenerator`` (training, other devices)."""
     if g.n_extra and artic is None:
         raise ValueError("this generator reads rows beside the Mel rows: pass artic (extra_rows)")
-    # normalised once for the whole utterance; the rows beside it are joined per window (a 10-minute speech's
-    # encoder rows are 90 MB: a joined copy of them all is not made)
+    # normalised once for the whole utterance; the rows beside it are joined per window (ExtraRows: made as
+    # the windows reach them)
     norm = normalise_mel(mel)
-    extra = np.asarray(artic, np.float32) if g.n_extra else None
+    extra = None if not g.n_extra else artic if isinstance(artic, ExtraRows) else np.asarray(artic, np.float32)
     t_total = len(q_emo)
     ctx = g.receptive_field
     starts = window_starts(t_total, WINDOW_FRAMES, WINDOW_STRIDE)
@@ -170,16 +225,16 @@ def run_windows(g, mel: np.ndarray, q_emo: np.ndarray, emotion: bool = True,
     if per_frame:
         strength = np.ascontiguousarray(strength, np.float32)[None]
     forward = g if isinstance(g, Generator) else _torch_forward(g)
-    chunks = []
-    for s in starts:
-        a, b = max(0, s - ctx), min(t_total, s + WINDOW_FRAMES + ctx)
-        st = strength[:, a:b] if per_frame else strength
-        rows = norm[a * MEL_PER_FRAME:b * MEL_PER_FRAME]
-        if extra is not None:
-            rows = np.concatenate([rows, extra[a * MEL_PER_FRAME:b * MEL_PER_FRAME]], axis=1)
-        out = forward(rows[None], q_emo[None, a:b], emotion, st)[0]
-        chunks.append(out[s - a: s - a + min(WINDOW_FRAMES, t_total)].copy())   # not a view of its context
-    return overlap_add(chunks, starts, t_total)
+
+    def chunks():                           # one window at a time, added in as it comes
+        for s in starts:
+            a, b = max(0, s - ctx), min(t_total, s + WINDOW_FRAMES + ctx)
+            st = strength[:, a:b] if per_frame else strength
+            rows = norm[a * MEL_PER_FRAME:b * MEL_PER_FRAME]
+            if extra is not None:
+                rows = np.concatenate([rows, extra[a * MEL_PER_FRAME:b * MEL_PER_FRAME]], axis=1)
+            yield forward(rows[None], q_emo[None, a:b], emotion, st)[0][s - a: s - a + min(WINDOW_FRAMES, t_total)]
+    return overlap_add(chunks(), starts, t_total)
 
 
 def _torch_forward(g):
@@ -286,10 +341,10 @@ class SpeechMotion:
 
     def features(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """What G hears in speech samples: the log-Mel and, when G reads them, the rows beside it
-        (:func:`extra_rows`: phones, speech-encoder rows)."""
+        (:class:`ExtraRows`: phones, speech-encoder rows, made as G reads them)."""
         mel = log_mel(y)
         g = self.generator
-        return mel, extra_rows(y, len(mel) // MEL_PER_FRAME, g.n_artic, getattr(g, "n_enc", 0))
+        return mel, extra_rows(y, len(mel) // MEL_PER_FRAME, g.n_artic, getattr(g, "n_enc", 0), lazy=True)
 
     def shapes(self, mel: np.ndarray, artic: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Canonical landmarks (T, 68, 2) for an utterance's log-Mel and phonetic rows (:meth:`features`;
