@@ -92,6 +92,20 @@ def test_a_dubbed_video_keeps_its_frames_and_speaks_the_new_words(talking, new_s
     assert np.median(np.abs(k_out[:n, eyes] - k_in[:n, eyes]).max(axis=(1, 2))) / iod < 0.02
 
 
+def test_dubbed_with_silence_the_old_words_do_not_show_through(talking, tmp_path):
+    """With nothing to say, every dubbed frame's mouth is its shot's mouth at rest: what the re-detected
+    mouth still does is the old words showing through, and it is a small share of what they did."""
+    video, _ = talking
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, np.zeros(int(16000 * video_info(video)["frames"] / 25), np.float32), 16000)
+    out = tmp_path / "silent.mp4"
+    Ventriloquist().generate(video, out, audio=quiet, progress=False)
+    before, after = _opening(video), _opening(out)
+    n = min(len(before), len(after))
+    assert before[:n].std() > 0.03
+    assert after[:n].std() < 0.25 * before[:n].std() and np.percentile(after[:n], 95) < 0.08
+
+
 @pytest.mark.parametrize("loop", ["pingpong", "loop"])
 def test_speech_longer_than_the_video_plays_it_back_and_forth_or_again(talking, new_speech, tmp_path, loop):
     video, _ = talking

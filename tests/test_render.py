@@ -335,6 +335,26 @@ def test_a_photo_showing_teeth_closes_over_them(photo):
     assert toothy.mean() < 0.02 < (np.linalg.norm(unchanged - teeth, axis=1) < 25).mean()
 
 
+def test_inner_lips_are_seated_past_the_dark_gaps_between_teeth(photo):
+    """A dark line across the teeth (the gap between two teeth, a row's shadow) does not stop an inner-lip
+    point halfway: it still reaches the lip's edge, so no strip of teeth is warped as lip (a dubbed video's
+    closed mouth then shows no white line)."""
+    import cv2
+
+    from ventriloquist.face.detect import seat_inner_lips
+    image, k = photo
+    image = cv2.resize(image, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)    # teeth ~25 px tall
+    k = k * 4 + 1.5
+    on_teeth = k.copy()
+    on_teeth[61:64] += 0.4 * (k[[67, 66, 65]] - k[61:64])      # upper inner points put down on the teeth
+    seated = seat_inner_lips(image, on_teeth)
+    assert seated[62, 1] < on_teeth[62, 1] - 4 and abs(seated[62, 1] - k[62, 1]) < 6
+    gapped = image.copy()
+    y = int(round((on_teeth[62, 1] + seated[62, 1]) / 2))       # a 1-px dark line halfway up the teeth
+    cv2.line(gapped, (int(on_teeth[61, 0]), y), (int(on_teeth[63, 0]), y), (60, 40, 40), 1)
+    assert abs(seat_inner_lips(gapped, on_teeth)[62, 1] - seated[62, 1]) <= 1.0
+
+
 def test_the_shipped_interiors_load_and_cover_the_openings():
     from ventriloquist.render.mouth import S_SAMPLES, V_SAMPLES, _chosen_speaker, default_library
     from ventriloquist.weights import manifest

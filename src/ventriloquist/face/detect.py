@@ -245,6 +245,7 @@ def face_landmarks(image: np.ndarray, source: str = "image", index: int | None =
 LIP_PAIRS = ((61, 50), (62, 51), (63, 52), (67, 58), (66, 57), (65, 56))   # inner-lip point, outer point beyond it
 LIP_KEEP = 0.3            # a seated inner-lip point leaves at least this share of the lip's thickness
 LIP_STEPS = 24            # samples from the inner point towards the outer one
+LIP_GAP = 4               # this many samples of lip in a row end the teeth (a gap between two teeth is shorter)
 
 
 def seat_inner_lips(image: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -268,7 +269,10 @@ def seat_inner_lips(image: np.ndarray, k: np.ndarray) -> np.ndarray:
         px = cv2.remap(image, path[:, 0:1].astype(np.float32), path[:, 1:2].astype(np.float32),
                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3).astype(np.float64)
         toothy = np.linalg.norm(px - teeth, axis=1) < np.linalg.norm(px - lips, axis=1)
-        run = int(np.argmin(toothy)) if not toothy.all() else len(toothy)      # teeth from the inner point on
+        # teeth from the inner point on, through the dark gaps between teeth: they end where LIP_GAP samples
+        # in a row are lip
+        lip_run = np.convolve(~toothy, np.ones(LIP_GAP, int), "valid") == LIP_GAP
+        run = 0 if not toothy[0] else int(np.argmax(lip_run)) if lip_run.any() else len(toothy)
         if run > 1:
             out[inner] = path[run - 1]
     return out

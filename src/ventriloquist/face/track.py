@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import FaceNotFoundError
 from ..video import read_frames, video_info
-from .detect import box_from_landmarks, detect_box, landmarks_in_box
+from .detect import box_from_landmarks, detect_box, landmarks_in_box, seat_inner_lips
 
 REDETECT_EVERY = 25      # frames between full detections; the predictor alone follows the face between them
 
@@ -124,7 +124,9 @@ def follow_face(path: str | Path, progress: bool = True) -> FaceTrack:
                     box = detect_box(frame, thorough=False)
                     k = landmarks_in_box(frame, box, fast=True) if box is not None else None
                     since = 0
-                ks.append(k)
+                # inner lips on the lips' edges, not on teeth: teeth warped as lip show as a white line when
+                # the new speech closes the mouth
+                ks.append(None if k is None else seat_inner_lips(frame, k).astype(np.float32))
                 shots.append(shot)
                 prev_k = k
                 bar.update(1)

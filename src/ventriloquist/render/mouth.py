@@ -193,21 +193,31 @@ def skin_colour(image: np.ndarray, k: np.ndarray) -> np.ndarray | None:
 
 def lip_colour(image: np.ndarray, k: np.ndarray) -> np.ndarray | None:
     """Mean colour of the lips (between the outer and the inner outline), or None where they cover too few pixels."""
-    mask = np.zeros(image.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [np.round(k[OUTER_LIPS]).astype(np.int32)], 1)
-    cv2.fillPoly(mask, [np.round(k[INNER_LIPS]).astype(np.int32)], 0)
-    px = image[mask > 0].reshape(-1, 3).astype(np.float64)
+    px = _pixels_in(image, k[OUTER_LIPS], k[INNER_LIPS])
     return px.mean(0) if len(px) >= 4 else None
+
+
+def _pixels_in(image: np.ndarray, poly: np.ndarray, hole: np.ndarray | None = None) -> np.ndarray:
+    """The pixels (N, 3) float64 inside polygon ``poly`` and outside ``hole``, found in their bounding box only
+    (a dubbed video asks for them every frame)."""
+    p = np.round(poly).astype(np.int32)
+    h, w = image.shape[:2]
+    x0, y0 = max(int(p[:, 0].min()), 0), max(int(p[:, 1].min()), 0)
+    x1, y1 = min(int(p[:, 0].max()) + 1, w), min(int(p[:, 1].max()) + 1, h)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 3))
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(mask, [p], 1, offset=(-x0, -y0))
+    if hole is not None:
+        cv2.fillPoly(mask, [np.round(hole).astype(np.int32)], 0, offset=(-x0, -y0))
+    return image[y0:y1, x0:x1][mask > 0].reshape(-1, 3).astype(np.float64)
 
 
 def photo_teeth(image: np.ndarray, k: np.ndarray) -> np.ndarray | None:
     """Colour of the teeth the photo shows, or None when it shows none: the pixels paler and brighter
     than the lips inside the lips' middle line (a landmark detector often puts the inner-lip points on
     the teeth, so they need not lie between them; a lip's own highlight lies further out)."""
-    mouth = np.zeros(image.shape[:2], np.uint8)
-    mid = (k[INNER_LIPS] + k[MID_LIP_OUTER]) / 2
-    cv2.fillPoly(mouth, [np.round(mid).astype(np.int32)], 1)
-    px = image[mouth > 0].reshape(-1, 3).astype(np.float64)
+    px = _pixels_in(image, (k[INNER_LIPS] + k[MID_LIP_OUTER]) / 2)
     lips = lip_colour(image, k)
     if len(px) < PHOTO_TEETH_MIN_PX or lips is None:
         return None
