@@ -410,3 +410,32 @@ def test_a_photos_own_teeth_open_onto_a_real_interior(photo):
     assert row.std() > 10                                   # the stripes, where a flat cavity would be even
     top = frame[int(t[62, 1]) + 2, x0:x1].astype(np.float64)
     assert np.linalg.norm(top.mean(0) - row.mean()) > 30   # under the upper lip, still the photo's own teeth
+
+
+def test_a_dubbed_video_fills_its_openings_with_its_own_interiors(photo):
+    """A video that opens its mouth gives its own interiors (the sharpest frame per opening, lip rows cut),
+    and the dub's painter shows them instead of the library's; a video that never opens gives none."""
+    from ventriloquist.render import DubRenderer
+    from ventriloquist.render.mouth import VIDEO_SIZE, VideoInteriors
+    image, k = photo
+    own, shut = VideoInteriors(), VideoInteriors()
+    for amount in (0.0, 0.1, 0.2, 0.3, 0.4):
+        t = opened(k, amount)
+        frame = Renderer(image, k).render(t)
+        cv2.fillPoly(frame, [np.round(t[INNER_LIPS]).astype(np.int32)], (40, 200, 40))     # a green mouth
+        own.add(frame, t)
+        closed = t.copy()
+        closed[INNER_LIPS[[7, 6, 5]]] = closed[INNER_LIPS[[1, 2, 3]]]                   # lips meeting
+        shut.add(frame, closed)
+    assert shut.interiors() is None
+    found = own.interiors()
+    assert found is not None and found.textures.shape[1:3] == VIDEO_SIZE and len(found.gaps) >= 3
+    assert np.all(np.diff(found.gaps) > 0)
+    mid = found.textures[-1][VIDEO_SIZE[0] // 4: -VIDEO_SIZE[0] // 4, VIDEO_SIZE[1] // 4: -VIDEO_SIZE[1] // 4]
+    assert mid[..., 1].mean() > 150 > mid[..., 0].mean()
+    wide = opened(k, 0.35)
+    dubbed = DubRenderer(interiors=found).render(image, k, wide)
+    inside = cv2.erode(polygon_mask(image.shape, wide[INNER_LIPS]).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    g = dubbed[inside].astype(float)
+    library = DubRenderer().render(image, k, wide)[inside].astype(float)
+    assert (g[:, 1] - g[:, 0]).mean() > 60 > (library[:, 1] - library[:, 0]).mean()

@@ -282,7 +282,8 @@ class Ventriloquist:
         and frame rate), its jaw and lips moved by the speech, the speech as the sound.
 
         The face is followed through the video (:func:`~.face.track.follow_face`); each frame's own mouth is
-        closed to rest first, so the old words do not show through, then given the new one. Frames without a
+        closed to rest first, so the old words do not show through, then given the new one, its opening filled
+        with the person's own teeth and tongue where the video shows them (:class:`~.render.mouth.VideoInteriors`). Frames without a
         face pass through unchanged (counted, with a warning). Speech longer than the video plays the video
         forward and back (``cfg.loop = "pingpong"``) or again from the start (``"loop"``); shorter speech cuts
         the video at its end, or keeps the rest with the mouth closed (``cfg.video_end = "keep"``). The emotion
@@ -307,7 +308,9 @@ class Ventriloquist:
                          (".csv", ".json"))
         timeline = self.timeline()
         speech = load_audio(audio)
-        track = follow_face(video, progress=bar)
+        from .render.mouth import VideoInteriors
+        own = VideoInteriors()                 # the person's own mouth interiors, gathered as the face is followed
+        track = follow_face(video, progress=bar, on_face=own.add if self.cfg.render.mouth_interior else None)
         if report:
             report(DUB_TRACK_SHARE)
         fps = float(track.fps)
@@ -343,7 +346,7 @@ class Ventriloquist:
             rest_of[int(s_id)] = reference_shape(np.stack([normalise(track.landmarks[i])[0] for i in sel]))
         w, h = track.size
         w2, h2 = w - w % 2, h - h % 2                       # H.264 in yuv420p needs even sides
-        renderer = DubRenderer(self.cfg.render.mouth_interior, self.cfg.render.feather)
+        renderer = DubRenderer(self.cfg.render.mouth_interior, self.cfg.render.feather, own.interiors())
         targets = np.full((n, 68, 2), np.nan, np.float32)
         every = max(1, n // 100)
         sound = _sound_source(audio)                        # the viewer hears the new speech as recorded

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -84,7 +85,8 @@ def _thumb(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def follow_face(path: str | Path, progress: bool = True) -> FaceTrack:
+def follow_face(path: str | Path, progress: bool = True,
+                on_face: Callable[[np.ndarray, np.ndarray], None] | None = None) -> FaceTrack:
     """Landmarks of the main face in every frame of a video, for dubbing.
 
     The face is detected on the first frame, after every cut (a sudden change of the whole picture),
@@ -92,6 +94,8 @@ def follow_face(path: str | Path, progress: bool = True) -> FaceTrack:
     from its last landmarks. A frame where no face is detected has none (it will pass through unchanged):
     nothing is interpolated across a cut, an occlusion or an empty shot. Within each run of found frames
     the landmarks are smoothed without lag (a zero-phase Gaussian), which removes the detector's jitter.
+    ``on_face`` is called with each frame that has a face and its landmarks (what a dub learns from the video
+    while it is read once: its own mouth interiors).
     """
     import av
     from scipy.ndimage import gaussian_filter1d
@@ -126,7 +130,10 @@ def follow_face(path: str | Path, progress: bool = True) -> FaceTrack:
                     since = 0
                 # inner lips on the lips' edges, not on teeth: teeth warped as lip show as a white line when
                 # the new speech closes the mouth
-                ks.append(None if k is None else seat_inner_lips(frame, k).astype(np.float32))
+                seated = None if k is None else seat_inner_lips(frame, k).astype(np.float32)
+                if seated is not None and on_face is not None:
+                    on_face(frame, seated)
+                ks.append(seated)
                 shots.append(shot)
                 prev_k = k
                 bar.update(1)

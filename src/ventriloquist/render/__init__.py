@@ -16,9 +16,10 @@ from .warp import MeshWarper
 __all__ = ["DubRenderer", "Renderer"]
 
 
-def _painter(image: np.ndarray, k: np.ndarray, feather: float) -> MouthPainter:
-    """The mouth painter of a face at ``k`` in ``image``, its edge ``feather`` of the face's size soft."""
-    return MouthPainter(image, k, feather * float((k.max(0) - k.min(0)).max()))
+def _painter(image: np.ndarray, k: np.ndarray, feather: float, own=None) -> MouthPainter:
+    """The mouth painter of a face at ``k`` in ``image``, its edge ``feather`` of the face's size soft (``own``:
+    the face's own interiors, :class:`~.mouth.VideoInteriors`)."""
+    return MouthPainter(image, k, feather * float((k.max(0) - k.min(0)).max()), own=own)
 
 
 class Renderer:
@@ -65,11 +66,12 @@ class Renderer:
 class DubRenderer:
     """Renders the frames of a video with new jaw and lips: each frame is warped from its own landmarks
     to the target ones (its mouth moves from where the old words left it to where the new ones put it)
-    and the opening is filled with a real interior, matched once per shot to that shot's light.
+    and the opening is filled with a real interior: the video's own (``interiors``, gathered while its face
+    was followed) where it opens its mouth, else the library's, matched once per shot to that shot's light.
     Everything the frame shows outside the face's ring stays bit-exact; the eyes are the video's own."""
 
-    def __init__(self, mouth_interior: bool = True, feather: float = 0.08) -> None:
-        self.mouth_interior, self.feather = mouth_interior, feather
+    def __init__(self, mouth_interior: bool = True, feather: float = 0.08, interiors=None) -> None:
+        self.mouth_interior, self.feather, self.interiors = mouth_interior, feather, interiors
         self._shot, self._painter, self._mesh = None, None, None
 
     def render(self, frame: np.ndarray, landmarks: np.ndarray, target: np.ndarray, shot: int = 0) -> np.ndarray:
@@ -84,7 +86,7 @@ class DubRenderer:
         mesh.warp(frame, dst, out)
         if self.mouth_interior:
             if shot != self._shot or self._painter is None:
-                self._painter = _painter(frame, k, self.feather)
+                self._painter = _painter(frame, k, self.feather, self.interiors)
             upper, lower = mesh.mouth_chains(dst)
             self._painter.paint(out, dst[:N_LANDMARKS], upper, lower, mesh.src_gap / 2)
         self._shot = shot

@@ -22,7 +22,6 @@ import numpy as np
 from ..face.topology import INNER_LIPS, LEFT_EYE, OUTER_LIPS, RIGHT_EYE, interocular
 
 S_SAMPLES, V_SAMPLES = 64, 32                # an interior's texture: corner to corner x upper to lower lip
-COLUMNS = np.linspace(0.0, 1.0, S_SAMPLES)   # the texture columns' positions, corner (0) to corner (1)
 CURVE = np.linspace(0.0, 1.0, 65)            # where a lip's curve is computed (then interpolated)
 UPPER_CHAIN = INNER_LIPS[[0, 1, 2, 3, 4]]    # 60-64
 LOWER_CHAIN = INNER_LIPS[[0, 7, 6, 5, 4]]    # 60, 67, 66, 65, 64
@@ -63,6 +62,13 @@ GAIN_RANGE = (0.4, 1.8)                      # colour matching never scales a ch
 REDRAW_FROM = 0.5                            # an opening this much wider than the photo's (share of it) is drawn whole
 OWN_BLEND = 0.04                             # past a photo's own rows of teeth, its interior gives way to the library's
                                              # over this depth (mouth widths)
+LIP_DISTANCE = 12.0                          # Lab distance under which an interior's row is taken for lip (and cut)
+VIDEO_SIZE = (2 * V_SAMPLES, 2 * S_SAMPLES)  # a dubbed video's own interiors are cut this finely (a full-size mouth) ...
+VIDEO_BIN = 0.03                             # ... the sharpest frame per this much opening ...
+VIDEO_MIN_GAP = 0.05                         # ... from this opening (inner mouth widths) ...
+VIDEO_WIDEST = 0.12                          # ... used once they reach this opening (a video that never opens: library's)
+VIDEO_LIP_ROWS = 0.3                         # at most this share of an interior's rows, each side, is cut as lip
+VIDEO_LIP_EVERY = 5                          # the lips' colour is read on every this many frames
 
 
 @dataclass
@@ -141,17 +147,19 @@ def mouth_frame(k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, floa
     return a, ex, np.array([-ex[1], ex[0]]), length
 
 
-def interior_maps(k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel coordinates (map_x, map_y), each (V_SAMPLES, S_SAMPLES), of the mouth-coordinate grid of
+def interior_maps(k: np.ndarray, size: tuple[int, int] = (V_SAMPLES, S_SAMPLES)
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel coordinates (map_x, map_y), each ``size`` (rows, columns), of the mouth-coordinate grid of
     landmarks ``k`` (68, 2), what ``cv2.remap`` needs to cut an interior's texture out of a frame, and
-    the opening at each column (S_SAMPLES,) over the inner mouth width."""
+    the opening at each column (columns,) over the inner mouth width."""
     a, ex, ey, length = mouth_frame(k)
-    tu = chain_t(k[UPPER_CHAIN], a, ex, ey, length, COLUMNS)
-    tl = chain_t(k[LOWER_CHAIN], a, ex, ey, length, COLUMNS)
-    v = np.linspace(0.0, 1.0, V_SAMPLES)[:, None]
+    columns = np.linspace(0.0, 1.0, size[1])
+    tu = chain_t(k[UPPER_CHAIN], a, ex, ey, length, columns)
+    tl = chain_t(k[LOWER_CHAIN], a, ex, ey, length, columns)
+    v = np.linspace(0.0, 1.0, size[0])[:, None]
     t = tu[None, :] + v * (tl - tu)[None, :]
-    x = a[0] + COLUMNS[None, :] * length * ex[0] + t * ey[0]
-    y = a[1] + COLUMNS[None, :] * length * ex[1] + t * ey[1]
+    x = a[0] + columns[None, :] * length * ex[0] + t * ey[0]
+    y = a[1] + columns[None, :] * length * ex[1] + t * ey[1]
     return x.astype(np.float32), y.astype(np.float32), np.maximum(tl - tu, 0.0) / length
 
 
@@ -247,6 +255,78 @@ def _smooth(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
+def trim_lips(texture: np.ndarray, lips: np.ndarray, most: float) -> tuple[np.ndarray, float]:
+    """An interior texture without the rows of lip at its top and bottom, and the share of its height kept.
+
+    The landmarks of a small mouth sit on the lips, not at their inner edge, and lip painted inside the
+    opening would narrow it. Rows whose middle is nearer the lips' colour than not (Lab) are cut, at most
+    ``most`` of them each side.
+    """
+    lab = cv2.cvtColor(texture.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    lip = cv2.cvtColor(np.asarray(lips, np.float32).reshape(1, 1, 3) / 255.0, cv2.COLOR_RGB2Lab)[0, 0]
+    rows_n, cols_n = texture.shape[:2]
+    middle = lab[:, cols_n // 4: 3 * cols_n // 4]
+    near = (np.linalg.norm(middle - lip, axis=-1) < LIP_DISTANCE).mean(1) > 0.5      # per row
+    limit = int(most * rows_n)
+    top = next((i for i in range(limit) if not near[i]), limit)
+    bottom = next((i for i in range(limit) if not near[rows_n - 1 - i]), limit)
+    keep = (rows_n - top - bottom) / (rows_n - 1)
+    if top + bottom == 0 or keep <= 0.2:
+        return texture, 1.0
+    rows = np.linspace(top, rows_n - 1 - bottom, rows_n).astype(np.float32)
+    mx = np.tile(np.arange(cols_n, dtype=np.float32), (rows_n, 1))
+    return cv2.remap(texture, mx, np.repeat(rows[:, None], cols_n, 1), cv2.INTER_LINEAR), keep
+
+
+class VideoInteriors:
+    """A dubbed video's own mouth interiors, gathered while its face is followed (:meth:`add` per frame): per
+    bin of opening, the sharpest frame's. They are the person's own teeth, tongue and cavity in the video's
+    own light, so they come before the library's; memory stays constant however long the video is."""
+
+    def __init__(self) -> None:
+        self._best: dict[int, tuple[float, np.ndarray, np.ndarray, float]] = {}
+        self._lips: list[tuple[float, np.ndarray]] = []
+        self._frames = 0
+
+    def add(self, frame: np.ndarray, k: np.ndarray) -> None:
+        """Take in one frame (H, W, 3) RGB with its face's landmarks ``k`` (68, 2)."""
+        k = np.asarray(k, np.float64)
+        gaps = inner_gaps(k)
+        g = float(gaps.mean())
+        self._frames += 1
+        if self._frames % VIDEO_LIP_EVERY == 0:
+            lips = lip_colour(frame, k)
+            if lips is not None:
+                self._lips.append((g, lips))
+        if g < VIDEO_MIN_GAP or np.any(gaps < 0):
+            return
+        mx, my, profile = interior_maps(k, VIDEO_SIZE)
+        tex = cv2.remap(frame, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        sharp = float(cv2.Laplacian(cv2.cvtColor(tex, cv2.COLOR_RGB2GRAY), cv2.CV_32F).var())
+        b = int(g / VIDEO_BIN)
+        if b not in self._best or sharp > self._best[b][0]:
+            self._best[b] = (sharp, tex, profile, g)
+
+    def interiors(self) -> "_Interiors | None":
+        """The interiors sorted by opening, lip rows cut; None where the video never opens its mouth enough
+        (the library's are used then)."""
+        if not self._best or max(v[3] for v in self._best.values()) < VIDEO_WIDEST:
+            return None
+        closed = [c for g, c in self._lips if g < VIDEO_MIN_GAP] or [c for _, c in self._lips]
+        lips = np.median(closed, axis=0) if closed else None
+        textures, profiles, gaps = [], [], []
+        for _, tex, profile, g in (self._best[b] for b in sorted(self._best)):
+            keep = 1.0
+            if lips is not None:
+                tex, keep = trim_lips(tex, lips, VIDEO_LIP_ROWS)
+            textures.append(tex)
+            profiles.append(profile * keep)
+            gaps.append(g * keep)
+        order = np.argsort(gaps)
+        return _Interiors(np.stack(textures)[order].astype(np.float32), np.stack(profiles)[order].astype(np.float64),
+                          np.asarray(gaps, np.float64)[order])
+
+
 class MouthPainter:
     """One speaker's interiors, matched once to the photo's colours, and the per-frame painting.
 
@@ -254,9 +334,18 @@ class MouthPainter:
     """
 
     def __init__(self, image: np.ndarray, landmarks: np.ndarray, feather_px: float,
-                 library: InteriorLibrary | None = None):
-        lib = library or default_library()
+                 library: InteriorLibrary | None = None, own: "_Interiors | None" = None):
+        """``own``: the face's own interiors (a dubbed video's, :class:`VideoInteriors`), used instead of the
+        library's and of the image's teeth."""
         k = np.asarray(landmarks, dtype=np.float64)
+        lips = lip_colour(image, k)
+        self.sigma = max(0.5, MOUTH_FEATHER * feather_px)
+        self.lip_shade = None if lips is None else (INNER_LIP_SHADE * lips).astype(np.float32)
+        self.own = None
+        if own is not None:
+            self.library = own
+            return
+        lib = library or default_library()
         m = _chosen_speaker(lib)
         idx = np.flatnonzero(lib.speaker == m)
         idx = idx[np.argsort(lib.gaps[idx].mean(1))]
@@ -275,18 +364,14 @@ class MouthPainter:
                 lit = WHITES_OVER_SKIN * float(skin_lab[0]) if light is None else float(_lab(light)[0, 0])
                 tint = WHITES_TINT * skin_lab[1:]
                 light = cv2.cvtColor(np.array([[[lit, *tint]]], np.float32), cv2.COLOR_Lab2RGB)[0, 0] * 255
-        lips = lip_colour(image, k)
         self.library = _Interiors(match_colours(lib.textures[idx], lib.teeth[m], ref, lib.lips[m], light, lips),
                                   lib.profile[idx].astype(np.float64), lib.gaps[idx].mean(1).astype(np.float64))
-        self.own = None
         if teeth is not None:
             # the photo's own interior comes first: its teeth, cut out once and re-fitted to every opening;
             # opened taller than the photo's, the library's interior shows between its two rows
             mx, my, profile = interior_maps(k)
             self.own = _Interiors(cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[None]
                                   .astype(np.float32), profile[None].astype(np.float64), np.array([inner_gaps(k).mean()]))
-        self.sigma = max(0.5, MOUTH_FEATHER * feather_px)
-        self.lip_shade = None if lips is None else (INNER_LIP_SHADE * lips).astype(np.float32)
 
     @property
     def photo_teeth(self) -> bool:
@@ -366,8 +451,8 @@ class MouthPainter:
 class _Interiors:
     """Interiors in the photo's light, sorted by opening, and the colour their cavity deepens to."""
 
-    textures: np.ndarray       # (N, V_SAMPLES, S_SAMPLES, 3) float32 RGB
-    profile: np.ndarray        # (N, S_SAMPLES) the opening at each column, over the inner mouth width
+    textures: np.ndarray       # (N, rows, columns, 3) float32 RGB (the library's V_SAMPLES x S_SAMPLES)
+    profile: np.ndarray        # (N, columns) the opening at each column, over the inner mouth width
     gaps: np.ndarray           # (N,) mean opening
 
     def __post_init__(self) -> None:
@@ -386,11 +471,13 @@ def _warped(lib: _Interiors, c: "_Coords") -> tuple[np.ndarray, np.ndarray]:
     out = np.zeros(c.s.shape + (3,), np.float32)
     past = np.zeros(c.s.shape, np.float64)
     gap, tau = c.gap, c.tau
-    mx = (c.s * (S_SAMPLES - 1)).astype(np.float32)
+    rows_n, cols_n = lib.textures.shape[1:3]
+    columns = np.linspace(0.0, 1.0, cols_n)
+    mx = (c.s * (cols_n - 1)).astype(np.float32)
     for idx, weight in ((i, wi), (j, 1 - wi)):
         if weight <= 1e-3:
             continue
-        src_gap = np.maximum(np.interp(c.s, COLUMNS, lib.profile[idx]), 1e-6)
+        src_gap = np.maximum(np.interp(c.s, columns, lib.profile[idx]), 1e-6)
         # opened wider than the interior, its upper rows keep their depth under the upper lip and its lower rows
         # their height over the lower lip; its middle band (the gap between the teeth, the tongue) stretches
         # over the rest and darkens as a deeper mouth does; narrower, it is squeezed whole (cut in two, its
@@ -399,7 +486,7 @@ def _warped(lib: _Interiors, c: "_Coords") -> tuple[np.ndarray, np.ndarray]:
         middle = edge + (tau - edge) * (src_gap - 2 * edge) / np.maximum(gap - 2 * edge, 1e-6)
         anchored = np.where(tau < edge, tau, np.where(gap - tau < edge, src_gap - (gap - tau), middle))
         src_tau = np.where(gap >= src_gap, anchored, tau * src_gap / gap)
-        my = (np.clip(src_tau / src_gap, 0, 1) * (V_SAMPLES - 1)).astype(np.float32)
+        my = (np.clip(src_tau / src_gap, 0, 1) * (rows_n - 1)).astype(np.float32)
         tex = cv2.remap(lib.textures[idx], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         beyond = np.minimum(tau, gap - tau) - src_gap / 2             # how far past both rows of teeth
         stretch = np.clip(1 - src_gap / gap, 0, 1)                     # the share of the opening the interior lacks

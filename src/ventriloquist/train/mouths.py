@@ -20,10 +20,10 @@ import numpy as np
 from ..errors import InputError
 from ..face.topology import INNER_LIPS, interocular
 from ..render.mouth import S_SAMPLES, V_SAMPLES, eye_whites, inner_gaps, interior_maps, lip_colour, mouth_frame
+from ..render.mouth import trim_lips as trim_interior
 from . import TrainOptions
 from .common import load_config, progress, write_json
 
-LIP_DISTANCE = 12.0                   # Lab distance under which a pixel is taken for the lips' colour
 RECIPE = "ventriloquist train mouths --config configs/mouths.toml --publish"
 VERSION = "1"
 
@@ -110,25 +110,10 @@ def select(frames: list[dict], cfg: MouthsConfig) -> list[dict]:
 
 
 def trim_lips(frame: dict, lips: np.ndarray, most: float) -> dict:
-    """The frame's interior without the rows of lip at its top and bottom: the landmarks of a small mouth
-    sit on the lips, not at their inner edge, and lip painted inside the opening would narrow it. Rows
-    whose middle is nearer the lips' colour than not (Lab) are cut, at most ``most`` of them each side;
-    the openings shrink by the share kept."""
-    tex = frame["texture"]
-    lab = cv2.cvtColor(tex.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-    lip = cv2.cvtColor(np.asarray(lips, np.float32).reshape(1, 1, 3) / 255.0, cv2.COLOR_RGB2Lab)[0, 0]
-    middle = lab[:, S_SAMPLES // 4: 3 * S_SAMPLES // 4]
-    near = (np.linalg.norm(middle - lip, axis=-1) < LIP_DISTANCE).mean(1) > 0.5      # per row
-    limit = int(most * V_SAMPLES)
-    top = next((i for i in range(limit) if not near[i]), limit)
-    bottom = next((i for i in range(limit) if not near[V_SAMPLES - 1 - i]), limit)
-    keep = (V_SAMPLES - top - bottom) / (V_SAMPLES - 1)
-    if top + bottom == 0 or keep <= 0.2:
-        return frame
-    rows = np.linspace(top, V_SAMPLES - 1 - bottom, V_SAMPLES).astype(np.float32)
-    mx = np.tile(np.arange(S_SAMPLES, dtype=np.float32), (V_SAMPLES, 1))
-    cut = cv2.remap(tex, mx, np.repeat(rows[:, None], S_SAMPLES, 1), cv2.INTER_LINEAR)
-    return {**frame, "texture": cut, "gaps": frame["gaps"] * keep, "profile": frame["profile"] * keep}
+    """The frame's interior without the rows of lip at its top and bottom
+    (:func:`~ventriloquist.render.mouth.trim_lips`); the openings shrink by the share kept."""
+    texture, keep = trim_interior(frame["texture"], lips, most)
+    return {**frame, "texture": texture, "gaps": frame["gaps"] * keep, "profile": frame["profile"] * keep}
 
 
 def _balance(texture: np.ndarray) -> np.ndarray:
