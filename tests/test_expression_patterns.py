@@ -59,13 +59,13 @@ def test_auto_emotion_holds_back_when_unsure_and_builds_like_a_face():
     angry = np.tile(np.eye(7)[ANGRY] * 0.9 + 0.1 / 7, (n, 1))
     w = ExpressionTrack()(angry, voiced)
     assert w[:, ANGRY].max() > 0.7 and w[:, NEUTRAL].max() == 0
-    assert w[6, ANGRY] < 0.25 * w[-1, ANGRY] and w[10, ANGRY] < 0.5 * w[-1, ANGRY]   # not at once: it builds ...
+    assert w[6, ANGRY] < 0.2 * w[-1, ANGRY]                           # not at once: it builds ...
     assert np.all(np.diff(w[:, ANGRY]) > -1e-6)
     gate = np.r_[np.ones(50), np.zeros(50)]
     w = ExpressionTrack()(angry, voiced, gate)
     assert w[-1, ANGRY] < 0.2 * w[49, ANGRY]                          # ... and fades in a long silence
     short = ExpressionTrack()(angry[:8], voiced[:8])                  # a third of a second of evidence
-    assert short.max() < 0.25
+    assert short.max() < 0.1
 
 
 def test_a_smiling_photo_loses_its_smile_when_an_emotion_is_asked_for():
