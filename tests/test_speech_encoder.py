@@ -96,3 +96,13 @@ def test_rows_made_a_block_at_a_time_equal_the_whole(speech_wav):
     assert len(lazy._held) == 1                     # the blocks behind the last window are let go
     np.testing.assert_array_equal(lazy[10:20], whole[10:20])     # reading back makes them again, the same
     np.testing.assert_array_equal(np.asarray(lazy), whole)
+
+
+def test_the_encoder_hears_speech_without_importing_librosa(speech_wav):
+    """Whisper's filterbank ships (librosa's import took a second of every start) and equals librosa's."""
+    import subprocess
+    import sys
+    assert np.array_equal(speech_encoder._filters()[0], speech_encoder.filters_librosa())
+    code = ("import sys; from ventriloquist.audio import load_audio; from ventriloquist import speech_encoder; "
+            f"speech_encoder.whisper_mel(load_audio({str(speech_wav)!r}), 100); print('librosa' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -57,11 +57,27 @@ def load_encoder():
                                       inter_threads=1, intra_threads=THREADS)
 
 
+FILTERS = Path(__file__).parent / "assets" / "whisper_mel.npz"    # Whisper's filterbank (tools/make_mel_filters.py)
+
+
+def filters_librosa() -> np.ndarray:
+    """Whisper's Mel filterbank (N_MELS, N_FFT // 2 + 1), as librosa makes it (Slaney, as Whisper's own)."""
+    import librosa
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS).astype(np.float32)
+
+
 @lru_cache(maxsize=1)
 def _filters() -> tuple[np.ndarray, np.ndarray]:
-    import librosa
-    window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)          # periodic Hann, as Whisper's STFT
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS).astype(np.float32), window
+    """The filterbank and the periodic Hann window of Whisper's STFT. The filterbank ships (importing librosa
+    to make it took a second of every start); a missing or unreadable file is made again by librosa."""
+    window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
+    try:
+        with np.load(FILTERS) as z:
+            if z["mel"].shape == (N_MELS, N_FFT // 2 + 1):
+                return z["mel"].astype(np.float32), window
+    except (OSError, KeyError, ValueError):
+        pass
+    return filters_librosa(), window
 
 
 def whisper_mel(y: np.ndarray, rows: int) -> np.ndarray:
