@@ -283,8 +283,8 @@ class Ventriloquist:
 
         The face is followed through the video (:func:`~.face.track.follow_face`); each frame's own mouth is
         closed to rest first, so the old words do not show through, then given the new one, its opening filled
-        with the person's own teeth and tongue where the video shows them (:class:`~.render.mouth.VideoInteriors`). Frames without a
-        face pass through unchanged (counted, with a warning). Speech longer than the video plays the video
+        with the person's own teeth and tongue where the video shows them (:class:`~.render.mouth.VideoInteriors`).
+        Frames without a face pass through unchanged (counted, with a warning). Speech longer than the video plays the video
         forward and back (``cfg.loop = "pingpong"``) or again from the start (``"loop"``); shorter speech cuts
         the video at its end, or keeps the rest with the mouth closed (``cfg.video_end = "keep"``). The emotion
         (the voice's, or ``--emotion``) shows at DUB_EXPRESSION of its strength. Frames are decoded, warped

@@ -60,6 +60,11 @@ def load_encoder():
 FILTERS = Path(__file__).parent / "assets" / "whisper_mel.npz"    # Whisper's filterbank (tools/make_mel_filters.py)
 
 
+def filters_analysis() -> np.ndarray:
+    """The settings the shipped filterbank was made for (as ``audio``'s record: a change makes it again)."""
+    return np.array([SAMPLE_RATE, N_FFT, N_MELS], np.float64)
+
+
 def filters_librosa() -> np.ndarray:
     """Whisper's Mel filterbank (N_MELS, N_FFT // 2 + 1), as librosa makes it (Slaney, as Whisper's own)."""
     import librosa
@@ -73,8 +78,8 @@ def _filters() -> tuple[np.ndarray, np.ndarray]:
     window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
     try:
         with np.load(FILTERS) as z:
-            if z["mel"].shape == (N_MELS, N_FFT // 2 + 1):
-                return z["mel"].astype(np.float32), window
+            if np.array_equal(z["analysis"], filters_analysis()):
+                return z["mel"], window
     except (OSError, KeyError, ValueError):
         pass
     return filters_librosa(), window

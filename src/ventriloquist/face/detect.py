@@ -259,7 +259,8 @@ def seat_inner_lips(image: np.ndarray, k: np.ndarray) -> np.ndarray:
     import cv2
 
     from ..render.mouth import lip_colour, photo_teeth
-    teeth, lips = photo_teeth(image, k), lip_colour(image, k)
+    lips = lip_colour(image, k)
+    teeth = photo_teeth(image, k, lips)
     out = np.array(k, dtype=np.float64)
     if teeth is None or lips is None:
         return out

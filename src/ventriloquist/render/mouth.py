@@ -163,6 +163,16 @@ def interior_maps(k: np.ndarray, size: tuple[int, int] = (V_SAMPLES, S_SAMPLES)
     return x.astype(np.float32), y.astype(np.float32), np.maximum(tl - tu, 0.0) / length
 
 
+def cut_interior(image: np.ndarray, k: np.ndarray, size: tuple[int, int] = (V_SAMPLES, S_SAMPLES)
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The interior between the inner lips of landmarks ``k`` cut out of ``image`` in mouth coordinates
+    (:func:`interior_maps`): its texture ``size`` (rows, columns, 3), the opening at each column, and its
+    sharpness (variance of the Laplacian: of several frames' interiors, the sharpest is kept)."""
+    mx, my, profile = interior_maps(k, size)
+    tex = cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return tex, profile, float(cv2.Laplacian(cv2.cvtColor(tex, cv2.COLOR_RGB2GRAY), cv2.CV_32F).var())
+
+
 def inner_gaps(k: np.ndarray) -> np.ndarray:
     """The three inner-lip openings (61-67, 62-66, 63-65) over the inner mouth width, (3,)."""
     up, lo = k[INNER_LIPS[[1, 2, 3]]], k[INNER_LIPS[[7, 6, 5]]]
@@ -221,12 +231,13 @@ def _pixels_in(image: np.ndarray, poly: np.ndarray, hole: np.ndarray | None = No
     return image[y0:y1, x0:x1][mask > 0].reshape(-1, 3).astype(np.float64)
 
 
-def photo_teeth(image: np.ndarray, k: np.ndarray) -> np.ndarray | None:
+def photo_teeth(image: np.ndarray, k: np.ndarray, lips: np.ndarray | None = None) -> np.ndarray | None:
     """Colour of the teeth the photo shows, or None when it shows none: the pixels paler and brighter
     than the lips inside the lips' middle line (a landmark detector often puts the inner-lip points on
-    the teeth, so they need not lie between them; a lip's own highlight lies further out)."""
+    the teeth, so they need not lie between them; a lip's own highlight lies further out). ``lips``: their
+    colour (:func:`lip_colour`) where the caller has it already."""
     px = _pixels_in(image, (k[INNER_LIPS] + k[MID_LIP_OUTER]) / 2)
-    lips = lip_colour(image, k)
+    lips = lip_colour(image, k) if lips is None else lips
     if len(px) < PHOTO_TEETH_MIN_PX or lips is None:
         return None
     sat = (px.max(1) - px.min(1)) / np.maximum(px.max(1), 1.0)
@@ -300,9 +311,7 @@ class VideoInteriors:
                 self._lips.append((g, lips))
         if g < VIDEO_MIN_GAP or np.any(gaps < 0):
             return
-        mx, my, profile = interior_maps(k, VIDEO_SIZE)
-        tex = cv2.remap(frame, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        sharp = float(cv2.Laplacian(cv2.cvtColor(tex, cv2.COLOR_RGB2GRAY), cv2.CV_32F).var())
+        tex, profile, sharp = cut_interior(frame, k, VIDEO_SIZE)
         b = int(g / VIDEO_BIN)
         if b not in self._best or sharp > self._best[b][0]:
             self._best[b] = (sharp, tex, profile, g)
@@ -349,7 +358,7 @@ class MouthPainter:
         m = _chosen_speaker(lib)
         idx = np.flatnonzero(lib.speaker == m)
         idx = idx[np.argsort(lib.gaps[idx].mean(1))]
-        teeth = photo_teeth(image, k)
+        teeth = photo_teeth(image, k, lips)
         if teeth is not None:
             # the photo's own teeth set the library's light, so what shows between its rows matches them
             light, ref = teeth, lib.teeth[m]
@@ -369,9 +378,9 @@ class MouthPainter:
         if teeth is not None:
             # the photo's own interior comes first: its teeth, cut out once and re-fitted to every opening;
             # opened taller than the photo's, the library's interior shows between its two rows
-            mx, my, profile = interior_maps(k)
-            self.own = _Interiors(cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[None]
-                                  .astype(np.float32), profile[None].astype(np.float64), np.array([inner_gaps(k).mean()]))
+            tex, profile, _ = cut_interior(image, k)
+            self.own = _Interiors(tex[None].astype(np.float32), profile[None].astype(np.float64),
+                                  np.array([inner_gaps(k).mean()]))
 
     @property
     def photo_teeth(self) -> bool:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..face.topology import INNER_LIPS, interocular
-from ..render.mouth import S_SAMPLES, V_SAMPLES, eye_whites, inner_gaps, interior_maps, lip_colour, mouth_frame
+from ..render.mouth import S_SAMPLES, V_SAMPLES, cut_interior, eye_whites, inner_gaps, lip_colour, mouth_frame
 from ..render.mouth import trim_lips as trim_interior
 from . import TrainOptions
 from .common import load_config, progress, write_json
@@ -84,9 +84,7 @@ def speaker_frames(paths: list[Path]) -> list[dict]:
             if i >= len(k_all):
                 break
             k = k_all[i].astype(np.float64)
-            mx, my, profile = interior_maps(k)
-            tex = cv2.remap(frame, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            sharp = float(cv2.Laplacian(cv2.cvtColor(tex, cv2.COLOR_RGB2GRAY), cv2.CV_32F).var())
+            tex, profile, sharp = cut_interior(frame, k)
             out.append({"texture": tex, "gaps": inner_gaps(k), "profile": profile, "jump": float(jump[i]),
                         "sharp": sharp, "width": mouth_frame(k)[3] / float(iod[i]),
                         "balance": _balance(frame), "whites": eye_whites(frame, k) if i % 5 == 0 else None,
