@@ -125,6 +125,41 @@ def test_speech_longer_than_the_video_plays_it_back_and_forth_or_again(talking, 
     assert _numbers(out) == [i % 24 for i in want]
 
 
+class _CannotSeek:
+    """A PyAV container that refuses to seek, as an FLV without a keyframe index does (CREMA-D's clips)."""
+
+    def __init__(self, container):
+        self._c = container
+
+    def __getattr__(self, name):
+        return getattr(self._c, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._c.close()
+
+    def seek(self, *args, **kwargs):
+        import av
+        raise av.error.PermissionError(1, "Operation not permitted")
+
+
+def test_a_video_that_cannot_seek_still_plays_back_and_forth(talking, new_speech, tmp_path, monkeypatch):
+    import av
+    video, _ = talking
+    long = tmp_path / "long.wav"
+    sf.write(long, np.tile(load_audio(new_speech), 2), 16000)
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *a, **k: _CannotSeek(real_open(*a, **k)))
+    n_video = video_info(video)["frames"]
+    res = Ventriloquist().generate(video, tmp_path / "out.mp4", audio=long, progress=False)
+    monkeypatch.undo()
+    period = 2 * n_video - 2
+    want = [(p if p < n_video else period - p) for p in (j % period for j in range(res.frames))]
+    assert res.frames > n_video and _numbers(tmp_path / "out.mp4") == [i % 24 for i in want]
+
+
 @pytest.mark.parametrize("video_end", ["cut", "keep"])
 def test_speech_shorter_than_the_video_cuts_it_or_keeps_it_with_the_mouth_closed(talking, tmp_path, video_end):
     video, _ = talking

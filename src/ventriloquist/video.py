@@ -324,21 +324,35 @@ def frame_strip(path: str | Path, out_png: str | Path, count: int = 6, height: i
     return out_png
 
 
-def _decoded(c, times: np.ndarray, start: int) -> Iterator[tuple[int, np.ndarray]]:
+def _decoded(c, times: np.ndarray, start: int, path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
     """(index, RGB frame) from frame ``start`` on, ``times`` being each frame's time (s) as decoded in order:
-    seeks to the keyframe before it, then decodes forward, numbering frames by their times."""
+    seeks to the keyframe before it, then decodes forward, numbering frames by their times. A file that
+    cannot seek (an FLV without an index) is opened afresh and decoded from its first frame."""
+    import av
     stream = c.streams.video[0]
-    c.seek(int(times[start] / stream.time_base) if start else 0, stream=stream, backward=True)
+    try:
+        c.seek(int(times[start] / stream.time_base) if start else 0, stream=stream, backward=True)
+    except (av.error.FFmpegError, OSError):
+        with av.open(str(path)) as fresh:
+            for i, (_, frame) in enumerate(_numbered(fresh, fresh.streams.video[0])):
+                if i >= start:
+                    yield i, frame.to_ndarray(format="rgb24")
+        return
     i = None
+    for t, f in _numbered(c, stream):
+        if i is None:
+            i = 0 if start == 0 else int(np.argmin(np.abs(times - t)))
+        else:
+            i += 1
+        if i >= start:
+            yield i, f.to_ndarray(format="rgb24")
+
+
+def _numbered(c, stream) -> Iterator[tuple[float, object]]:
+    """(time in s, frame) for each decodable frame from the container's current position."""
     for _, frames in decoded_packets(c, stream):
         for f in frames or ():
-            if i is None:
-                t = float(f.time) if f.time is not None else 0.0
-                i = 0 if start == 0 else int(np.argmin(np.abs(times - t)))
-            else:
-                i += 1
-            if i >= start:
-                yield i, f.to_ndarray(format="rgb24")
+            yield (float(f.time) if f.time is not None else 0.0), f
 
 
 def frames_in_order(path: str | Path, order: Iterable[int], times: np.ndarray,
@@ -358,7 +372,7 @@ def frames_in_order(path: str | Path, order: Iterable[int], times: np.ndarray,
             back = k + 1 < len(order) and order[k + 1] == i - 1
             if not back:
                 if fwd is None or i <= cur or i - cur > 4 * chunk:
-                    fwd, cur = _decoded(c, times, i), i - 1
+                    fwd, cur = _decoded(c, times, i, path), i - 1
                 while cur < i:
                     cur, last = next(fwd)
                 yield last
@@ -371,7 +385,7 @@ def frames_in_order(path: str | Path, order: Iterable[int], times: np.ndarray,
             while hi >= run[-1]:
                 lo = max(run[-1], hi - chunk + 1)
                 held = {}
-                for j, frame in _decoded(c, times, lo):
+                for j, frame in _decoded(c, times, lo, path):
                     held[j] = frame
                     if j >= hi:
                         break
