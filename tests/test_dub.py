@@ -125,6 +125,32 @@ def test_speech_longer_than_the_video_plays_it_back_and_forth_or_again(talking, 
     assert _numbers(out) == [i % 24 for i in want]
 
 
+def test_a_phone_video_stored_sideways_is_dubbed_upright(talking, new_speech, tmp_path):
+    """Phones store a portrait video as landscape pixels plus a display rotation: the dub finds the face in
+    the frames as shown and writes them as shown."""
+    import av
+    video, _ = talking
+    shown = [np.pad(f, ((0, 0), (0, 48), (0, 0)), constant_values=90) for f in read_frames(video)]
+    sideways = tmp_path / "phone.mp4"
+    with av.open(str(sideways), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.height, s.width = shown[0].shape[1], shown[0].shape[0]
+        s.pix_fmt = "yuv420p"
+        s.set_display_rotation(90)                         # shown = the stored pixels turned a quarter left
+        for f in shown:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(f, -1)), format="rgb24")))
+        c.mux(s.encode())
+    info = video_info(sideways)
+    assert (info["width"], info["height"], info["rotation"]) == (208, 160, 90)
+    out = tmp_path / "dubbed.mp4"
+    Ventriloquist().generate(sideways, out, audio=new_speech, progress=False)
+    info = video_info(out)
+    assert (info["width"], info["height"], info["rotation"]) == (208, 160, 0)
+    order = _numbers(out)
+    assert order == [i % 24 for i in range(len(order))]
+    assert _corr(_opening(out), energy(load_audio(new_speech))) > 0.3
+
+
 class _CannotSeek:
     """A PyAV container that refuses to seek, as an FLV without a keyframe index does (CREMA-D's clips)."""
 

@@ -265,7 +265,9 @@ class VideoWriter:
 
 
 def video_info(path: str | Path) -> dict:
-    """fps, frame count, size and whether it has audio; a clear error for unreadable files."""
+    """fps, frame count, size as shown (a phone's portrait video is taller than wide), the quarter turns shown
+    frames get (``rotation``, degrees counter-clockwise) and whether it has audio; a clear error for
+    unreadable files."""
     import av
     path = existing_file(path, "video", "pass an existing video file")
     try:
@@ -275,8 +277,12 @@ def video_info(path: str | Path) -> dict:
             s = c.streams.video[0]
             fps = float(s.average_rate or s.guessed_rate or 25)
             dur = float(c.duration / 1_000_000) if c.duration else None
-            return {"fps": fps, "frames": s.frames, "width": s.codec_context.width,
-                    "height": s.codec_context.height, "duration_s": dur, "has_audio": bool(c.streams.audio)}
+            w, h = s.codec_context.width, s.codec_context.height
+            turns = _quarter_turns(next(_numbered(c, s), (0.0, None))[1])
+            if turns % 2:
+                w, h = h, w
+            return {"fps": fps, "frames": s.frames, "width": w, "height": h, "duration_s": dur,
+                    "has_audio": bool(c.streams.audio), "rotation": 90 * turns}
     except InputError:
         raise
     except Exception as exc:
@@ -299,7 +305,7 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
                 continue
             for frame in frames:
                 n += 1
-                yield frame.to_ndarray(format="rgb24")
+                yield upright(frame)
     if n == 0:
         raise InputError(f"no frame of {path} could be decoded; the file is damaged, re-export or re-download it")
     if bad:
@@ -324,6 +330,19 @@ def frame_strip(path: str | Path, out_png: str | Path, count: int = 6, height: i
     return out_png
 
 
+def upright(frame) -> np.ndarray:
+    """A decoded PyAV frame as RGB, turned as players show it: phones record portrait video as landscape
+    pixels plus a rotation in the file's display matrix."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = _quarter_turns(frame)
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
+def _quarter_turns(frame) -> int:
+    """Counter-clockwise quarter turns the display matrix asks of a frame (0 when it has none)."""
+    return int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4
+
+
 def _decoded(c, times: np.ndarray, start: int, path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
     """(index, RGB frame) from frame ``start`` on, ``times`` being each frame's time (s) as decoded in order:
     seeks to the keyframe before it, then decodes forward, numbering frames by their times. A file that
@@ -336,7 +355,7 @@ def _decoded(c, times: np.ndarray, start: int, path: str | Path) -> Iterator[tup
         with av.open(str(path)) as fresh:
             for i, (_, frame) in enumerate(_numbered(fresh, fresh.streams.video[0])):
                 if i >= start:
-                    yield i, frame.to_ndarray(format="rgb24")
+                    yield i, upright(frame)
         return
     i = None
     for t, f in _numbered(c, stream):
@@ -345,7 +364,7 @@ def _decoded(c, times: np.ndarray, start: int, path: str | Path) -> Iterator[tup
         else:
             i += 1
         if i >= start:
-            yield i, f.to_ndarray(format="rgb24")
+            yield i, upright(f)
 
 
 def _numbered(c, stream) -> Iterator[tuple[float, object]]:

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import FaceNotFoundError
-from ..video import read_frames, video_info
+from ..video import read_frames, upright, video_info
 from .detect import box_from_landmarks, detect_box, landmarks_in_box, seat_inner_lips
 
 REDETECT_EVERY = 25      # frames between full detections; the predictor alone follows the face between them
@@ -110,7 +110,7 @@ def follow_face(path: str | Path, progress: bool = True,
         stream = c.streams.video[0]
         for _, frames in decoded_packets(c, stream):
             for f in frames or ():
-                frame = f.to_ndarray(format="rgb24")
+                frame = upright(f)
                 times.append(float(f.time) if f.time is not None else len(times) / info["fps"])
                 thumb = _thumb(frame)
                 cut = prev_thumb is not None and float(np.abs(thumb - prev_thumb).mean()) > CUT_LEVEL
