@@ -6,6 +6,7 @@ import shutil
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import soundfile as sf
@@ -104,6 +105,32 @@ def test_dubbed_with_silence_the_old_words_do_not_show_through(talking, tmp_path
     n = min(len(before), len(after))
     assert before[:n].std() > 0.03
     assert after[:n].std() < 0.25 * before[:n].std() and np.percentile(after[:n], 95) < 0.08
+
+
+def test_a_wide_open_frame_closes_with_the_shots_own_lips_at_rest(talking):
+    """Squeezing a wide-open frame's lips shut packs its teeth into the seam; the lips come from the shot's
+    most closed frame instead, and a frame no more open than its target is left as it was."""
+    from ventriloquist.face.align import Retargeter, normalise, reference_shape
+    from ventriloquist.render import DubRenderer, RestLips
+    video, _ = talking
+    frames = list(read_frames(video))
+    k = follow_face(video, progress=False).landmarks.astype(np.float64)
+    opening = topology.mouth_aperture(k)
+    wide, shut = int(np.argmax(opening)), int(np.argmin(opening))
+    assert opening[wide] > 0.25 and opening[shut] < 0.05
+    rest = reference_shape(np.stack([normalise(x)[0] for x in k]))
+    closed = Retargeter(k[wide], mouth_rest=rest)(rest[None], rest)[0]
+    plain = DubRenderer().render(frames[wide], k[wide], closed)
+    lent = DubRenderer(rests={0: RestLips(frames[shut], k[shut])}).render(frames[wide], k[wide], closed)
+    lips = np.zeros(frames[wide].shape[:2], np.uint8)
+    cv2.fillPoly(lips, [np.round(closed[48:60]).astype(np.int32)], 1)
+    ref = DubRenderer(mouth_interior=False).render(frames[shut], k[shut], closed)   # the rest frame's lips, closed
+
+    def off(img):
+        return float(np.abs(img[lips > 0].astype(int) - ref[lips > 0]).mean())
+    assert off(lent) < 0.7 * off(plain)
+    same = DubRenderer(rests={0: RestLips(frames[shut], k[shut])}).render(frames[wide], k[wide], k[wide])
+    assert np.array_equal(same, DubRenderer().render(frames[wide], k[wide], k[wide]))
 
 
 @pytest.mark.parametrize("loop", ["pingpong", "loop"])

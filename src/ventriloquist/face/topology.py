@@ -52,6 +52,12 @@ def mouth_aperture(k: np.ndarray) -> np.ndarray:
     return gap / (interocular(k) + 1e-8)
 
 
+def mouth_height(k: np.ndarray) -> np.ndarray:
+    """Outer-lip height (51-57) over inter-ocular distance: unlike the inner opening it still grows where
+    dlib lays the inner-lip points together over parted teeth."""
+    return np.linalg.norm(k[..., 51, :] - k[..., 57, :], axis=-1) / (interocular(k) + 1e-8)
+
+
 def corner_lift(k: np.ndarray) -> float:
     """How far the mouth corners (48, 54) sit above the lip centre line (51, 57, 62, 66), y down, in the
     units of ``k`` (68, 2): a smile is positive. Also of a displacement: how much it lifts them."""

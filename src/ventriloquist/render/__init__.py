@@ -9,11 +9,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import N_LANDMARKS
+from ..face.topology import OUTER_LIPS
 from .eyes import EyelidLayer
-from .mouth import MouthPainter
+from .mouth import MouthPainter, inner_gaps
 from .warp import MeshWarper
 
-__all__ = ["DubRenderer", "Renderer"]
+__all__ = ["DubRenderer", "RestLips", "Renderer"]
+
+REST_RANGE = 0.1      # inner mouth widths: a frame this much more open than its target takes all its lips from rest
+REST_CROP = 1.0       # half the side of a rest frame's kept crop, in outer mouth widths around the mouth's centre
+REST_GROW = 1.3       # the blended region: the target's outer lips grown this much about their centre ...
+REST_SOFT = 0.08      # ... with an edge this soft (mouth widths)
+REST_LUMA = 0.25      # a pixel between the outer lips this far off their median brightness is teeth or the gap
 
 
 def _painter(image: np.ndarray, k: np.ndarray, feather: float, own=None) -> MouthPainter:
@@ -63,6 +70,85 @@ class Renderer:
         return out
 
 
+class RestLips:
+    """A shot's mouth at rest, real pixels for closing a frame's mouth: squeezing a wide-open frame's lips shut
+    packs their inner edges, shadow and teeth into a seam that still reads as the old words, so the lips of
+    a frame that must close are taken from the shot's most closed frame instead, warped to the target.
+    Only a crop around the mouth is kept (one per shot, a few kB)."""
+
+    def __init__(self, frame: np.ndarray, landmarks: np.ndarray) -> None:
+        k = np.asarray(landmarks, np.float64)
+        lips = k[OUTER_LIPS]
+        half = REST_CROP * float(np.ptp(lips[:, 0]))
+        self.centre = lips.mean(0)
+        h, w = frame.shape[:2]
+        x0, y0 = (max(int(v), 0) for v in np.floor(self.centre - half))
+        x1, y1 = min(int(np.ceil(self.centre[0] + half)), w), min(int(np.ceil(self.centre[1] + half)), h)
+        self.origin = np.array([x0, y0], np.float64)
+        self.image = np.ascontiguousarray(frame[y0:y1, x0:x1]).copy()
+        self.mesh = MeshWarper(self.image.shape, k - self.origin)
+        self.gap = inner_gaps(k).mean()
+
+    @staticmethod
+    def parted(frame: np.ndarray, landmarks: np.ndarray) -> float:
+        """Share of the pixels inside the outer lips that are teeth or the dark gap (off the lips' median
+        brightness): 0 for lips truly shut. dlib often lays the inner-lip points together over parted teeth,
+        so the landmarks alone cannot tell."""
+        import cv2
+        k = np.asarray(landmarks, np.float64)
+        poly = np.round(k[OUTER_LIPS]).astype(np.int32)
+        h, w = frame.shape[:2]
+        x0, y0 = max(int(poly[:, 0].min()), 0), max(int(poly[:, 1].min()), 0)
+        x1, y1 = min(int(poly[:, 0].max()) + 1, w), min(int(poly[:, 1].max()) + 1, h)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return 1.0
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(mask, [poly], 1, offset=(-x0, -y0))
+        luma = frame[y0:y1, x0:x1].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        px = luma[mask > 0]
+        if len(px) < 8:
+            return 1.0
+        mid = float(np.median(px))
+        return float(np.mean(np.abs(px - mid) > REST_LUMA * max(mid, 1.0)))
+
+    def share(self, k: np.ndarray, target: np.ndarray) -> float:
+        """How much of the lips come from rest (0-1): by how much more the frame's mouth is open than the target's."""
+        return float(np.clip((inner_gaps(k).mean() - max(inner_gaps(target).mean(), self.gap)) / REST_RANGE, 0, 1))
+
+    def blend(self, out: np.ndarray, target: np.ndarray, share: float):
+        """Blend the rest lips, warped to ``target`` (68, 2, pixels of ``out``), into ``out`` in place; their tear
+        chains and half gaps (what the painter needs), in pixels of ``out``, or None where nothing was blended."""
+        if share <= 0:
+            return None
+        t = np.asarray(target, np.float64)
+        shift = t[OUTER_LIPS].mean(0) - self.centre                  # where the crop sits on the output frame
+        local = t - self.origin - shift
+        dst = self.mesh.vertices(local)
+        warped = self.image.copy()
+        self.mesh.warp(self.image, dst, warped)
+        h, w = out.shape[:2]
+        ox, oy = (int(round(v)) for v in self.origin + shift)
+        x0, y0, x1, y1 = max(ox, 0), max(oy, 0), min(ox + warped.shape[1], w), min(oy + warped.shape[0], h)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        import cv2
+        lips = local[OUTER_LIPS]
+        c = lips.mean(0)
+        poly = np.round((c + REST_GROW * (lips - c)) * 4).astype(np.int32)
+        mask = np.zeros(warped.shape[:2], np.float32)
+        cv2.fillPoly(mask, [poly], 1.0, cv2.LINE_AA, 2)
+        sigma = REST_SOFT * float(np.ptp(lips[:, 0]))
+        mask = cv2.GaussianBlur(mask, (0, 0), max(sigma, 0.5)) * share
+        sx, sy = x0 - ox, y0 - oy
+        m = mask[sy:sy + y1 - y0, sx:sx + x1 - x0, None]
+        region = out[y0:y1, x0:x1].astype(np.float32)
+        region += m * (warped[sy:sy + y1 - y0, sx:sx + x1 - x0].astype(np.float32) - region)
+        out[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+        upper, lower = self.mesh.mouth_chains(dst)
+        back = self.origin + shift
+        return upper + back, lower + back, self.mesh.src_gap / 2
+
+
 class DubRenderer:
     """Renders the frames of a video with new jaw and lips: each frame is warped from its own landmarks
     to the target ones (its mouth moves from where the old words left it to where the new ones put it)
@@ -70,8 +156,11 @@ class DubRenderer:
     was followed) where it opens its mouth, else the library's, matched once per shot to that shot's light.
     Everything the frame shows outside the face's ring stays bit-exact; the eyes are the video's own."""
 
-    def __init__(self, mouth_interior: bool = True, feather: float = 0.08, interiors=None) -> None:
+    def __init__(self, mouth_interior: bool = True, feather: float = 0.08, interiors=None,
+                 rests: dict[int, RestLips] | None = None) -> None:
+        """``rests``: each shot's :class:`RestLips`, whose lips close a frame's mouth (none: the frame's own)."""
         self.mouth_interior, self.feather, self.interiors = mouth_interior, feather, interiors
+        self.rests = rests or {}
         self._shot, self._painter, self._mesh = None, None, None
 
     def render(self, frame: np.ndarray, landmarks: np.ndarray, target: np.ndarray, shot: int = 0) -> np.ndarray:
@@ -84,10 +173,16 @@ class DubRenderer:
         out = frame.copy()
         dst = mesh.vertices(t)
         mesh.warp(frame, dst, out)
+        upper, lower = mesh.mouth_chains(dst)
+        half = mesh.src_gap / 2
+        rest = self.rests.get(shot)
+        share = rest.share(k, t) if rest is not None else 0.0
+        chains = rest.blend(out, t, share) if share > 0 else None
+        if chains is not None:
+            upper, lower, half = (a + share * (b - a) for a, b in zip((upper, lower, half), chains))
         if self.mouth_interior:
             if shot != self._shot or self._painter is None:
                 self._painter = _painter(frame, k, self.feather, self.interiors)
-            upper, lower = mesh.mouth_chains(dst)
-            self._painter.paint(out, dst[:N_LANDMARKS], upper, lower, mesh.src_gap / 2)
+            self._painter.paint(out, dst[:N_LANDMARKS], upper, lower, half)
         self._shot = shot
         return out
