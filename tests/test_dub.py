@@ -133,6 +133,25 @@ def test_a_wide_open_frame_closes_with_the_shots_own_lips_at_rest(talking):
     assert np.array_equal(same, DubRenderer().render(frames[wide], k[wide], k[wide]))
 
 
+def test_each_shot_lends_its_most_shut_lips(talking):
+    from ventriloquist.render import RestCollector, RestLips
+    from ventriloquist.render.mouth import inner_gaps
+    video, _ = talking
+    frames = list(read_frames(video))
+    k = follow_face(video, progress=False).landmarks.astype(np.float64)
+    half = len(frames) // 2
+    collector = RestCollector()
+    for i, (f, x) in enumerate(zip(frames, k)):
+        collector.add(f, x, int(i >= half))
+    rests = collector.rests()
+    assert set(rests) == {0, 1}
+    wide = int(np.argmax(topology.mouth_aperture(k)))
+    for shot, sel in ((0, slice(0, half)), (1, slice(half, None))):
+        gaps = np.array([inner_gaps(x).mean() for x in k[sel]])
+        assert rests[shot].gap <= np.quantile(gaps, 0.25) + 1e-6
+        assert rests[shot].parted() < RestLips(frames[wide], k[wide]).parted()
+
+
 @pytest.mark.parametrize("loop", ["pingpong", "loop"])
 def test_speech_longer_than_the_video_plays_it_back_and_forth_or_again(talking, new_speech, tmp_path, loop):
     video, _ = talking

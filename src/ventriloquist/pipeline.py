@@ -28,7 +28,6 @@ DECODED_SHARE = 0.02         # progress reported once the sound is decoded ...
 MOTION_SHARE = 0.3           # ... and once the motion exists; rendering is the rest
 DUB_TRACK_SHARE = 0.3        # dubbing: following the face through the video takes this share of the work
 DUB_EXPRESSION = 0.3         # dubbing: the voice's (or chosen) expression at this share: the video's face already acts
-REST_CANDIDATES = 8          # dubbing: a shot's most closed frames looked at for the lips that close its mouth
 
 
 @dataclass
@@ -83,26 +82,6 @@ def _moved_in_after():
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
-
-
-def _rest_lips(video: str | Path, track) -> dict:
-    """Each shot's lips at rest (:class:`~.render.RestLips`), lent to the frames that must close: of the shot's
-    REST_CANDIDATES frames with the least inner opening and outer height, the one whose lips look most shut."""
-    from .face.topology import mouth_aperture, mouth_height
-    from .render import RestLips
-    shot_of = {}
-    for s_id in np.unique(track.shot[track.found]):
-        sel = np.flatnonzero((track.shot == s_id) & track.found)
-        k = track.landmarks[sel]
-        for i in sel[np.argsort(mouth_aperture(k) + mouth_height(k))[:REST_CANDIDATES]]:
-            shot_of[int(i)] = int(s_id)
-    picks = sorted(shot_of)
-    best: dict[int, tuple[float, RestLips]] = {}
-    for i, frame in zip(picks, frames_in_order(video, picks, track.times)):
-        s_id, score = shot_of[i], RestLips.parted(frame, track.landmarks[i])
-        if s_id not in best or score < best[s_id][0]:
-            best[s_id] = (score, RestLips(frame, track.landmarks[i]))
-    return {s_id: lips for s_id, (_, lips) in best.items()}
 
 
 def _sound_source(path: str | Path) -> Path | None:
@@ -315,7 +294,7 @@ class Ventriloquist:
 
         from .face.track import follow_face
         from .motion.speech import mean_face
-        from .render import DubRenderer
+        from .render import DubRenderer, RestCollector
         report = progress if callable(progress) else None
         bar = progress is True
         if audio is None:
@@ -329,8 +308,14 @@ class Ventriloquist:
         timeline = self.timeline()
         speech = load_audio(audio)
         from .render.mouth import VideoInteriors
-        own = VideoInteriors()                 # the person's own mouth interiors, gathered as the face is followed
-        track = follow_face(video, progress=bar, on_face=own.add if self.cfg.render.mouth_interior else None)
+        own = VideoInteriors()                 # the person's own mouth interiors, gathered as the face is followed,
+        shut = RestCollector()                 # and each shot's lips at rest, which close the frames that must close
+
+        def learn(frame: np.ndarray, k: np.ndarray, shot: int) -> None:
+            if self.cfg.render.mouth_interior:
+                own.add(frame, k)
+            shut.add(frame, k, shot)
+        track = follow_face(video, progress=bar, on_face=learn)
         if report:
             report(DUB_TRACK_SHARE)
         fps = float(track.fps)
@@ -364,10 +349,9 @@ class Ventriloquist:
         for s_id in np.unique(track.shot[track.found]):
             sel = np.flatnonzero((track.shot == s_id) & track.found)
             rest_of[int(s_id)] = reference_shape(np.stack([normalise(track.landmarks[i])[0] for i in sel]))
-        rests = _rest_lips(video, track)
         w, h = track.size
         w2, h2 = w - w % 2, h - h % 2                       # H.264 in yuv420p needs even sides
-        renderer = DubRenderer(self.cfg.render.mouth_interior, self.cfg.render.feather, own.interiors(), rests)
+        renderer = DubRenderer(self.cfg.render.mouth_interior, self.cfg.render.feather, own.interiors(), shut.rests())
         targets = np.full((n, 68, 2), np.nan, np.float32)
         every = max(1, n // 100)
         sound = _sound_source(audio)                        # the viewer hears the new speech as recorded

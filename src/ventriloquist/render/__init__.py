@@ -9,18 +9,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import N_LANDMARKS
-from ..face.topology import OUTER_LIPS
+from ..face.topology import OUTER_LIPS, mouth_aperture, mouth_height
 from .eyes import EyelidLayer
 from .mouth import MouthPainter, inner_gaps
 from .warp import MeshWarper
 
-__all__ = ["DubRenderer", "RestLips", "Renderer"]
+__all__ = ["DubRenderer", "RestCollector", "RestLips", "Renderer"]
 
 REST_RANGE = 0.1      # inner mouth widths: a frame this much more open than its target takes all its lips from rest
 REST_CROP = 1.0       # half the side of a rest frame's kept crop, in outer mouth widths around the mouth's centre
 REST_GROW = 1.3       # the blended region: the target's outer lips grown this much about their centre ...
 REST_SOFT = 0.08      # ... with an edge this soft (mouth widths)
 REST_LUMA = 0.25      # a pixel between the outer lips this far off their median brightness is teeth or the gap
+REST_CANDIDATES = 8   # a shot's most closed frames looked at for the lips that close its mouth
 
 
 def _painter(image: np.ndarray, k: np.ndarray, feather: float, own=None) -> MouthPainter:
@@ -86,25 +87,25 @@ class RestLips:
         x1, y1 = min(int(np.ceil(self.centre[0] + half)), w), min(int(np.ceil(self.centre[1] + half)), h)
         self.origin = np.array([x0, y0], np.float64)
         self.image = np.ascontiguousarray(frame[y0:y1, x0:x1]).copy()
-        self.mesh = MeshWarper(self.image.shape, k - self.origin)
+        self.landmarks = k - self.origin
         self.gap = inner_gaps(k).mean()
+        self._mesh, self._fade = None, None
 
-    @staticmethod
-    def parted(frame: np.ndarray, landmarks: np.ndarray) -> float:
+    @property
+    def mesh(self) -> MeshWarper:
+        if self._mesh is None:                                   # built once the shot needs it
+            self._mesh = MeshWarper(self.image.shape, self.landmarks)
+        return self._mesh
+
+    def parted(self) -> float:
         """Share of the pixels inside the outer lips that are teeth or the dark gap (off the lips' median
         brightness): 0 for lips truly shut. dlib often lays the inner-lip points together over parted teeth,
         so the landmarks alone cannot tell."""
         import cv2
-        k = np.asarray(landmarks, np.float64)
-        poly = np.round(k[OUTER_LIPS]).astype(np.int32)
-        h, w = frame.shape[:2]
-        x0, y0 = max(int(poly[:, 0].min()), 0), max(int(poly[:, 1].min()), 0)
-        x1, y1 = min(int(poly[:, 0].max()) + 1, w), min(int(poly[:, 1].max()) + 1, h)
-        if x1 - x0 < 2 or y1 - y0 < 2:
-            return 1.0
-        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(mask, [poly], 1, offset=(-x0, -y0))
-        luma = frame[y0:y1, x0:x1].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        poly = np.round(self.landmarks[OUTER_LIPS]).astype(np.int32)
+        mask = np.zeros(self.image.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [poly], 1)
+        luma = self.image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
         px = luma[mask > 0]
         if len(px) < 8:
             return 1.0
@@ -121,13 +122,13 @@ class RestLips:
         if share <= 0:
             return None
         t = np.asarray(target, np.float64)
-        shift = t[OUTER_LIPS].mean(0) - self.centre                  # where the crop sits on the output frame
+        shift = np.round(t[OUTER_LIPS].mean(0) - self.centre)       # where the crop sits on the output frame
         local = t - self.origin - shift
         dst = self.mesh.vertices(local)
         warped = self.image.copy()
         self.mesh.warp(self.image, dst, warped)
         h, w = out.shape[:2]
-        ox, oy = (int(round(v)) for v in self.origin + shift)
+        ox, oy = (int(v) for v in self.origin + shift)
         x0, y0, x1, y1 = max(ox, 0), max(oy, 0), min(ox + warped.shape[1], w), min(oy + warped.shape[0], h)
         if x1 <= x0 or y1 <= y0:
             return None
@@ -139,6 +140,13 @@ class RestLips:
         cv2.fillPoly(mask, [poly], 1.0, cv2.LINE_AA, 2)
         sigma = REST_SOFT * float(np.ptp(lips[:, 0]))
         mask = cv2.GaussianBlur(mask, (0, 0), max(sigma, 0.5)) * share
+        # a mouth grown past the crop (the shot zooms in) fades out before the crop's edge instead of ending at it
+        if self._fade is None:
+            ch, cw = mask.shape
+            edge = np.minimum.outer(np.minimum(np.arange(ch), np.arange(ch)[::-1]),
+                                    np.minimum(np.arange(cw), np.arange(cw)[::-1])).astype(np.float32)
+            self._fade = np.clip(edge / max(3 * REST_SOFT * float(np.ptp(self.landmarks[OUTER_LIPS, 0])), 1.0), 0, 1)
+        mask *= self._fade
         sx, sy = x0 - ox, y0 - oy
         m = mask[sy:sy + y1 - y0, sx:sx + x1 - x0, None]
         region = out[y0:y1, x0:x1].astype(np.float32)
@@ -147,6 +155,33 @@ class RestLips:
         upper, lower = self.mesh.mouth_chains(dst)
         back = self.origin + shift
         return upper + back, lower + back, self.mesh.src_gap / 2
+
+
+class RestCollector:
+    """Gathers, while a video's face is followed (the video is read once), each shot's REST_CANDIDATES most
+    closed frames (least inner opening and outer height), a mouth crop each, and lends each shot the one whose
+    lips look most shut (:meth:`RestLips.parted`)."""
+
+    def __init__(self, candidates: int = REST_CANDIDATES) -> None:
+        self.candidates = candidates
+        self._shots: dict[int, list[tuple[float, int, RestLips]]] = {}
+        self._seen = 0
+
+    def add(self, frame: np.ndarray, landmarks: np.ndarray, shot: int = 0) -> None:
+        """Take in one frame (H, W, 3) RGB with its face's landmarks (68, 2), from shot ``shot``."""
+        k = np.asarray(landmarks, np.float64)
+        key = float(mouth_aperture(k) + mouth_height(k))
+        kept = self._shots.setdefault(int(shot), [])
+        if len(kept) >= self.candidates and key >= kept[-1][0]:
+            return
+        self._seen += 1
+        kept.append((key, self._seen, RestLips(frame, k)))
+        kept.sort(key=lambda c: c[:2])
+        del kept[self.candidates:]
+
+    def rests(self) -> dict[int, RestLips]:
+        """Each shot's lips at rest."""
+        return {shot: min(kept, key=lambda c: c[2].parted())[2] for shot, kept in self._shots.items()}
 
 
 class DubRenderer:
@@ -158,7 +193,8 @@ class DubRenderer:
 
     def __init__(self, mouth_interior: bool = True, feather: float = 0.08, interiors=None,
                  rests: dict[int, RestLips] | None = None) -> None:
-        """``rests``: each shot's :class:`RestLips`, whose lips close a frame's mouth (none: the frame's own)."""
+        """``rests``: each shot's :class:`RestLips` (:class:`RestCollector`), whose lips close a frame's mouth
+        (none: the frame's own)."""
         self.mouth_interior, self.feather, self.interiors = mouth_interior, feather, interiors
         self.rests = rests or {}
         self._shot, self._painter, self._mesh = None, None, None

@@ -260,7 +260,8 @@ class MeshWarper:
         # affine dst->src per triangle: [sx, sy] = M @ [x, y, 1]
         e1, e2 = td[:, 1] - td[:, 0], td[:, 2] - td[:, 0]
         det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-        ok = np.abs(det) > MIN_AREA
+        lo_t, hi_t = td.min(axis=1), td.max(axis=1)                 # triangles wholly off the image draw nothing
+        ok = (np.abs(det) > MIN_AREA) & np.all(hi_t >= 0, axis=1) & (lo_t[:, 0] < self.w) & (lo_t[:, 1] < self.h)
         td, ts, e1, e2, det = td[ok], ts[ok], e1[ok], e2[ok], det[ok]
         if len(td) == 0:
             return
