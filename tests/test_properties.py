@@ -712,8 +712,9 @@ def _check_video(path: Path) -> None:
     info = outcome(video_info, path, names=str(path))
     if info is None:
         return
-    assert set(info) == {"fps", "frames", "width", "height", "duration_s", "has_audio"}
+    assert set(info) == {"fps", "frames", "width", "height", "duration_s", "has_audio", "rotation"}
     assert isinstance(info["fps"], float) and np.isfinite(info["fps"]) and info["fps"] > 0
+    assert info["rotation"] in (0, 90, 180, 270)
     assert isinstance(info["frames"], int) and info["frames"] >= 0
     assert isinstance(info["has_audio"], bool)
     frames = outcome(lambda p: list(read_frames(p)), path, names=str(path))
