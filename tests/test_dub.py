@@ -142,8 +142,8 @@ def test_each_shot_lends_its_most_shut_lips(talking):
     half = len(frames) // 2
     collector = RestCollector()
     for i, (f, x) in enumerate(zip(frames, k)):
-        collector.add(f, x, int(i >= half))
-    rests = collector.rests()
+        collector.add(f, x, int(i >= half), i)
+    rests = collector.rests(k)
     assert set(rests) == {0, 1}
     wide = int(np.argmax(topology.mouth_aperture(k)))
     for shot, sel in ((0, slice(0, half)), (1, slice(half, None))):

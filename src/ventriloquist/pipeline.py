@@ -311,10 +311,10 @@ class Ventriloquist:
         own = VideoInteriors()                 # the person's own mouth interiors, gathered as the face is followed,
         shut = RestCollector()                 # and each shot's lips at rest, which close the frames that must close
 
-        def learn(frame: np.ndarray, k: np.ndarray, shot: int) -> None:
+        def learn(frame: np.ndarray, k: np.ndarray, shot: int, index: int) -> None:
             if self.cfg.render.mouth_interior:
                 own.add(frame, k)
-            shut.add(frame, k, shot)
+            shut.add(frame, k, shot, index)
         track = follow_face(video, progress=bar, on_face=learn)
         if report:
             report(DUB_TRACK_SHARE)
@@ -351,7 +351,8 @@ class Ventriloquist:
             rest_of[int(s_id)] = reference_shape(np.stack([normalise(track.landmarks[i])[0] for i in sel]))
         w, h = track.size
         w2, h2 = w - w % 2, h - h % 2                       # H.264 in yuv420p needs even sides
-        renderer = DubRenderer(self.cfg.render.mouth_interior, self.cfg.render.feather, own.interiors(), shut.rests())
+        renderer = DubRenderer(self.cfg.render.mouth_interior, self.cfg.render.feather, own.interiors(),
+                               shut.rests(track.landmarks))
         targets = np.full((n, 68, 2), np.nan, np.float32)
         every = max(1, n // 100)
         sound = _sound_source(audio)                        # the viewer hears the new speech as recorded

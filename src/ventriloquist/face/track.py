@@ -86,7 +86,7 @@ def _thumb(frame: np.ndarray) -> np.ndarray:
 
 
 def follow_face(path: str | Path, progress: bool = True,
-                on_face: Callable[[np.ndarray, np.ndarray, int], None] | None = None) -> FaceTrack:
+                on_face: Callable[[np.ndarray, np.ndarray, int, int], None] | None = None) -> FaceTrack:
     """Landmarks of the main face in every frame of a video, for dubbing.
 
     The face is detected on the first frame, after every cut (a sudden change of the whole picture),
@@ -94,8 +94,8 @@ def follow_face(path: str | Path, progress: bool = True,
     from its last landmarks. A frame where no face is detected has none (it will pass through unchanged):
     nothing is interpolated across a cut, an occlusion or an empty shot. Within each run of found frames
     the landmarks are smoothed without lag (a zero-phase Gaussian), which removes the detector's jitter.
-    ``on_face`` is called with each frame that has a face, its landmarks and its shot (what a dub learns from
-    the video while it is read once: its own mouth interiors, its lips at rest).
+    ``on_face`` is called with each frame that has a face, its landmarks (not yet smoothed), its shot and its
+    index (what a dub learns from the video while it is read once: its own mouth interiors, its lips at rest).
     """
     import av
     from scipy.ndimage import gaussian_filter1d
@@ -132,7 +132,7 @@ def follow_face(path: str | Path, progress: bool = True,
                 # the new speech closes the mouth
                 seated = None if k is None else seat_inner_lips(frame, k).astype(np.float32)
                 if seated is not None and on_face is not None:
-                    on_face(frame, seated, shot)
+                    on_face(frame, seated, shot, len(ks))
                 ks.append(seated)
                 shots.append(shot)
                 prev_k = k

@@ -91,6 +91,13 @@ class RestLips:
         self.gap = inner_gaps(k).mean()
         self._mesh, self._fade = None, None
 
+    def place(self, landmarks: np.ndarray) -> None:
+        """Use these landmarks (68, 2, pixels of the frame the crop came from) for the crop's face."""
+        k = np.asarray(landmarks, np.float64)
+        self.landmarks = k - self.origin
+        self.gap = inner_gaps(k).mean()
+        self._mesh = None
+
     @property
     def mesh(self) -> MeshWarper:
         if self._mesh is None:                                   # built once the shot needs it
@@ -158,30 +165,43 @@ class RestLips:
 
 
 class RestCollector:
-    """Gathers, while a video's face is followed (the video is read once), each shot's REST_CANDIDATES most
-    closed frames (least inner opening and outer height), a mouth crop each, and lends each shot the one whose
-    lips look most shut (:meth:`RestLips.parted`)."""
+    """Gathers, while a video's face is followed (the video is read once), each shot's most closed frames
+    (least inner opening and outer height), a mouth crop each, and lends each shot the one whose lips look
+    most shut (:meth:`RestLips.parted`) of its REST_CANDIDATES most closed."""
 
     def __init__(self, candidates: int = REST_CANDIDATES) -> None:
         self.candidates = candidates
         self._shots: dict[int, list[tuple[float, int, RestLips]]] = {}
         self._seen = 0
 
-    def add(self, frame: np.ndarray, landmarks: np.ndarray, shot: int = 0) -> None:
-        """Take in one frame (H, W, 3) RGB with its face's landmarks (68, 2), from shot ``shot``."""
+    def add(self, frame: np.ndarray, landmarks: np.ndarray, shot: int = 0, index: int | None = None) -> None:
+        """Take in one frame (H, W, 3) RGB with its face's landmarks (68, 2), from shot ``shot``; ``index``: its
+        place in the video, for :meth:`rests` to look again with the smoothed landmarks."""
         k = np.asarray(landmarks, np.float64)
         key = float(mouth_aperture(k) + mouth_height(k))
         kept = self._shots.setdefault(int(shot), [])
-        if len(kept) >= self.candidates and key >= kept[-1][0]:
+        if len(kept) >= 2 * self.candidates and key >= kept[-1][0]:     # twice as many: these landmarks jitter
             return
         self._seen += 1
-        kept.append((key, self._seen, RestLips(frame, k)))
+        kept.append((key, self._seen if index is None else int(index), RestLips(frame, k)))
         kept.sort(key=lambda c: c[:2])
-        del kept[self.candidates:]
+        del kept[2 * self.candidates:]
 
-    def rests(self) -> dict[int, RestLips]:
-        """Each shot's lips at rest."""
-        return {shot: min(kept, key=lambda c: c[2].parted())[2] for shot, kept in self._shots.items()}
+    def rests(self, smoothed: np.ndarray | None = None) -> dict[int, RestLips]:
+        """Each shot's lips at rest; ``smoothed``: the video's smoothed landmarks (T, 68, 2) by ``index``, which
+        rank the candidates again and place their mesh (the per-frame landmarks jitter)."""
+        out = {}
+        for shot, kept in self._shots.items():
+            ranked = []
+            for key, i, lips in kept:
+                if smoothed is not None and 0 <= i < len(smoothed) and np.isfinite(smoothed[i]).all():
+                    k = np.asarray(smoothed[i], np.float64)
+                    lips.place(k)
+                    key = float(mouth_aperture(k) + mouth_height(k))
+                ranked.append((key, i, lips))
+            ranked.sort(key=lambda c: c[:2])
+            out[shot] = min(ranked[:self.candidates], key=lambda c: c[2].parted())[2]
+        return out
 
 
 class DubRenderer:
