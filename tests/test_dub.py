@@ -143,6 +143,7 @@ def test_each_shot_lends_its_most_shut_lips(talking):
     collector = RestCollector()
     for i, (f, x) in enumerate(zip(frames, k)):
         collector.add(f, x, int(i >= half), i)
+    assert len(collector._shots[0]) == 1 and len(collector._shots[1]) > 1    # an ended shot keeps one crop
     rests = collector.rests(k)
     assert set(rests) == {0, 1}
     wide = int(np.argmax(topology.mouth_aperture(k)))

@@ -179,6 +179,8 @@ class RestCollector:
         place in the video, for :meth:`rests` to look again with the smoothed landmarks."""
         k = np.asarray(landmarks, np.float64)
         key = float(mouth_aperture(k) + mouth_height(k))
+        if int(shot) not in self._shots:
+            self._settle()
         kept = self._shots.setdefault(int(shot), [])
         if len(kept) >= 2 * self.candidates and key >= kept[-1][0]:     # twice as many: these landmarks jitter
             return
@@ -186,6 +188,13 @@ class RestCollector:
         kept.append((key, self._seen if index is None else int(index), RestLips(frame, k)))
         kept.sort(key=lambda c: c[:2])
         del kept[2 * self.candidates:]
+
+    def _settle(self) -> None:
+        """A shot has ended: keep only its most shut candidate, so memory grows by one crop per shot, not by
+        2 * REST_CANDIDATES (ranked by the per-frame landmarks; the shot still being read is ranked again)."""
+        for shot, kept in self._shots.items():
+            if len(kept) > 1:
+                self._shots[shot] = [min(kept[:self.candidates], key=lambda c: c[2].parted())]
 
     def rests(self, smoothed: np.ndarray | None = None) -> dict[int, RestLips]:
         """Each shot's lips at rest; ``smoothed``: the video's smoothed landmarks (T, 68, 2) by ``index``, which
