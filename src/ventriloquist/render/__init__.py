@@ -11,7 +11,7 @@ import numpy as np
 from ..config import N_LANDMARKS
 from ..face.topology import OUTER_LIPS, mouth_aperture, mouth_height
 from .eyes import EyelidLayer
-from .mouth import MouthPainter, inner_gaps
+from .mouth import MouthPainter, _pixels_in, inner_gaps
 from .warp import MeshWarper
 
 __all__ = ["DubRenderer", "RestCollector", "RestLips", "Renderer"]
@@ -22,6 +22,11 @@ REST_GROW = 1.3       # the blended region: the target's outer lips grown this m
 REST_SOFT = 0.08      # ... with an edge this soft (mouth widths)
 REST_LUMA = 0.25      # a pixel between the outer lips this far off their median brightness is teeth or the gap
 REST_CANDIDATES = 8   # a shot's most closed frames looked at for the lips that close its mouth
+
+
+def _closed_key(k: np.ndarray) -> float:
+    """How open a mouth looks by its landmarks (inner opening plus outer height): a rest candidate's rank."""
+    return float(mouth_aperture(k) + mouth_height(k))
 
 
 def _painter(image: np.ndarray, k: np.ndarray, feather: float, own=None) -> MouthPainter:
@@ -87,9 +92,8 @@ class RestLips:
         x1, y1 = min(int(np.ceil(self.centre[0] + half)), w), min(int(np.ceil(self.centre[1] + half)), h)
         self.origin = np.array([x0, y0], np.float64)
         self.image = np.ascontiguousarray(frame[y0:y1, x0:x1]).copy()
-        self.landmarks = k - self.origin
-        self.gap = inner_gaps(k).mean()
-        self._mesh, self._fade = None, None
+        self._fade = None
+        self.place(k)
 
     def place(self, landmarks: np.ndarray) -> None:
         """Use these landmarks (68, 2, pixels of the frame the crop came from) for the crop's face."""
@@ -108,12 +112,7 @@ class RestLips:
         """Share of the pixels inside the outer lips that are teeth or the dark gap (off the lips' median
         brightness): 0 for lips truly shut. dlib often lays the inner-lip points together over parted teeth,
         so the landmarks alone cannot tell."""
-        import cv2
-        poly = np.round(self.landmarks[OUTER_LIPS]).astype(np.int32)
-        mask = np.zeros(self.image.shape[:2], np.uint8)
-        cv2.fillPoly(mask, [poly], 1)
-        luma = self.image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        px = luma[mask > 0]
+        px = _pixels_in(self.image, self.landmarks[OUTER_LIPS]) @ np.array([0.299, 0.587, 0.114])
         if len(px) < 8:
             return 1.0
         mid = float(np.median(px))
@@ -178,7 +177,7 @@ class RestCollector:
         """Take in one frame (H, W, 3) RGB with its face's landmarks (68, 2), from shot ``shot``; ``index``: its
         place in the video, for :meth:`rests` to look again with the smoothed landmarks."""
         k = np.asarray(landmarks, np.float64)
-        key = float(mouth_aperture(k) + mouth_height(k))
+        key = _closed_key(k)
         if int(shot) not in self._shots:
             self._settle()
         kept = self._shots.setdefault(int(shot), [])
@@ -206,7 +205,7 @@ class RestCollector:
                 if smoothed is not None and 0 <= i < len(smoothed) and np.isfinite(smoothed[i]).all():
                     k = np.asarray(smoothed[i], np.float64)
                     lips.place(k)
-                    key = float(mouth_aperture(k) + mouth_height(k))
+                    key = _closed_key(k)
                 ranked.append((key, i, lips))
             ranked.sort(key=lambda c: c[:2])
             out[shot] = min(ranked[:self.candidates], key=lambda c: c[2].parted())[2]
