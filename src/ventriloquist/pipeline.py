@@ -329,6 +329,7 @@ class Ventriloquist:
         n_video = len(track.found)
         n = max(n_speech, n_video) if self.cfg.video_end == "keep" else n_speech
         motion = Motion(shapes, rest, np.zeros((len(shapes), 4)), float(FPS)).retimed(fps, n_speech)
+        # the model's closed mouth is the shot's closed mouth: offsets are taken from it, not from the mean face
         closed = rest + (g.rest if getattr(g, "rest", None) is not None else 0.0)
         if report:
             report(MOTION_SHARE)
@@ -365,7 +366,7 @@ class Ventriloquist:
                     if track.found[i]:
                         k = track.landmarks[i]
                         shape = motion.shapes[j] if j < n_speech else closed
-                        t = Retargeter(k, mouth_rest=rest_of[int(track.shot[i])])(shape[None], rest)[0]
+                        t = Retargeter(k, mouth_rest=rest_of[int(track.shot[i])])(shape[None], closed)[0]
                         targets[j] = t
                         frame = renderer.render(frame, k, t, int(track.shot[i]))
                     writer.write(np.ascontiguousarray(frame[:h2, :w2]))

@@ -246,7 +246,9 @@ class Retargeter:
         kn, ref = np.asarray(kn, dtype=np.float64), np.asarray(ref, dtype=np.float64)
         delta = kn - ref
         src = self.source_n
-        mouth_s = float(np.clip(_width(src, 48, 54) / max(_width(ref, 48, 54), 1e-6), 0.6, 1.6))
+        # a dubbed frame's mouth is scaled by its rest's width: its own narrows as it opens on the old words
+        lips = src if self.mouth_rest is None else np.asarray(self.mouth_rest, np.float64)
+        mouth_s = float(np.clip(_width(lips, 48, 54) / max(_width(ref, 48, 54), 1e-6), 0.6, 1.6))
         eye_s = (_width(src, 36, 39) + _width(src, 42, 45)) / max(_width(ref, 36, 39) + _width(ref, 42, 45), 1e-6)
         scale = np.ones((68, 1))
         scale[np.concatenate([JAW, MOUTH])] = mouth_s
