@@ -6,6 +6,7 @@ real mouth interior, and :mod:`.eyes` slides the photo's own upper lids over sti
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ..config import N_LANDMARKS
@@ -91,7 +92,7 @@ class RestLips:
         x0, y0 = (max(int(v), 0) for v in np.floor(self.centre - half))
         x1, y1 = min(int(np.ceil(self.centre[0] + half)), w), min(int(np.ceil(self.centre[1] + half)), h)
         self.origin = np.array([x0, y0], np.float64)
-        self.image = np.ascontiguousarray(frame[y0:y1, x0:x1]).copy()
+        self.image = frame[y0:y1, x0:x1].copy()
         self._fade = None
         self.place(k)
 
@@ -138,7 +139,6 @@ class RestLips:
         x0, y0, x1, y1 = max(ox, 0), max(oy, 0), min(ox + warped.shape[1], w), min(oy + warped.shape[0], h)
         if x1 <= x0 or y1 <= y0:
             return None
-        import cv2
         lips = local[OUTER_LIPS]
         c = lips.mean(0)
         poly = np.round((c + REST_GROW * (lips - c)) * 4).astype(np.int32)
@@ -237,14 +237,14 @@ class DubRenderer:
         out = frame.copy()
         dst = mesh.vertices(t)
         mesh.warp(frame, dst, out)
-        upper, lower = mesh.mouth_chains(dst)
-        half = mesh.src_gap / 2
         rest = self.rests.get(shot)
         share = rest.share(k, t) if rest is not None else 0.0
-        chains = rest.blend(out, t, share) if share > 0 else None
-        if chains is not None:
-            upper, lower, half = (a + share * (b - a) for a, b in zip((upper, lower, half), chains))
+        chains = rest.blend(out, t, share) if rest is not None else None
         if self.mouth_interior:
+            upper, lower = mesh.mouth_chains(dst)
+            half = mesh.src_gap / 2
+            if chains is not None:       # the opening's edges follow the lips that were blended in
+                upper, lower, half = (a + share * (b - a) for a, b in zip((upper, lower, half), chains))
             if shot != self._shot or self._painter is None:
                 self._painter = _painter(frame, k, self.feather, self.interiors)
             self._painter.paint(out, dst[:N_LANDMARKS], upper, lower, half)
