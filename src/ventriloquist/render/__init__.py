@@ -19,7 +19,8 @@ __all__ = ["DubRenderer", "RestCollector", "RestLips", "Renderer"]
 
 REST_RANGE = 0.1      # inner mouth widths: a frame this much more open than its target takes all its lips from rest
 REST_CROP = 1.0       # half the side of a rest frame's kept crop, in outer mouth widths around the mouth's centre
-REST_GROW = 1.3       # the blended region: the target's outer lips grown this much about their centre ...
+REST_GROW = 2.0       # the blended region: the target's outer lips grown this much about their centre (the skin
+                      # an open mouth stretches reads as open too: it closes with the lips) ...
 REST_SOFT = 0.08      # ... with an edge this soft (mouth widths)
 REST_LUMA = 0.25      # a pixel between the outer lips this far off their median brightness is teeth or the gap
 REST_CANDIDATES = 8   # a shot's most closed frames looked at for the lips that close its mouth
@@ -80,8 +81,9 @@ class Renderer:
 class RestLips:
     """A shot's mouth at rest, real pixels for closing a frame's mouth: squeezing a wide-open frame's lips shut
     packs their inner edges, shadow and teeth into a seam that still reads as the old words, so the lips of
-    a frame that must close are taken from the shot's most closed frame instead, warped to the target.
-    Only a crop around the mouth is kept (one per shot, a few kB)."""
+    a frame that must close are taken from the shot's most closed frame instead, warped to the target, with the
+    skin around them (REST_GROW), which the open mouth stretched. Only a crop around the mouth is kept (one per
+    shot, a few kB)."""
 
     def __init__(self, frame: np.ndarray, landmarks: np.ndarray) -> None:
         k = np.asarray(landmarks, np.float64)
