@@ -85,6 +85,20 @@ def _thumb(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
+def _carried(box: tuple[int, int, int, int], at: np.ndarray, now: np.ndarray) -> tuple[int, int, int, int]:
+    """The detector's ``box`` (found with landmarks ``at``) moved and scaled as the landmarks moved to ``now``.
+
+    A box re-made from the landmarks' own extent is not the box the predictor was trained on (on a turned head it
+    sits off the face), so each frame's fit pulls the next box further aside until the landmarks slide onto the
+    cheek; the detector's own box, carried along, stays on the face."""
+    c0, c1 = at.mean(0), now.mean(0)
+    s = float(np.sqrt(((now - c1) ** 2).sum(1).mean() / max(((at - c0) ** 2).sum(1).mean(), 1e-9)))
+    l, t, r, b = (float(v) for v in box)
+    mid = c1 + (np.array([(l + r) / 2, (t + b) / 2]) - c0) * s
+    hw, hh = (r - l) / 2 * s, (b - t) / 2 * s
+    return (int(round(mid[0] - hw)), int(round(mid[1] - hh)), int(round(mid[0] + hw)), int(round(mid[1] + hh)))
+
+
 def follow_face(path: str | Path, progress: bool = True,
                 on_face: Callable[[np.ndarray, np.ndarray, int, int], None] | None = None) -> FaceTrack:
     """Landmarks of the main face in every frame of a video, for dubbing.
@@ -105,6 +119,7 @@ def follow_face(path: str | Path, progress: bool = True,
     ks: list[np.ndarray | None] = []
     shots, times = [], []
     prev_k, prev_thumb, shot, since = None, None, 0, 0
+    det_box = det_k = None
     with _progress(info["frames"] or None, f"following the face in {Path(path).name}", progress) as bar, \
             av.open(str(path)) as c:
         stream = c.streams.video[0]
@@ -119,7 +134,7 @@ def follow_face(path: str | Path, progress: bool = True,
                     shot, prev_k = shot + 1, None
                 k = None
                 if prev_k is not None and since < DUB_REDETECT_EVERY:
-                    k = landmarks_in_box(frame, box_from_landmarks(prev_k), fast=True)
+                    k = landmarks_in_box(frame, _carried(det_box, det_k, prev_k), fast=True)
                     size = float(np.ptp(prev_k, axis=0).max())
                     if float(np.abs(k.mean(0) - prev_k.mean(0)).max()) > LOST_JUMP * size:
                         k = None
@@ -127,6 +142,7 @@ def follow_face(path: str | Path, progress: bool = True,
                 if k is None:
                     box = detect_box(frame, thorough=False)
                     k = landmarks_in_box(frame, box, fast=True) if box is not None else None
+                    det_box, det_k = box, k
                     since = 0
                 # inner lips on the lips' edges, not on teeth: teeth warped as lip show as a white line when
                 # the new speech closes the mouth
