@@ -176,6 +176,22 @@ def test_each_shot_lends_its_most_shut_lips(talking):
         assert rests[shot].parted() < RestLips(frames[wide], k[wide]).parted()
 
 
+def test_between_detections_the_detectors_box_moves_with_the_face():
+    """The box the predictor gets between detections is the detector's, moved and scaled with the landmarks:
+    landmarks that stay put give the detector's box back (a box re-made from them would not)."""
+    from ventriloquist.face.detect import box_from_landmarks
+    from ventriloquist.face.track import _carried
+    rng = np.random.default_rng(0)
+    k = rng.uniform(100, 200, (68, 2))
+    box = (90, 70, 215, 210)
+    assert _carried(box, k, k) == box and box_from_landmarks(k) != box
+    moved = (k - k.mean(0)) * 1.5 + k.mean(0) + (30, -10)
+    l, t, r, b = _carried(box, k, moved)
+    assert abs((r - l) - 1.5 * 125) <= 1 and abs((b - t) - 1.5 * 140) <= 1
+    c = k.mean(0) + 1.5 * (np.array([152.5, 140]) - k.mean(0)) + (30, -10)
+    assert abs((l + r) / 2 - c[0]) <= 1 and abs((t + b) / 2 - c[1]) <= 1
+
+
 def test_a_turned_head_is_followed_without_sliding_onto_the_cheek(shared_data):
     """A talk filmed at three-quarter view (a real clip): between detections the landmarks follow the face, as
     a fresh detection on each frame finds it (a box re-made from the landmarks' extent slid them onto the cheek,
