@@ -176,6 +176,24 @@ def test_each_shot_lends_its_most_shut_lips(talking):
         assert rests[shot].parted() < RestLips(frames[wide], k[wide]).parted()
 
 
+def test_lips_pressed_thin_are_not_the_mouth_at_rest():
+    """An m or a b presses the lips together and rolls them in: the most closed frame by its landmarks, thin and
+    pale, and warped open to a rest shape it washes the lips out. Of the most closed frames, those pressed thinner
+    than their median are passed over, even when their pixels look most shut."""
+    from ventriloquist.render import _pick_rest
+
+    class Lips:
+        def __init__(self, parted: float) -> None:
+            self.p = parted
+
+        def parted(self) -> float:
+            return self.p
+    pressed, relaxed, other = Lips(0.0), Lips(0.2), Lips(0.3)
+    ranked = [(0.00, 0, pressed, 0.20), (0.01, 1, relaxed, 0.30), (0.02, 2, other, 0.31), (0.03, 3, Lips(0.0), 0.25)]
+    assert _pick_rest(ranked, 3) is relaxed
+    assert _pick_rest([(0.0, 0, pressed, float("nan"))] + ranked[1:], 3) is pressed     # heights unknown: pixels decide
+
+
 def test_between_detections_the_detectors_box_moves_with_the_face():
     """The box the predictor gets between detections is the detector's, moved and scaled with the landmarks:
     landmarks that stay put give the detector's box back (a box re-made from them would not)."""

@@ -26,9 +26,15 @@ REST_LUMA = 0.25      # a pixel between the outer lips this far off their median
 REST_CANDIDATES = 8   # a shot's most closed frames looked at for the lips that close its mouth
 
 
-def _closed_key(k: np.ndarray) -> float:
-    """How open a mouth looks by its landmarks (inner opening plus outer height): a rest candidate's rank."""
-    return float(mouth_aperture(k) + mouth_height(k))
+def _pick_rest(ranked: list[tuple[float, int, "RestLips", float]], n: int) -> "RestLips":
+    """The lips at rest among candidates (inner opening, index, lips, outer height) ranked most closed first: of
+    the ``n`` most closed, those whose outer height is not below their median (lips pressed together and rolled
+    in for an m or a b are thin and pale, not the mouth at rest), the most shut by their pixels."""
+    top = ranked[:n]
+    heights = np.array([c[3] for c in top])
+    if np.isfinite(heights).all():
+        top = [c for c in top if c[3] >= np.median(heights)]
+    return min(top, key=lambda c: c[2].parted())[2]
 
 
 def _painter(image: np.ndarray, k: np.ndarray, feather: float, own=None) -> MouthPainter:
@@ -167,8 +173,8 @@ class RestLips:
 
 class RestCollector:
     """Gathers, while a video's face is followed (the video is read once), each shot's most closed frames
-    (least inner opening and outer height), a mouth crop each, and lends each shot the one whose lips look
-    most shut (:meth:`RestLips.parted`) of its REST_CANDIDATES most closed."""
+    (least inner opening), a mouth crop each, and lends each shot its lips at rest (:func:`_pick_rest`): of its
+    REST_CANDIDATES most closed, not pressed thin, the one that looks most shut (:meth:`RestLips.parted`)."""
 
     def __init__(self, candidates: int = REST_CANDIDATES) -> None:
         self.candidates = candidates
@@ -179,14 +185,14 @@ class RestCollector:
         """Take in one frame (H, W, 3) RGB with its face's landmarks (68, 2), from shot ``shot``; ``index``: its
         place in the video, for :meth:`rests` to look again with the smoothed landmarks."""
         k = np.asarray(landmarks, np.float64)
-        key = _closed_key(k)
+        key = float(mouth_aperture(k))
         if int(shot) not in self._shots:
             self._settle()
         kept = self._shots.setdefault(int(shot), [])
         if len(kept) >= 2 * self.candidates and key >= kept[-1][0]:     # twice as many: these landmarks jitter
             return
         self._seen += 1
-        kept.append((key, self._seen if index is None else int(index), RestLips(frame, k)))
+        kept.append((key, self._seen if index is None else int(index), RestLips(frame, k), float(mouth_height(k))))
         kept.sort(key=lambda c: c[:2])
         del kept[2 * self.candidates:]
 
@@ -195,7 +201,8 @@ class RestCollector:
         2 * REST_CANDIDATES (ranked by the per-frame landmarks; the shot still being read is ranked again)."""
         for shot, kept in self._shots.items():
             if len(kept) > 1:
-                self._shots[shot] = [min(kept[:self.candidates], key=lambda c: c[2].parted())]
+                lips = _pick_rest(kept, self.candidates)
+                self._shots[shot] = [c for c in kept if c[2] is lips]
 
     def rests(self, smoothed: np.ndarray | None = None) -> dict[int, RestLips]:
         """Each shot's lips at rest; ``smoothed``: the video's smoothed landmarks (T, 68, 2) by ``index``, which
@@ -203,14 +210,14 @@ class RestCollector:
         out = {}
         for shot, kept in self._shots.items():
             ranked = []
-            for key, i, lips in kept:
+            for key, i, lips, height in kept:
                 if smoothed is not None and 0 <= i < len(smoothed) and np.isfinite(smoothed[i]).all():
                     k = np.asarray(smoothed[i], np.float64)
                     lips.place(k)
-                    key = _closed_key(k)
-                ranked.append((key, i, lips))
+                    key, height = float(mouth_aperture(k)), float(mouth_height(k))
+                ranked.append((key, i, lips, height))
             ranked.sort(key=lambda c: c[:2])
-            out[shot] = min(ranked[:self.candidates], key=lambda c: c[2].parted())[2]
+            out[shot] = _pick_rest(ranked, self.candidates)
         return out
 
 
