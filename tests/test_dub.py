@@ -190,8 +190,8 @@ def test_lips_pressed_thin_are_not_the_mouth_at_rest():
             return self.p
     pressed, relaxed, other = Lips(0.0), Lips(0.2), Lips(0.3)
     ranked = [(0.00, 0, pressed, 0.20), (0.01, 1, relaxed, 0.30), (0.02, 2, other, 0.31), (0.03, 3, Lips(0.0), 0.25)]
-    assert _pick_rest(ranked, 3) is relaxed
-    assert _pick_rest([(0.0, 0, pressed, float("nan"))] + ranked[1:], 3) is pressed     # heights unknown: pixels decide
+    assert _pick_rest(ranked, 3)[2] is relaxed
+    assert _pick_rest([(0.0, 0, pressed, float("nan"))] + ranked[1:], 3)[2] is pressed     # heights unknown: pixels decide
 
 
 def test_between_detections_the_detectors_box_moves_with_the_face():
@@ -225,8 +225,7 @@ def test_a_turned_head_is_followed_without_sliding_onto_the_cheek(shared_data):
         if box is None or not track.found[i]:
             continue
         k = landmarks_in_box(frame, box, fast=True)
-        iod = np.linalg.norm(k[36:42].mean(0) - k[42:48].mean(0))
-        errs.append(np.linalg.norm(track.landmarks[i] - k, axis=1).mean() / iod)
+        errs.append(np.linalg.norm(track.landmarks[i] - k, axis=1).mean() / topology.interocular(k))
     errs = np.array(errs)
     assert len(errs) > 200 and np.median(errs) < 0.05 and errs.max() < 0.2
 

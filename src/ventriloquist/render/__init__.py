@@ -26,15 +26,18 @@ REST_LUMA = 0.25      # a pixel between the outer lips this far off their median
 REST_CANDIDATES = 8   # a shot's most closed frames looked at for the lips that close its mouth
 
 
-def _pick_rest(ranked: list[tuple[float, int, "RestLips", float]], n: int) -> "RestLips":
-    """The lips at rest among candidates (inner opening, index, lips, outer height) ranked most closed first: of
-    the ``n`` most closed, those whose outer height is not below their median (lips pressed together and rolled
-    in for an m or a b are thin and pale, not the mouth at rest), the most shut by their pixels."""
+Candidate = tuple[float, int, "RestLips", float]     # inner opening, index in the video, lips, outer height
+
+
+def _pick_rest(ranked: list[Candidate], n: int) -> Candidate:
+    """The candidate whose lips are at rest, among candidates ranked most closed first: of the ``n`` most closed,
+    those whose outer height is not below their median (lips pressed together and rolled in for an m or a b are
+    thin and pale, not the mouth at rest), the most shut by their pixels."""
     top = ranked[:n]
     heights = np.array([c[3] for c in top])
     if np.isfinite(heights).all():
         top = [c for c in top if c[3] >= np.median(heights)]
-    return min(top, key=lambda c: c[2].parted())[2]
+    return min(top, key=lambda c: c[2].parted())
 
 
 def _painter(image: np.ndarray, k: np.ndarray, feather: float, own=None) -> MouthPainter:
@@ -201,8 +204,7 @@ class RestCollector:
         2 * REST_CANDIDATES (ranked by the per-frame landmarks; the shot still being read is ranked again)."""
         for shot, kept in self._shots.items():
             if len(kept) > 1:
-                lips = _pick_rest(kept, self.candidates)
-                self._shots[shot] = [c for c in kept if c[2] is lips]
+                self._shots[shot] = [_pick_rest(kept, self.candidates)]
 
     def rests(self, smoothed: np.ndarray | None = None) -> dict[int, RestLips]:
         """Each shot's lips at rest; ``smoothed``: the video's smoothed landmarks (T, 68, 2) by ``index``, which
@@ -217,7 +219,7 @@ class RestCollector:
                     key, height = float(mouth_aperture(k)), float(mouth_height(k))
                 ranked.append((key, i, lips, height))
             ranked.sort(key=lambda c: c[:2])
-            out[shot] = _pick_rest(ranked, self.candidates)
+            out[shot] = _pick_rest(ranked, self.candidates)[2]
         return out
 
 
