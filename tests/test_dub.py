@@ -178,8 +178,8 @@ def test_each_shot_lends_its_most_shut_lips(talking):
 
 def test_lips_pressed_thin_are_not_the_mouth_at_rest():
     """An m or a b presses the lips together and rolls them in: the most closed frame by its landmarks, thin and
-    pale, and warped open to a rest shape it washes the lips out. Of the most closed frames, those pressed thinner
-    than their median are passed over, even when their pixels look most shut."""
+    pale, and warped open to a rest shape it washes the lips out. Of the most closed frames, those pressed much
+    thinner than their median are passed over, even when their pixels look most shut."""
     from ventriloquist.render import _pick_rest
 
     class Lips:
@@ -381,3 +381,23 @@ def test_dub_refuses_what_it_cannot_do(talking, new_speech, tmp_path):
         Ventriloquist(GenerateConfig(face_index=0)).generate(video, tmp_path / "b.mp4", audio=new_speech,
                                                              progress=False)
     assert not list(tmp_path.glob("*.mp4"))
+
+
+def test_a_rounded_o_is_not_the_mouth_at_rest():
+    """dlib lays the inner-lip points together over a rounded o (its lips pushed out, a little dark hole between
+    them), so a clip that says "who" more often than it rests has more such frames among its most closed than
+    frames at rest, and their lips are fuller. The hole shows in the pixels: the lips at rest are still chosen
+    (MEAD W011 contempt's numbers: the o's lips were 0.29-0.31 thick, the resting ones 0.26-0.29)."""
+    from ventriloquist.render import _pick_rest
+
+    class Lips:
+        def __init__(self, parted: float) -> None:
+            self.p = parted
+
+        def parted(self) -> float:
+            return self.p
+    rest = Lips(0.08)
+    ranked = [(0.006, 67, Lips(0.09), 0.276), (0.007, 68, Lips(0.10), 0.295), (0.008, 66, rest, 0.268),
+              (0.020, 35, Lips(0.21), 0.309), (0.022, 36, Lips(0.19), 0.313), (0.029, 34, Lips(0.23), 0.327),
+              (0.031, 32, Lips(0.31), 0.328), (0.033, 33, Lips(0.27), 0.338)]
+    assert _pick_rest(ranked, 8)[2] is rest

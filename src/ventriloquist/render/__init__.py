@@ -24,6 +24,7 @@ REST_GROW = 2.0       # the blended region: the target's outer lips grown this m
 REST_SOFT = 0.08      # ... with an edge this soft (mouth widths)
 REST_LUMA = 0.25      # a pixel between the outer lips this far off their median brightness is teeth or the gap
 REST_CANDIDATES = 8   # a shot's most closed frames looked at for the lips that close its mouth
+REST_PRESSED = 0.85   # of those, lips thinner than this share of their median thickness are pressed together (m, b)
 
 
 Candidate = tuple[float, int, "RestLips", float]     # inner opening, index in the video, lips, outer height
@@ -31,12 +32,13 @@ Candidate = tuple[float, int, "RestLips", float]     # inner opening, index in t
 
 def _pick_rest(ranked: list[Candidate], n: int) -> Candidate:
     """The candidate whose lips are at rest, among candidates ranked most closed first: of the ``n`` most closed,
-    those whose outer height is not below their median (lips pressed together and rolled in for an m or a b are
-    thin and pale, not the mouth at rest), the most shut by their pixels."""
+    the most shut by their pixels (dlib lays the inner points together over a rounded o as well), passing over
+    lips pressed thin (outer height less inner opening under REST_PRESSED of the candidates' median): lips
+    pressed together and rolled in for an m or a b are thin and pale, not the mouth at rest."""
     top = ranked[:n]
-    heights = np.array([c[3] for c in top])
-    if np.isfinite(heights).all():
-        top = [c for c in top if c[3] >= np.median(heights)]
+    thick = np.array([c[3] - c[0] for c in top])
+    if np.isfinite(thick).all():
+        top = [c for c, t in zip(top, thick) if t >= REST_PRESSED * np.median(thick)]
     return min(top, key=lambda c: c[2].parted())
 
 
