@@ -84,6 +84,18 @@ def test_prepare_synthetic_corpus(corpus, tmp_path, workers):
     assert list(cache.iter_clips(out, corpus="GRID")) == []
 
 
+def test_a_clip_followed_another_way_is_made_again(corpus, tmp_path):
+    """evaluate follows a user's faces in the detector's carried box, the training cache as its weights were
+    made: a clip cached one way is not taken for the other, and either way is kept once made."""
+    out = tmp_path / "cache"
+    clip = corpus / "talker.mp4"
+    assert prepare([clip], out, workers=1, progress=False)["prepared"] == 1
+    carried = prepare([clip], out, workers=1, progress=False, carry_box=True)
+    assert carried["prepared"] == 1 and carried["cached"] == 0
+    assert prepare([clip], out, workers=1, progress=False, carry_box=True)["cached"] == 1
+    assert prepare([clip], out, workers=1, progress=False)["prepared"] == 1
+
+
 def test_stale_cache_is_refused(corpus, tmp_path):
     out = tmp_path / "cache"
     prepare([corpus / "talker.mp4"], out, workers=1, progress=False)

@@ -31,14 +31,23 @@ MAX_AV_EXCESS_S = 1.0          # audio this much longer than the video is trimme
 MP_START = "spawn"             # fork would copy a parent's threads and open decoders
 
 
-def extract(item: VideoItem) -> dict:
-    """All cache fields of one clip; InputError (or any decode error) when it cannot be used."""
+def clip_stamp(item: VideoItem, carry_box: bool) -> str:
+    """What a cached clip was made from: its files (:func:`cache.stamp`) and, when the face box followed the
+    picture between detections, that (the training cache's clips, made as the shipped weights' were, say
+    nothing)."""
+    return cache.stamp(item.path, item.audio) + (";box=follows-picture" if carry_box else "")
+
+
+def extract(item: VideoItem, carry_box: bool = False) -> dict:
+    """All cache fields of one clip; InputError (or any decode error) when it cannot be used. ``carry_box``:
+    between detections the face box follows the picture (:func:`~..face.track.track_video`); off, it is
+    re-made from the last landmarks, as the training cache (format 3) of the shipped weights was made."""
     info = video_info(item.path)
     y = None
     audio_src = item.path if info["has_audio"] else item.audio     # the video's own track is in sync by construction
     if audio_src is not None:
         y = load_audio(audio_src)
-    k, fps, (w, h) = track_video(item.path, progress=False)
+    k, fps, (w, h) = track_video(item.path, progress=False, carry_box=carry_box)
     video_s = len(k) / fps
     if y is not None and len(y) / SAMPLE_RATE > video_s + MAX_AV_EXCESS_S:
         y = y[: int(round(video_s * SAMPLE_RATE))]
@@ -50,7 +59,7 @@ def extract(item: VideoItem) -> dict:
         "fps": np.float32(FPS), "source": str(item.path), "corpus": item.corpus, "speaker": item.speaker,
         "emotion": item.emotion, "label": item.label, "split": item.split, "intensity": np.int32(item.intensity),
         "width": np.int32(w), "height": np.int32(h), "video_fps": np.float32(fps), "video_frames": np.int32(len(k)),
-        "transcript": item.transcript, "stamp": cache.stamp(item.path, item.audio),
+        "transcript": item.transcript, "stamp": clip_stamp(item, carry_box),
     }
     if y is not None:
         mel = log_mel(y)
@@ -68,10 +77,10 @@ def _reason(exc: BaseException) -> str:
     return msg if isinstance(exc, InputError) else f"{type(exc).__name__}: {msg or 'failed'}"
 
 
-def _work(item: VideoItem, out: Path) -> str | None:
+def _work(item: VideoItem, out: Path, carry_box: bool = False) -> str | None:
     """Extract and write one clip; the reason it was skipped, or None when it was written."""
     try:
-        cache.write_clip(out, item.key, extract(item))
+        cache.write_clip(out, item.key, extract(item, carry_box))
         return None
     except Exception as exc:
         return _reason(exc)
@@ -102,7 +111,7 @@ def _init_worker() -> None:
 _RAY_READY = False
 
 
-def _encoded(item: VideoItem) -> tuple[bytes | None, str | None]:
+def _encoded(item: VideoItem, carry_box: bool = False) -> tuple[bytes | None, str | None]:
     """A Ray task: one clip's file bytes (the driver writes them), or the reason it was skipped.
     Its worker computes single-threaded, as a local worker does, so the arrays are the same."""
     global _RAY_READY
@@ -110,18 +119,18 @@ def _encoded(item: VideoItem) -> tuple[bytes | None, str | None]:
         _one_thread()
         _RAY_READY = True
     try:
-        return cache.encode_clip(extract(item)), None
+        return cache.encode_clip(extract(item, carry_box)), None
     except Exception as exc:
         return None, _reason(exc)
 
 
-def _run_ray(todo: list[VideoItem], out: Path, workers: int, address: str | None, done) -> None:
+def _run_ray(todo: list[VideoItem], out: Path, workers: int, address: str | None, done, carry_box: bool) -> None:
     """Run the clips as Ray tasks (a local runtime of ``workers`` CPUs, or the cluster at ``address``)."""
     from .. import cluster
     with cluster.connect(address, workers) as ray:
         task = ray.remote(num_cpus=1, max_retries=0)(_encoded)
         limit = cluster.IN_FLIGHT_PER_WORKER * cluster.workers_of(ray)
-        for it, result, error in cluster.as_completed(ray, task.remote, todo, limit):
+        for it, result, error in cluster.as_completed(ray, lambda it: task.remote(it, carry_box), todo, limit):
             if error is not None:
                 done(it, f"the Ray worker failed on this file ({type(error).__name__})")
                 continue
@@ -158,12 +167,12 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return ex
 
 
-def _run_parallel(todo: list[VideoItem], out: Path, workers: int, done) -> None:
+def _run_parallel(todo: list[VideoItem], out: Path, workers: int, done, carry_box: bool) -> None:
     """Run ``_work`` over ``todo`` in processes; a worker that dies takes only its own clip down."""
     retry: list[VideoItem] = []
     ex = _pool(workers)
     try:
-        futs = {ex.submit(_work, it, out): it for it in todo}
+        futs = {ex.submit(_work, it, out, carry_box): it for it in todo}
         for fut in as_completed(futs):
             try:
                 done(futs[fut], fut.result())
@@ -175,7 +184,7 @@ def _run_parallel(todo: list[VideoItem], out: Path, workers: int, done) -> None:
     ex = _pool(1) if retry else None
     for it in retry:
         try:
-            done(it, ex.submit(_work, it, out).result())
+            done(it, ex.submit(_work, it, out, carry_box).result())
         except BrokenProcessPool:
             done(it, "the worker process crashed while reading this file (corrupt video?)")
             ex.shutdown()
@@ -188,13 +197,13 @@ ENGINES = ("local", "ray")
 
 
 def prepare(inputs: list[Path], out: Path, workers: int | None = 2, progress: bool = True, engine: str = "local",
-            address: str | None = None, shards: int = 0) -> dict:
+            address: str | None = None, shards: int = 0, carry_box: bool = False) -> dict:
     """Extract every clip of ``inputs`` into the cache ``out``; returns counts and the paths written.
 
     ``engine`` "local" runs ``workers`` processes here (None: 2); "ray" runs Ray tasks, on a local runtime
     of ``workers`` CPUs (None: all of this machine's) or on the cluster at ``address``; the arrays are
     the same either way. ``shards`` > 0 also packs the cache into tar shards of that many clips
-    (:func:`cache.pack_shards`).
+    (:func:`cache.pack_shards`). ``carry_box``: see :func:`extract` (a clip made the other way is made again).
 
     Counts: ``found`` clips discovered, ``prepared`` now, ``cached`` already there (made from the
     same file as it is now: a moved or replaced video is extracted again), ``skipped`` unusable (see
@@ -221,7 +230,7 @@ def prepare(inputs: list[Path], out: Path, workers: int | None = 2, progress: bo
         else:
             by_key[it.key] = it
     todo = [it for k, it in by_key.items()                 # missing, or made from another file or an older one
-            if not cache.is_fresh(out, k, it.path, cache.stamp(it.path, it.audio))]
+            if not cache.is_fresh(out, k, it.path, clip_stamp(it, carry_box))]
     cached = len(by_key) - len(todo)
     prepared = 0
     finished: set[str] = set()
@@ -240,17 +249,17 @@ def prepare(inputs: list[Path], out: Path, workers: int | None = 2, progress: bo
 
     try:
         if engine == "ray" and todo:
-            _run_ray(todo, out, workers, address, done)
+            _run_ray(todo, out, workers, address, done, carry_box)
         elif (workers or 2) > 1 and len(todo) > 1:
             try:
-                _run_parallel(todo, out, min(workers or 2, len(todo)), done)
+                _run_parallel(todo, out, min(workers or 2, len(todo)), done, carry_box)
             except PoolUnavailable as exc:
                 print(f"worker processes could not start ({exc}); preparing in this process", file=sys.stderr)
         left = [it for it in todo if it.key not in finished]     # all of them, or what no pool could take
         if left:
             with _single_threaded():
                 for it in left:
-                    done(it, _work(it, out))
+                    done(it, _work(it, out, carry_box))
     finally:
         bar.close()
     skipped_csv = cache.write_skipped(out, skipped)

@@ -73,7 +73,9 @@ def talking_sets(data: Path, cache: Path, progress: bool) -> tuple[dict[str, lis
     from ..data.prepare import prepare
     shared = shared_layout(data)
     target = cache if shared else user_data_cache(data)
-    keys = set(prepare([data], target, progress=progress)["keys"])
+    # a user's folder is measured with the face box following the picture between detections, as the rendered
+    # videos are re-detected (:func:`~..face.track.track_video`); the training cache stays as its weights were made
+    keys = set(prepare([data], target, progress=progress, carry_box=not shared)["keys"])
     clips = [_trim(c) for c in iter_clips(target, has_audio=True) if c["key"] in keys]
     if shared:
         sets = {"GRID test": [c for c in clips if c["corpus"] == "GRID" and c["split"] == "test"],

@@ -19,22 +19,35 @@ def _progress(total: int | None, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, leave=False)
 
 
-def track_video(path: str | Path, progress: bool = True) -> tuple[np.ndarray, float, tuple[int, int]]:
+def track_video(path: str | Path, progress: bool = True, carry_box: bool = True
+                ) -> tuple[np.ndarray, float, tuple[int, int]]:
     """Landmarks (T, 68, 2) in pixels, the video's fps and its (width, height).
 
     Frames where no face is found are filled by interpolating their neighbours; a video
-    with no face at all is an error.
+    with no face at all is an error. Between detections the detector's box follows the picture
+    (:func:`_moved`); ``carry_box=False`` re-makes it from the last landmarks instead, which
+    drifts onto the cheek on a turned head: it is how the training cache (format 3), and so the
+    shipped weights, were made, and is kept for them until they are next retrained.
     """
     info = video_info(path)
     out: list[np.ndarray | None] = []
-    prev = None
+    prev = det_box = det_frame = None
     with _progress(info["frames"] or None, f"landmarks {Path(path).name}", progress) as bar:
         for i, frame in enumerate(read_frames(path)):
             box = None
             if prev is None or i % REDETECT_EVERY == 0:
                 box = detect_box(frame, thorough=False)
+                if box is not None:
+                    det_box, det_frame = box, frame
             if box is None and prev is not None:
-                box = box_from_landmarks(prev)
+                carried = det_box is not None and carry_box
+                moved = _moved(det_box, det_frame, frame) if carried else None
+                if moved is not None:
+                    box = _whole(moved)
+                elif carried and (found := detect_box(frame, thorough=False)) is not None:
+                    box, det_box, det_frame = found, found, frame
+                else:
+                    box = box_from_landmarks(prev)
             k = landmarks_in_box(frame, box) if box is not None else None
             out.append(k)
             prev = k if k is not None else prev
@@ -61,6 +74,8 @@ CUT_LEVEL = 40.0         # mean absolute change (0-255) of a 32x18 grey thumbnai
 LOST_JUMP = 0.3          # the face box moving by more than this share of its size in one frame: look again
 DUB_REDETECT_EVERY = 12  # frames between full detections while a face is followed
 SMOOTH_FRAMES = 0.8      # Gaussian sigma (frames) of the zero-phase smoothing of a followed face
+MOTION_PX = 96           # between detections the face box follows the picture, measured on crops this small ...
+MOTION_PEAK = 0.3        # ... where the two crops correlate at least this well (a moved picture: 0.8-1.0)
 
 
 @dataclass
@@ -85,18 +100,49 @@ def _thumb(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def _carried(box: tuple[int, int, int, int], at: np.ndarray, now: np.ndarray) -> tuple[int, int, int, int]:
-    """The detector's ``box`` (found with landmarks ``at``) moved and scaled as the landmarks moved to ``now``.
+def _moved(box: tuple[float, float, float, float], before: np.ndarray, after: np.ndarray
+           ) -> tuple[float, float, float, float] | None:
+    """The face ``box`` (l, t, r, b) of frame ``before`` (where it was detected) moved as the picture inside it
+    moved by frame ``after`` (phase correlation of the two crops, at most MOTION_PX across); None where the
+    picture did not just move (a weak correlation peak, or a jump of over LOST_JUMP of the box: a cut, a
+    reframing), to detect again.
 
-    A box re-made from the landmarks' own extent is not the box the predictor was trained on (on a turned head it
-    sits off the face), so each frame's fit pulls the next box further aside until the landmarks slide onto the
-    cheek; the detector's own box, carried along, stays on the face."""
-    c0, c1 = at.mean(0), now.mean(0)
-    s = float(np.sqrt(((now - c1) ** 2).sum(1).mean() / max(((at - c0) ** 2).sum(1).mean(), 1e-9)))
-    l, t, r, b = (float(v) for v in box)
-    mid = c1 + (np.array([(l + r) / 2, (t + b) / 2]) - c0) * s
-    hw, hh = (r - l) / 2 * s, (b - t) / 2 * s
-    return (int(round(mid[0] - hw)), int(round(mid[1] - hh)), int(round(mid[0] + hw)), int(round(mid[1] + hh)))
+    Between detections the box follows the picture, not the landmarks: a box re-made from the landmarks'
+    extent sits off a turned head, and a box moved with the landmarks feeds each fit's error into the next
+    (on a face cut by the frame's edge the landmarks crept up a few pixels a frame and off the picture);
+    the picture's own motion has no such loop. It is measured from the detection's frame, not frame to frame:
+    phase correlation under-reads sub-pixel steps, and those would add up."""
+    import cv2
+    h, w = after.shape[:2]
+    l, t, r, b = box
+    x0, y0, x1, y1 = max(int(round(l)), 0), max(int(round(t)), 0), min(int(round(r)), w), min(int(round(b)), h)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    # even sides: OpenCV's phase correlation is half a pixel off on odd ones, and that adds up frame by frame
+    k = min(1.0, MOTION_PX / max(x1 - x0, y1 - y0))
+    size = (2 * int(k * (x1 - x0) / 2), 2 * int(k * (y1 - y0) / 2))
+    crops = [cv2.resize(cv2.cvtColor(np.ascontiguousarray(f[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float32),
+                        size, interpolation=cv2.INTER_AREA) for f in (before, after)]
+    window = cv2.createHanningWindow(size, cv2.CV_32F)
+    (dx, dy), peak = cv2.phaseCorrelate(crops[0], crops[1], window)
+    dx, dy = dx * (x1 - x0) / size[0], dy * (y1 - y0) / size[1]
+    if peak < MOTION_PEAK or max(abs(dx), abs(dy)) > LOST_JUMP * max(r - l, b - t):
+        return None
+    return (l + dx, t + dy, r + dx, b + dy)
+
+
+def _whole(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    return tuple(int(round(v)) for v in box)
+
+
+def _near(frame: np.ndarray, box: tuple[float, float, float, float] | None, prev: np.ndarray) -> np.ndarray | None:
+    """The landmarks fitted in ``box`` (fast), or None where there is no box or they jumped more than LOST_JUMP
+    of the face from the last frame's ``prev``: then the face is looked for again."""
+    if box is None:
+        return None
+    k = landmarks_in_box(frame, _whole(box), fast=True)
+    size = float(np.ptp(prev, axis=0).max())
+    return None if float(np.abs(k.mean(0) - prev.mean(0)).max()) > LOST_JUMP * size else k
 
 
 def follow_face(path: str | Path, progress: bool = True,
@@ -104,10 +150,12 @@ def follow_face(path: str | Path, progress: bool = True,
     """Landmarks of the main face in every frame of a video, for dubbing.
 
     The face is detected on the first frame, after every cut (a sudden change of the whole picture),
-    every DUB_REDETECT_EVERY frames and whenever it jumps; between detections the predictor follows it
-    from its last landmarks. A frame where no face is detected has none (it will pass through unchanged):
-    nothing is interpolated across a cut, an occlusion or an empty shot. Within each run of found frames
-    the landmarks are smoothed without lag (a zero-phase Gaussian), which removes the detector's jitter.
+    every DUB_REDETECT_EVERY frames and whenever it jumps; between detections the predictor fits it in the
+    detector's box moved as the picture moved (:func:`_moved`), and where the detector loses a face the picture
+    still shows, in its last box, for as long again. A frame where no face is found has none (it will pass
+    through unchanged): nothing is interpolated across a cut, an occlusion or an empty shot. Within each run
+    of found frames the landmarks are smoothed without lag (a zero-phase Gaussian), which removes the
+    detector's jitter.
     ``on_face`` is called with each frame that has a face, its landmarks (not yet smoothed), its shot and its
     index (what a dub learns from the video while it is read once: its own mouth interiors, its lips at rest).
     """
@@ -119,7 +167,7 @@ def follow_face(path: str | Path, progress: bool = True,
     ks: list[np.ndarray | None] = []
     shots, times = [], []
     prev_k, prev_thumb, shot, since = None, None, 0, 0
-    det_box = det_k = None
+    det_box = det_frame = last_box = None
     with _progress(info["frames"] or None, f"following the face in {Path(path).name}", progress) as bar, \
             av.open(str(path)) as c:
         stream = c.streams.video[0]
@@ -134,16 +182,21 @@ def follow_face(path: str | Path, progress: bool = True,
                     shot, prev_k = shot + 1, None
                 k = None
                 if prev_k is not None and since < DUB_REDETECT_EVERY:
-                    k = landmarks_in_box(frame, _carried(det_box, det_k, prev_k), fast=True)
-                    size = float(np.ptp(prev_k, axis=0).max())
-                    if float(np.abs(k.mean(0) - prev_k.mean(0)).max()) > LOST_JUMP * size:
-                        k = None
+                    box = _moved(det_box, det_frame, frame)
+                    k = _near(frame, box, prev_k)
                     since += 1
                 if k is None:
                     box = detect_box(frame, thorough=False)
-                    k = landmarks_in_box(frame, box, fast=True) if box is not None else None
-                    det_box, det_k = box, k
-                    since = 0
+                    if box is not None:
+                        k = landmarks_in_box(frame, box, fast=True)
+                        det_box, det_frame, since = box, frame, 0
+                    elif prev_k is not None and since < 2 * DUB_REDETECT_EVERY:
+                        # the detector lost a face the picture still shows (a turn): fit it where it last was,
+                        # for as long again as between detections (then the face is taken for gone)
+                        box = last_box
+                        k = _near(frame, box, prev_k)
+                        since += 1
+                last_box = box if k is not None else None
                 # inner lips on the lips' edges, not on teeth: teeth warped as lip show as a white line when
                 # the new speech closes the mouth
                 seated = None if k is None else seat_inner_lips(frame, k).astype(np.float32)

@@ -74,7 +74,7 @@ def speaker_frames(paths: list[Path]) -> list[dict]:
     from ..video import read_frames
     out = []
     for path in paths:
-        k_all, _, _ = track_video(path, progress=False)
+        k_all, _, _ = track_video(path, progress=False, carry_box=False)     # as the shipped library was made
         iod = interocular(k_all)
         lips = k_all[:, INNER_LIPS]
         jump = np.zeros(len(k_all))
