@@ -176,20 +176,23 @@ def test_each_shot_lends_its_most_shut_lips(talking):
         assert rests[shot].parted() < RestLips(frames[wide], k[wide]).parted()
 
 
+class _Lips:
+    """A rest candidate's lips, only as shut as its pixels say (:meth:`RestLips.parted`)."""
+
+    def __init__(self, parted: float) -> None:
+        self.p = parted
+
+    def parted(self) -> float:
+        return self.p
+
+
 def test_lips_pressed_thin_are_not_the_mouth_at_rest():
     """An m or a b presses the lips together and rolls them in: the most closed frame by its landmarks, thin and
     pale, and warped open to a rest shape it washes the lips out. Of the most closed frames, those pressed much
     thinner than their median are passed over, even when their pixels look most shut."""
     from ventriloquist.render import _pick_rest
-
-    class Lips:
-        def __init__(self, parted: float) -> None:
-            self.p = parted
-
-        def parted(self) -> float:
-            return self.p
-    pressed, relaxed, other = Lips(0.0), Lips(0.2), Lips(0.3)
-    ranked = [(0.00, 0, pressed, 0.20), (0.01, 1, relaxed, 0.30), (0.02, 2, other, 0.31), (0.03, 3, Lips(0.0), 0.25)]
+    pressed, relaxed, other = _Lips(0.0), _Lips(0.2), _Lips(0.3)
+    ranked = [(0.00, 0, pressed, 0.20), (0.01, 1, relaxed, 0.30), (0.02, 2, other, 0.31), (0.03, 3, _Lips(0.0), 0.25)]
     assert _pick_rest(ranked, 3)[2] is relaxed
     assert _pick_rest([(0.0, 0, pressed, float("nan"))] + ranked[1:], 3)[2] is pressed     # heights unknown: pixels decide
 
@@ -201,7 +204,7 @@ def test_between_detections_the_box_moves_with_the_picture(side):
     sides alike, off by under a pixel and never more (OpenCV is half a pixel off on odd sides, and it reads
     sub-pixel steps short: measured frame to frame, both added up), and a picture that did not just move (a
     cut) asks for a detection."""
-    from ventriloquist.face.track import _moved
+    from ventriloquist.face.track import _Followed
     rng = np.random.default_rng(0)
     big = cv2.GaussianBlur(rng.random((400, 400)).astype(np.float32), (0, 0), 3)
     big = (255 * (big - big.min()) / np.ptp(big)).astype(np.uint8)
@@ -210,12 +213,13 @@ def test_between_detections_the_box_moves_with_the_picture(side):
         m = np.float32([[1, 0, dx], [0, 1, dy]])
         return np.repeat(cv2.warpAffine(big, m, (400, 400), flags=cv2.INTER_CUBIC)[100:300, 100:300, None], 3, 2)
     box = (60.0, 50.0, 60.0 + side, 50.0 + side)
+    followed = _Followed(box, frame(0, 0))
     for i in range(1, 11):                                  # 10 frames of 0.3 px right, 0.2 px down
-        moved = _moved(box, frame(0, 0), frame(0.3 * i, 0.2 * i))
+        moved = followed.moved(frame(0.3 * i, 0.2 * i))
         assert moved is not None
         assert abs(moved[0] - box[0] - 0.3 * i) < 1.0 and abs(moved[1] - box[1] - 0.2 * i) < 1.0   # never adds up
     other = np.repeat(rng.integers(0, 255, (200, 200, 1), dtype=np.uint8), 3, 2)
-    assert _moved(box, frame(0, 0), other) is None
+    assert followed.moved(other) is None
 
 
 def test_a_face_cut_by_the_frame_is_followed_without_creeping_off_it(shared_data, tmp_path):
@@ -223,25 +227,17 @@ def test_a_face_cut_by_the_frame_is_followed_without_creeping_off_it(shared_data
     did (LRS2's first frame, driven by its own tracked landmarks): a box moved with the landmarks fed each fit's
     error into the next, and the landmarks crept up a few pixels a frame and off the picture (p95 2 IOD off a
     fresh detection); following the picture they stay on the face, as a fresh detection finds it."""
-    from ventriloquist.face.detect import detect_box, face_landmarks, landmarks_in_box
-    from ventriloquist.face.align import Retargeter
-    from ventriloquist.evaluate.resynthesis import first_frame
-    from ventriloquist.motion.sequence import LandmarkSequence, Motion
-    from ventriloquist.render.framing import make_canvas
+    from ventriloquist.face.detect import detect_box, landmarks_in_box
+    from ventriloquist.evaluate.resynthesis import first_frame, render_real
     clip = shared_data / "talking_face" / "wild" / "lrs2_prog5537_spkA_1.mp4"
     if not clip.exists():
         pytest.skip(f"{clip} is not present")
     photo = first_frame(clip)
     cv2.imwrite(str(tmp_path / "photo.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
-    cfg = GenerateConfig(render=RenderConfig(size=160), head_motion=0.0)
-    k0 = face_landmarks(photo, str(clip))
-    canvas = make_canvas(photo, k0, cfg.render)
     real, fps, _ = track_video(clip, progress=False)
-    m = Motion.from_sequence(LandmarkSequence(real, fps, 1, 1))
-    LandmarkSequence(Retargeter(canvas.map(k0))(m.shapes, m.rest, m.pose).astype(np.float32), fps,
-                     *canvas.size).save(tmp_path / "motion.npz")
     video = tmp_path / "closeup.mp4"
-    Ventriloquist(cfg).generate(tmp_path / "photo.png", video, landmarks=tmp_path / "motion.npz", progress=False)
+    render_real(Ventriloquist(GenerateConfig(render=RenderConfig(size=160), head_motion=0.0)), photo,
+                tmp_path / "photo.png", real, fps, video, str(clip))
     frames = list(read_frames(video))
     assert detect_box(frames[0], thorough=False)[1] < 0              # the face box runs past the top
     fresh = [landmarks_in_box(f, b) if (b := detect_box(f, thorough=False)) else None for f in frames]
@@ -438,15 +434,8 @@ def test_a_rounded_o_is_not_the_mouth_at_rest():
     frames at rest, and their lips are fuller. The hole shows in the pixels: the lips at rest are still chosen
     (MEAD W011 contempt's numbers: the o's lips were 0.29-0.31 thick, the resting ones 0.26-0.29)."""
     from ventriloquist.render import _pick_rest
-
-    class Lips:
-        def __init__(self, parted: float) -> None:
-            self.p = parted
-
-        def parted(self) -> float:
-            return self.p
-    rest = Lips(0.08)
-    ranked = [(0.006, 67, Lips(0.09), 0.276), (0.007, 68, Lips(0.10), 0.295), (0.008, 66, rest, 0.268),
-              (0.020, 35, Lips(0.21), 0.309), (0.022, 36, Lips(0.19), 0.313), (0.029, 34, Lips(0.23), 0.327),
-              (0.031, 32, Lips(0.31), 0.328), (0.033, 33, Lips(0.27), 0.338)]
+    rest = _Lips(0.08)
+    ranked = [(0.006, 67, _Lips(0.09), 0.276), (0.007, 68, _Lips(0.10), 0.295), (0.008, 66, rest, 0.268),
+              (0.020, 35, _Lips(0.21), 0.309), (0.022, 36, _Lips(0.19), 0.313), (0.029, 34, _Lips(0.23), 0.327),
+              (0.031, 32, _Lips(0.31), 0.328), (0.033, 33, _Lips(0.27), 0.338)]
     assert _pick_rest(ranked, 8)[2] is rest

@@ -85,8 +85,8 @@ def test_prepare_synthetic_corpus(corpus, tmp_path, workers):
 
 
 def test_a_clip_followed_another_way_is_made_again(corpus, tmp_path):
-    """evaluate follows a user's faces in the detector's carried box, the training cache as its weights were
-    made: a clip cached one way is not taken for the other, and either way is kept once made."""
+    """evaluate follows a user's faces with the box following the picture, the training cache as its weights
+    were made: a clip cached one way is not taken for the other, and either way is kept once made."""
     out = tmp_path / "cache"
     clip = corpus / "talker.mp4"
     assert prepare([clip], out, workers=1, progress=False)["prepared"] == 1

@@ -98,16 +98,30 @@ def _track(path: Path) -> np.ndarray:
     return k
 
 
+def render_real(vt, photo: np.ndarray, photo_path: Path, landmarks: np.ndarray, fps: float, out: Path,
+                source: str = "") -> None:
+    """``out``: the photo (``photo_path``, its pixels ``photo``) moved by a video's real ``landmarks`` (T, 68, 2
+    pixels, at ``fps``), retargeted as a driving video's are and rendered by ``vt`` (a Ventriloquist): the
+    re-synthesis ceiling, what our renderer shows of real motion."""
+    from ..face.align import Retargeter
+    from ..face.detect import face_landmarks
+    from ..motion.sequence import LandmarkSequence, Motion
+    from ..render.framing import make_canvas
+    k0 = face_landmarks(photo, source or str(photo_path))
+    canvas = make_canvas(photo, k0, vt.cfg.render)
+    m = Motion.from_sequence(LandmarkSequence(landmarks, fps, 1, 1))
+    real_px = Retargeter(canvas.map(k0))(m.shapes, m.rest, m.pose).astype(np.float32)
+    npz = out.with_suffix(".npz")
+    LandmarkSequence(real_px, fps, *canvas.size).save(npz)
+    vt.generate(photo_path, out, landmarks=npz, progress=False)
+
+
 def resynthesise_clip(c: dict, speech, tmp: Path, out: Path | None = None, baselines: dict | None = None) -> dict:
     """One clip's row: ours rendered and re-detected, the real landmarks rendered (the ceiling), and
     any canonical ``baselines`` ({name: shapes (T, 68, 2)}) scored against the real canonical shapes."""
     import cv2
 
-    from ..face.align import Retargeter
-    from ..face.detect import face_landmarks
-    from ..motion.sequence import LandmarkSequence, Motion
     from ..pipeline import Ventriloquist
-    from ..render.framing import make_canvas
     from ..video import read_frames
     photo = first_frame(c["source"])
     photo_path = tmp / "photo.png"
@@ -121,15 +135,8 @@ def resynthesise_clip(c: dict, speech, tmp: Path, out: Path | None = None, basel
     ours_mp4 = tmp / "ours.mp4"
     res = vt.generate(photo_path, ours_mp4, audio=c["source"], progress=False)
     k_ours = _track(ours_mp4)
-    # the real landmarks, retargeted onto the photo as a driving video would be, then rendered
-    k0 = face_landmarks(photo, str(c["source"]))
-    canvas = make_canvas(photo, k0, cfg.render)
-    m = Motion.from_sequence(LandmarkSequence(c["landmarks"], FPS, 1, 1))
-    real_px = Retargeter(canvas.map(k0))(m.shapes, m.rest, m.pose).astype(np.float32)
-    npz = tmp / "real.npz"
-    LandmarkSequence(real_px, FPS, *canvas.size).save(npz)
     up_mp4 = tmp / "upper.mp4"
-    vt.generate(photo_path, up_mp4, landmarks=npz, progress=False)
+    render_real(vt, photo, photo_path, c["landmarks"], FPS, up_mp4, str(c["source"]))
     k_up = _track(up_mp4)
     real = c["landmarks"]
     frames = list(read_frames(ours_mp4))[::IDENTITY_EVERY]

@@ -25,27 +25,26 @@ def track_video(path: str | Path, progress: bool = True, carry_box: bool = True
 
     Frames where no face is found are filled by interpolating their neighbours; a video
     with no face at all is an error. Between detections the detector's box follows the picture
-    (:func:`_moved`); ``carry_box=False`` re-makes it from the last landmarks instead, which
+    (:class:`_Followed`); ``carry_box=False`` re-makes it from the last landmarks instead, which
     drifts onto the cheek on a turned head: it is how the training cache (format 3), and so the
     shipped weights, were made, and is kept for them until they are next retrained.
     """
     info = video_info(path)
     out: list[np.ndarray | None] = []
-    prev = det_box = det_frame = None
+    prev = det = None
     with _progress(info["frames"] or None, f"landmarks {Path(path).name}", progress) as bar:
         for i, frame in enumerate(read_frames(path)):
             box = None
             if prev is None or i % REDETECT_EVERY == 0:
                 box = detect_box(frame, thorough=False)
-                if box is not None:
-                    det_box, det_frame = box, frame
+                if box is not None and carry_box:
+                    det = _Followed(box, frame)
             if box is None and prev is not None:
-                carried = det_box is not None and carry_box
-                moved = _moved(det_box, det_frame, frame) if carried else None
+                moved = det.moved(frame) if det is not None else None
                 if moved is not None:
                     box = _whole(moved)
-                elif carried and (found := detect_box(frame, thorough=False)) is not None:
-                    box, det_box, det_frame = found, found, frame
+                elif det is not None and (found := detect_box(frame, thorough=False)) is not None:
+                    box, det = found, _Followed(found, frame)
                 else:
                     box = box_from_landmarks(prev)
             k = landmarks_in_box(frame, box) if box is not None else None
@@ -100,35 +99,51 @@ def _thumb(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def _moved(box: tuple[float, float, float, float], before: np.ndarray, after: np.ndarray
-           ) -> tuple[float, float, float, float] | None:
-    """The face ``box`` (l, t, r, b) of frame ``before`` (where it was detected) moved as the picture inside it
-    moved by frame ``after`` (phase correlation of the two crops, at most MOTION_PX across); None where the
-    picture did not just move (a weak correlation peak, or a jump of over LOST_JUMP of the box: a cut, a
-    reframing), to detect again.
+class _Followed:
+    """A detected face box and the picture inside it, to follow between detections (:meth:`moved`).
 
     Between detections the box follows the picture, not the landmarks: a box re-made from the landmarks'
     extent sits off a turned head, and a box moved with the landmarks feeds each fit's error into the next
     (on a face cut by the frame's edge the landmarks crept up a few pixels a frame and off the picture);
     the picture's own motion has no such loop. It is measured from the detection's frame, not frame to frame:
-    phase correlation under-reads sub-pixel steps, and those would add up."""
-    import cv2
-    h, w = after.shape[:2]
-    l, t, r, b = box
-    x0, y0, x1, y1 = max(int(round(l)), 0), max(int(round(t)), 0), min(int(round(r)), w), min(int(round(b)), h)
-    if x1 - x0 < 8 or y1 - y0 < 8:
-        return None
-    # even sides: OpenCV's phase correlation is half a pixel off on odd ones, and that adds up frame by frame
-    k = min(1.0, MOTION_PX / max(x1 - x0, y1 - y0))
-    size = (2 * int(k * (x1 - x0) / 2), 2 * int(k * (y1 - y0) / 2))
-    crops = [cv2.resize(cv2.cvtColor(np.ascontiguousarray(f[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float32),
-                        size, interpolation=cv2.INTER_AREA) for f in (before, after)]
-    window = cv2.createHanningWindow(size, cv2.CV_32F)
-    (dx, dy), peak = cv2.phaseCorrelate(crops[0], crops[1], window)
-    dx, dy = dx * (x1 - x0) / size[0], dy * (y1 - y0) / size[1]
-    if peak < MOTION_PEAK or max(abs(dx), abs(dy)) > LOST_JUMP * max(r - l, b - t):
-        return None
-    return (l + dx, t + dy, r + dx, b + dy)
+    phase correlation under-reads sub-pixel steps, and those would add up. The detection's crop is cut once."""
+
+    def __init__(self, box: tuple[int, int, int, int], frame: np.ndarray) -> None:
+        import cv2
+        self.box = tuple(float(v) for v in box)
+        h, w = frame.shape[:2]
+        l, t, r, b = self.box
+        self.region = x0, y0, x1, y1 = max(int(round(l)), 0), max(int(round(t)), 0), min(int(round(r)), w), \
+            min(int(round(b)), h)
+        self.crop = self.window = None
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return
+        # even sides: OpenCV's phase correlation is half a pixel off on odd ones
+        k = min(1.0, MOTION_PX / max(x1 - x0, y1 - y0))
+        self.size = (2 * int(k * (x1 - x0) / 2), 2 * int(k * (y1 - y0) / 2))
+        self.crop = self._grey(frame)
+        self.window = cv2.createHanningWindow(self.size, cv2.CV_32F)
+
+    def _grey(self, frame: np.ndarray) -> np.ndarray:
+        import cv2
+        x0, y0, x1, y1 = self.region
+        return cv2.resize(cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float32),
+                          self.size, interpolation=cv2.INTER_AREA)
+
+    def moved(self, frame: np.ndarray) -> tuple[float, float, float, float] | None:
+        """The box (l, t, r, b) moved as the picture inside it moved by ``frame`` (phase correlation of the two
+        crops, at most MOTION_PX across); None where the picture did not just move (a weak correlation peak, or
+        a jump of over LOST_JUMP of the box: a cut, a reframing), to detect again."""
+        import cv2
+        if self.crop is None:
+            return None
+        (dx, dy), peak = cv2.phaseCorrelate(self.crop, self._grey(frame), self.window)
+        x0, y0, x1, y1 = self.region
+        dx, dy = dx * (x1 - x0) / self.size[0], dy * (y1 - y0) / self.size[1]
+        l, t, r, b = self.box
+        if peak < MOTION_PEAK or max(abs(dx), abs(dy)) > LOST_JUMP * max(r - l, b - t):
+            return None
+        return (l + dx, t + dy, r + dx, b + dy)
 
 
 def _whole(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
@@ -151,7 +166,7 @@ def follow_face(path: str | Path, progress: bool = True,
 
     The face is detected on the first frame, after every cut (a sudden change of the whole picture),
     every DUB_REDETECT_EVERY frames and whenever it jumps; between detections the predictor fits it in the
-    detector's box moved as the picture moved (:func:`_moved`), and where the detector loses a face the picture
+    detector's box moved as the picture moved (:class:`_Followed`), and where the detector loses a face the picture
     still shows, in its last box, for as long again. A frame where no face is found has none (it will pass
     through unchanged): nothing is interpolated across a cut, an occlusion or an empty shot. Within each run
     of found frames the landmarks are smoothed without lag (a zero-phase Gaussian), which removes the
@@ -167,7 +182,7 @@ def follow_face(path: str | Path, progress: bool = True,
     ks: list[np.ndarray | None] = []
     shots, times = [], []
     prev_k, prev_thumb, shot, since = None, None, 0, 0
-    det_box = det_frame = last_box = None
+    det = last_box = None
     with _progress(info["frames"] or None, f"following the face in {Path(path).name}", progress) as bar, \
             av.open(str(path)) as c:
         stream = c.streams.video[0]
@@ -182,14 +197,14 @@ def follow_face(path: str | Path, progress: bool = True,
                     shot, prev_k = shot + 1, None
                 k = None
                 if prev_k is not None and since < DUB_REDETECT_EVERY:
-                    box = _moved(det_box, det_frame, frame)
+                    box = det.moved(frame)
                     k = _near(frame, box, prev_k)
                     since += 1
                 if k is None:
                     box = detect_box(frame, thorough=False)
                     if box is not None:
                         k = landmarks_in_box(frame, box, fast=True)
-                        det_box, det_frame, since = box, frame, 0
+                        det, since = _Followed(box, frame), 0
                     elif prev_k is not None and since < 2 * DUB_REDETECT_EVERY:
                         # the detector lost a face the picture still shows (a turn): fit it where it last was,
                         # for as long again as between detections (then the face is taken for gone)
