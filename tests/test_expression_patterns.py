@@ -68,6 +68,21 @@ def test_auto_emotion_holds_back_when_unsure_and_builds_like_a_face():
     assert short.max() < 0.1
 
 
+def test_offline_auto_emotion_shows_a_heard_phrase_from_its_start_and_still_holds_back():
+    n = 50                                                            # a 2-s acted phrase, angry throughout
+    voiced = np.ones(n, bool)
+    angry = np.tile(np.eye(7)[ANGRY] * 0.9 + 0.1 / 7, (n, 1))
+    live, offline = ExpressionTrack()(angry, voiced), ExpressionTrack(both_ways=True)(angry, voiced)
+    assert offline[:, ANGRY].mean() > 1.3 * live[:, ANGRY].mean()   # the whole phrase is evidence ...
+    assert offline[12, ANGRY] > 0.5 and live[12, ANGRY] < 0.4         # ... so by half a second it shows
+    assert offline[1, ANGRY] < 0.3                                     # ... still building as a face does
+    unsure = np.tile(np.eye(7)[ANGRY] * 0.4 + 0.6 / 7, (n, 1))       # a belief just under one half: nothing
+    assert not ExpressionTrack(both_ways=True)(unsure, voiced).any()
+    track = ExpressionTrack(both_ways=True)
+    track(angry[:25], voiced[:25])
+    assert track.evidence[ANGRY] > 0.5                                 # the causal state carries on as live's does
+
+
 def test_a_smiling_photo_loses_its_smile_when_an_emotion_is_asked_for():
     ref = _base()
     smiling = ref.copy()
