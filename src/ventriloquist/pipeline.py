@@ -290,6 +290,8 @@ class Ventriloquist:
         (the voice's, or ``--emotion``) shows at DUB_EXPRESSION of its strength. Frames are decoded, warped
         and encoded one at a time: memory does not grow with the video's length.
         """
+        from concurrent.futures import ThreadPoolExecutor
+
         from tqdm.auto import tqdm
 
         from .face.track import follow_face
@@ -315,14 +317,17 @@ class Ventriloquist:
             if self.cfg.render.mouth_interior:
                 own.add(frame, k)
             shut.add(frame, k, shot, index)
-        track = follow_face(video, progress=bar, on_face=learn)
-        if report:
-            report(DUB_TRACK_SHARE)
-        fps = float(track.fps)
         base = self._configured(self.speech_motion, timeline)
         sm = replace(base, strength=base.strength * DUB_EXPRESSION, emotion=base.emotion and base.strength > 0)
-        mel, artic = sm.features(speech)
-        shapes, emotions = sm.shapes(mel, artic)
+        # the speech's motion is worked out while the face is followed: the networks leave Python's lock while
+        # dlib holds it, so on two cores the start-up of a short dub (encoder, phones, G) costs little wall time
+        with ThreadPoolExecutor(1) as pool:
+            heard = pool.submit(lambda: sm.shapes(*sm.features(speech)))
+            track = follow_face(video, progress=bar, on_face=learn)
+            if report:
+                report(DUB_TRACK_SHARE)
+            shapes, emotions = heard.result()
+        fps = float(track.fps)
         g = sm.generator
         rest = mean_face(g)
         n_speech = num_frames(len(speech), fps)
