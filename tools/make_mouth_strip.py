@@ -1,6 +1,6 @@
 """Ours beside real: each talking clip re-made from its first frame and its own audio, then its widest
 real mouth openings next to our frame at the same opening (within 0.02 IOD, landmarks re-detected on
-both videos), and its most closed real eye next to our most closed one (a blink).
+both videos), and its most closed real eye next to the frame where we drew the eye most closed (a blink).
 
 By default the clips of ``../shared/data/talking_face/wild`` whose licence allows showing them (no
 "research" in ``clips.csv``) are used; writes ``docs/mouth_strip.png``.
@@ -47,7 +47,7 @@ def tile(frame: np.ndarray, centre: np.ndarray, width: float, text: str) -> np.n
 def row(clip: Path, vt: Ventriloquist, tmp: Path) -> np.ndarray:
     photo, ours = tmp / "photo.png", tmp / "ours.mp4"
     cv2.imwrite(str(photo), cv2.cvtColor(first_frame(clip), cv2.COLOR_RGB2BGR))
-    vt.generate(photo, ours, audio=clip, progress=False)
+    drawn = vt.generate(photo, ours, audio=clip, progress=False).landmarks.landmarks
     real_k, ours_k = track_video(clip, progress=False)[0], track_video(ours, progress=False)[0]
     real_f, ours_f = list(read_frames(clip)), list(read_frames(ours))
     n = min(len(real_k), len(ours_k), len(real_f), len(ours_f))
@@ -63,11 +63,13 @@ def row(clip: Path, vt: Ventriloquist, tmp: Path) -> np.ndarray:
             tiles.append(tile(f, k[MOUTH].mean(0), 1.2 * float(interocular(k)), f"{who} {mouth_aperture(k):.2f} IOD"))
         if len(tiles) == 2 * WIDEST:
             break
+    # the real blink is the frame a detector reads most closed; ours, the frame we drew most closed (a detector
+    # reads our shut lids less closed than real ones), labelled with what the detector reads there
     re, oe = eye_opening(real_k[:n]), eye_opening(ours_k[:n])
-    for f, k, e, who in ((real_f[int(np.argmin(re))], real_k[int(np.argmin(re))], re, "real"),
-                         (ours_f[int(np.argmin(oe))], ours_k[int(np.argmin(oe))], oe, "ours")):
+    i, j = int(np.argmin(re)), int(np.argmin(eye_opening(drawn[:n])))
+    for f, k, e, at, who in ((real_f[i], real_k[i], re, i, "real"), (ours_f[j], ours_k[j], oe, j, "ours")):
         tiles.append(tile(f, k[RIGHT_EYE].mean(0), 0.9 * float(interocular(k)),
-                          f"{who} blink {float(e.min() / np.median(e)):.2f}"))
+                          f"{who} blink {float(e[at] / np.median(e)):.2f}"))
     return np.hstack(tiles + [np.zeros_like(tiles[0])] * (2 * WIDEST + 2 - len(tiles)))
 
 

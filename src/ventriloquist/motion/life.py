@@ -27,6 +27,8 @@ NOD_PITCH = 0.09        # radians the head tips down on the strongest stressed s
 NOD_S = 0.4             # a nod's duration
 NOD_GAP_S = 0.25        # stressed syllables closer than this make one nod
 BLINK_SNAP_S = 0.8      # a blink this close to a pause moves into it
+LOWER_LID_RISE = 0.4    # a shut eye's lids meet this share of the way up from the lower lid (the upper lid travels
+                        # the rest)
 
 
 def pause_starts(voiced: np.ndarray) -> np.ndarray:
@@ -61,11 +63,12 @@ def blink_track(n: int, rng: np.random.Generator, fps: float = FPS, rate: float 
 
 
 def apply_blinks(shapes: np.ndarray, closure: np.ndarray) -> np.ndarray:
-    """Close the lids of canonical shapes (T, 68, 2) by ``closure`` (T,): both lids meet near the middle."""
+    """Close the lids of canonical shapes (T, 68, 2) by ``closure`` (T,): the lids meet LOWER_LID_RISE of the
+    way up from the lower lid."""
     out = shapes.copy()
     c = closure[:, None]
     for up, lo in LID_PAIRS:
-        mid = 0.6 * out[:, lo] + 0.4 * out[:, up]       # upper lid travels further, as in a real blink
+        mid = out[:, lo] + LOWER_LID_RISE * (out[:, up] - out[:, lo])
         out[:, up] += c * (mid - out[:, up])
         out[:, lo] += c * (mid - out[:, lo])
     return out

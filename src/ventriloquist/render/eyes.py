@@ -4,16 +4,19 @@ The mesh warp (:mod:`.warp`) keeps each eye open and its eyeball rigid with the 
 target closes an eye, the upper lid (the band from its crease to its lash line, with the photo's
 texture and lashes) is stretched down over the eyeball along smooth curves through the lid
 landmarks, in the eye's own coordinates: it follows the eye's curve, ends at its corners on any
-head pose, and its edge is anti-aliased. Shut, it is one smooth sheet of skin: the band's columns
-smoothed, its crease shading evened out and lit towards the skin above, its top risen over the
-crease so the lashes there go with it. An eye that does not close is left to the warp.
+head pose, and its edge is anti-aliased. Shut, it keeps its lash line, and above it is one smooth
+sheet of skin: the brow bone's, read upwards from the crease (an open lid's own band is a fold in
+shadow, mostly hidden), smoothed along the eye and lit towards the skin under the eye, where a
+socket's shadow or eyeshadow would otherwise leave a grey patch that neither a person nor a landmark
+detector reads as a closed eye; its top rises over the crease so the lashes there go with it. An eye
+that does not close is left to the warp.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from ..face.topology import LEFT_EYE, RIGHT_EYE, lid_gap
+from ..face.topology import LEFT_BROW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE, lid_gap
 
 LASH_SEARCH = (-0.4, 0.1)    # the lash line is the darkest row this far (eye openings) above/below the lid landmarks
 LASH_BELOW = 0.06            # the lid ends this far (eye openings) under its lash line, so the lashes come down with it
@@ -25,12 +28,14 @@ OVERLAP = 0.15               # a closed lid's edge overlaps the lower lid's rim 
 MIN_CLOSURE = 0.01           # closure (1 - opening / the photo's) from which the lid is drawn
 TOP_FEATHER = 0.15           # the band's top share fades into the warped skin above the crease
 LID_SMOOTH = 0.05            # a closing lid's skin is smoothed along the eye over this share of its width
-ROWS = 12                    # rows of the open lid's band whose shading a closed lid evens out ...
-ROW_GAIN = (0.8, 1.25)       # ... within this gain; it is lit towards the skin ...
-LIGHT_OVER = 0.6             # ... up to this many open-lid heights over the crease ...
-LIGHT_RANGE = (0.8, 1.4)     # ... whose light over the band's is taken within this range ...
-LIGHT_SHARE = 0.7            # ... this share of the way (a closed lid stays a little darker than the brow bone)
 RAISE = 0.5                  # a closing lid's top rises this many open-lid heights over the crease
+MIRROR = 0.5                 # a closed lid's skin is the brow bone's, read upwards from the crease over this share
+                             # of the way to the brow (the open lid's own band is a shadowed fold, mostly hidden)
+TONE_SHARE = 0.6             # ... brought this share of the way (in gain) to the skin under the eye, over its bulge ...
+TONE_GAIN = (0.6, 1.8)       # ... a gain never beyond this (before the share) ...
+BULGE = 0.6                  # ... in full from this share of the way down from the crease (it meets the crease unlit)
+UNDER_EYE = (0.2, 0.5)       # the skin under the eye is read this far below the lower lid (eye widths)
+LID_SHADE = 0.1              # ... a shade darker towards the lash line, where the lid curves away from the light
 SAMPLES = 33                 # points along each curve, corner to corner
 GRID = np.linspace(0.0, 1.0, SAMPLES)
 BUMP = np.sqrt(4 * GRID * (1 - GRID))     # 1 mid-eye, 0 at the corners
@@ -92,13 +97,21 @@ class EyelidLayer:
             raise_px = RAISE * float(np.max(lash - top))
             _clear_lashes(self.skin, f, top, lash)
             _clear_lashes(self.skin, f, top - raise_px, top, whole=True)
-            self.eyes.append((eye, j, opening, f, top, lash, lash - curve, _lid_rows(self.skin, f, top, lash), raise_px))
+            brow = landmarks[(RIGHT_BROW, LEFT_BROW)[j]] - f.a
+            bs, bt = brow @ f.ex / f.length, brow @ f.ey
+            order = np.argsort(bs)
+            reach = MIRROR * np.maximum(top - np.interp(GRID, bs[order], bt[order]), float(np.max(lash - top)))
+            # the skin under the eye: its median colour is what a shut lid's skin is brought towards
+            lower = f.curve(landmarks[[eye[0], eye[5], eye[4], eye[3]]])
+            under = f.sample(image, GRID[None, 4:-4], lower[None, 4:-4] + np.linspace(*UNDER_EYE, 6)[:, None] * f.length)
+            tone = np.median(under.reshape(-1, under.shape[-1]), axis=0).astype(np.float32)
+            self.eyes.append((eye, j, opening, f, top, lash, lash - curve, raise_px, reach, tone))
 
     def paint(self, frame: np.ndarray, target: np.ndarray, creases: np.ndarray) -> None:
         """Draw the lids of the eyes that ``target`` (68, 2) closes into ``frame``, in place
         (``creases``: the frame's crease points, as in :meth:`__init__`)."""
         h, w = frame.shape[:2]
-        for eye, j, opening, src, src_top, src_edge, lash, rows, raise_px in self.eyes:
+        for eye, j, opening, src, src_top, src_edge, lash, raise_px, reach, tone in self.eyes:
             open_share = lid_gap(target, eye) / opening
             if open_share > 1 - MIN_CLOSURE:
                 continue
@@ -145,15 +158,19 @@ class EyelidLayer:
             lid_px = cv2.remap(self.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
             if clear > 0:
                 skin = cv2.remap(self.skin, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-                # a thin band pulled tall shows its columns as streaks: smoothed along the eye, above the lash line
-                sigma = LID_SMOOTH * f.length
-                along = cv2.GaussianBlur(skin, (0, 0), sigmaX=sigma, sigmaY=0.5)
+                # above its lash line a shut lid is skin as the brow bone's: read upwards from the crease
+                u = np.clip(depth / np.maximum(height - rim, 1e-3), 0, 1)
+                bx, by = (m.astype(np.float32) for m in src.point(s, sc + over - u * np.interp(s, GRID, reach)))
+                bone = cv2.remap(self.skin, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+                bone = cv2.GaussianBlur(bone, (0, 0), sigmaX=LID_SMOOTH * f.length, sigmaY=0.5)
+                covered = alpha > 0.5
+                if covered.any():
+                    gain = np.clip(tone / np.maximum(bone[covered].mean(0), 1.0), *TONE_GAIN) ** TONE_SHARE
+                    bulge = _smoothstep(u, 0.0, BULGE)[..., None].astype(np.float32)
+                    bone *= 1 + bulge * (gain - 1)
+                bone *= (1 - LID_SHADE * u * u)[..., None].astype(np.float32)
                 above = np.clip((height - rim - depth) / np.maximum(rim, 1e-3), 0, 1)[..., None].astype(np.float32)
-                skin += above * (along - skin)
-                v = np.clip(depth / np.maximum(height - rim, 1e-3), 0, 1) * (ROWS - 1)
-                gain = np.stack([np.interp(v, np.arange(ROWS), rows[:, ch]) for ch in range(rows.shape[1])], -1)
-                under = np.clip(depth / np.maximum(TOP_FEATHER * height, 1e-3), 0, 1)[..., None].astype(np.float32)
-                skin *= 1 + above * under * (gain.astype(np.float32) - 1)
+                skin += above * (bone - skin)
                 lid_px += clear * (skin - lid_px)
             roi = frame[y0:y1, x0:x1].astype(np.float32)
             a = alpha.astype(np.float32)[..., None]
@@ -194,23 +211,6 @@ def _clear_lashes(image: np.ndarray, f: _EyeFrame, top: np.ndarray, lash: np.nda
     dark = ((luma < LASH_DARK * np.percentile(luma[band > 0], 80)) & (band > 0)).astype(np.uint8)
     if dark.any():
         image[y0:y1, x0:x1] = cv2.inpaint(roi, cv2.dilate(dark, np.ones((3, 3), np.uint8)), 3, cv2.INPAINT_TELEA)
-
-
-def _lid_rows(skin: np.ndarray, f: _EyeFrame, top: np.ndarray, lash: np.ndarray) -> np.ndarray:
-    """Per row of the open lid's band, crease (0) to the top of its lash line (1), the gain (ROWS, 3) a closed
-    lid's skin gets there. The open band is shaded by the crease's fold; a closed lid is one smooth sheet
-    unfolded from it, facing the light as the skin over the crease does (LIGHT_SHARE of the way there), so
-    each row is evened out to the band's mean and the band lit towards the skin above."""
-    span = max(float(np.max(lash - top)), 1.0)
-    mid = (GRID > 0.2) & (GRID < 0.8)
-
-    def sample(t0: np.ndarray, t1: np.ndarray, n: int) -> np.ndarray:
-        v = np.linspace(0.0, 1.0, n)[:, None]
-        return f.sample(skin, GRID[None, mid], t0[None, mid] + v * (t1 - t0)[None, mid]).astype(np.float64)
-    rows = np.maximum(sample(top, top + (1 - LASH_KEEP) * (lash - top), ROWS).mean(1), 1.0)
-    over = sample(top - LIGHT_OVER * span, top - 0.1 * span, 6).reshape(-1, rows.shape[-1]).mean(0)
-    light = np.clip(over / rows.mean(0), *LIGHT_RANGE) ** LIGHT_SHARE
-    return np.clip(rows.mean(0) / rows * light, *ROW_GAIN).astype(np.float32)
 
 
 def _chains(k: np.ndarray, creases: np.ndarray, eye: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
