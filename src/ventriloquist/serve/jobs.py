@@ -181,8 +181,9 @@ class JobQueue:
             with self._lock:
                 if job.state != QUEUED:            # cancelled while waiting
                     continue
+                limit = self.time_limit_s             # fixed before the job is seen running
                 job.state, job.started = RUNNING, time.time()
-            state, error = renderer.run(job, job.started + self.time_limit_s, self.time_limit_s)
+            state, error = renderer.run(job, job.started + limit, limit)
             if state != DONE:
                 for leftover in [job.result, job.emotions, *job.folder.glob(".*")]:  # the writer's temp files too
                     leftover.unlink(missing_ok=True)
