@@ -319,8 +319,8 @@ class Ventriloquist:
             shut.add(frame, k, shot, index)
         base = self._configured(self.speech_motion, timeline)
         sm = replace(base, strength=base.strength * DUB_EXPRESSION, emotion=base.emotion and base.strength > 0)
-        # the speech's motion is worked out while the face is followed: the networks leave Python's lock while
-        # dlib holds it, so on two cores the start-up of a short dub (encoder, phones, G) costs little wall time
+        # the speech's motion is worked out while the face is followed: torch and CTranslate2 release Python's
+        # lock in their heavy work, so on two cores hearing the speech (encoder, phones, G) adds little wall time
         with ThreadPoolExecutor(1) as pool:
             heard = pool.submit(lambda: sm.shapes(*sm.features(speech)))
             track = follow_face(video, progress=bar, on_face=learn)

@@ -324,8 +324,8 @@ class SpeechMotion:
 
         The voice's own emotion is held back when unsure (:class:`~.expression.ExpressionTrack`; ``track``
         carries its state between calls, as live mode needs; without one the whole speech is known and evidence
-        is gathered both ways); a chosen emotion shows at its intensity from
-        the first frame and holds through pauses.
+        is gathered both ways); a chosen emotion shows at its intensity from the first frame and holds through
+        pauses.
         """
         from .expression import NEUTRAL, ExpressionTrack
         heard = (track or ExpressionTrack(both_ways=True))(probs, voiced, gate)
