@@ -425,6 +425,9 @@ def test_dub_refuses_what_it_cannot_do(talking, new_speech, tmp_path):
     with pytest.raises(InputError, match="--face-index"):
         Ventriloquist(GenerateConfig(face_index=0)).generate(video, tmp_path / "b.mp4", audio=new_speech,
                                                              progress=False)
+    with pytest.raises(InputError, match="expression strength"):      # checked before the video is followed
+        Ventriloquist(GenerateConfig(expression=9.0)).generate(video, tmp_path / "c.mp4", audio=new_speech,
+                                                               progress=False)
     assert not list(tmp_path.glob("*.mp4"))
 
 
@@ -439,3 +442,27 @@ def test_a_rounded_o_is_not_the_mouth_at_rest():
               (0.020, 35, _Lips(0.21), 0.309), (0.022, 36, _Lips(0.19), 0.313), (0.029, 34, _Lips(0.23), 0.327),
               (0.031, 32, _Lips(0.31), 0.328), (0.033, 33, _Lips(0.27), 0.338)]
     assert _pick_rest(ranked, 8)[2] is rest
+
+
+def test_the_speech_heard_in_a_second_process_gives_the_same_dub(talking, new_speech, tmp_path):
+    """A fresh pipeline hears a dub's speech in a child interpreter (beside the face tracking, see
+    motion.apart); one whose models are loaded already, in a thread: the mouth they drive is the same."""
+    from ventriloquist.pipeline import Ventriloquist as V
+    video, _ = talking
+    shared = V()
+    shared.speech_motion                                 # loaded here: the thread path
+    fresh = V()
+    a = fresh.generate(video, tmp_path / "a.mp4", audio=new_speech, progress=False)
+    assert fresh._speech is None                         # the child loaded them, not this process
+    b = shared.generate(video, tmp_path / "b.mp4", audio=new_speech, progress=False)
+    np.testing.assert_allclose(a.landmarks.landmarks, b.landmarks.landmarks, atol=1e-3)
+    np.testing.assert_allclose(a.emotions, b.emotions, atol=1e-4)
+
+
+def test_work_done_apart_answers_or_raises_its_own_error(tmp_path):
+    from ventriloquist.audio import load_audio, num_frames
+    from ventriloquist.errors import InputError
+    from ventriloquist.motion.apart import Apart
+    assert Apart(num_frames, 16000, 25.0).result() == num_frames(16000, 25.0)
+    with pytest.raises(InputError, match="nothing.wav"):
+        Apart(load_audio, tmp_path / "nothing.wav").result()

@@ -77,3 +77,54 @@ def test_damaged_video_gives_its_readable_frames_with_a_warning(tmp_path, damage
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(InputError, match="cut.mp4"):
         next(read_frames(cut))
+
+
+def test_frames_written_behind_are_kept_in_order_and_an_encoding_error_fails_the_write(tmp_path):
+    """Frames are encoded in a second thread: each is copied when written (the caller may reuse its buffer),
+    and an error while encoding fails the video, leaving no file."""
+    out = tmp_path / "out.mp4"
+    buf = np.zeros((48, 64, 3), np.uint8)
+    with VideoWriter(out, 64, 48, VideoConfig(fps=25, crf=0)) as w:
+        for i in range(30):
+            buf[:] = i * 8
+            w.write(buf)
+    assert [int(round(f.mean() / 8)) for f in read_frames(out)] == list(range(30))
+
+
+    class Full:                                             # a disk that fills up while the video is encoded
+        def __init__(self, container):
+            self.container = container
+
+        def mux(self, packet):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            self.container.close()
+    from ventriloquist.errors import OutputError
+    with pytest.raises(OutputError, match="bad.mp4"):
+        with VideoWriter(tmp_path / "bad.mp4", 64, 48) as w:
+            w.container = Full(w.container)
+            for i in range(300):
+                w.write(np.full((48, 64, 3), i % 255, np.uint8))
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_reading_ahead_keeps_order_hands_on_errors_and_stops_with_its_reader():
+    from ventriloquist.video import ahead
+    assert list(ahead(iter(range(50)), depth=4)) == list(range(50))
+
+    def broken():
+        yield 1
+        raise InputError("damaged")
+    with pytest.raises(InputError, match="damaged"):
+        list(ahead(broken()))
+    made = []
+
+    def counted():
+        for i in range(1000):
+            made.append(i)
+            yield i
+    it = ahead(counted(), depth=4)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()
+    assert len(made) <= 3 + 4 + 2

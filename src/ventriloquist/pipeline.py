@@ -22,7 +22,7 @@ from .face.track import track_video
 from .motion.sequence import LandmarkSequence, Motion
 from .render import Renderer
 from .render.framing import make_canvas
-from .video import VideoWriter, check_output, frames_in_order, is_video, video_info, write_beside
+from .video import VideoWriter, ahead, check_output, frames_in_order, is_video, video_info, write_beside
 
 DECODED_SHARE = 0.02         # progress reported once the sound is decoded ...
 MOTION_SHARE = 0.3           # ... and once the motion exists; rendering is the rest
@@ -98,6 +98,23 @@ def _sound_source(path: str | Path) -> Path | None:
         warnings.warn(f"could not keep the original sound of {path} ({type(exc).__name__}); the video carries "
                       "the 16-kHz mono copy the models heard", InputWarning, stacklevel=3)
         return None
+
+
+def dub_speech(cfg: GenerateConfig, speech: np.ndarray, timeline: tuple, speech_motion=None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A dub's new mouth: the canonical landmarks (T, 68, 2) ``speech`` drives with ``cfg``'s settings and the
+    expression at DUB_EXPRESSION, the per-frame emotion (T, 7), the mean face (68, 2) they are offsets of, and
+    the model's closed mouth (68, 2), which each shot's own closed mouth stands for. ``speech_motion``: the
+    loaded models (loaded here when None, as in :mod:`.motion.apart`'s child process)."""
+    from .motion.speech import mean_face
+    vt = Ventriloquist(cfg, speech_motion)
+    base = vt._configured(vt.speech_motion, timeline)
+    sm = replace(base, strength=base.strength * DUB_EXPRESSION, emotion=base.emotion and base.strength > 0)
+    shapes, emotions = sm.shapes(*sm.features(speech))
+    g = sm.generator
+    rest = mean_face(g)
+    closed = rest + (g.rest if getattr(g, "rest", None) is not None else 0.0)
+    return shapes, emotions, rest, closed
 
 
 class Ventriloquist:
@@ -295,7 +312,8 @@ class Ventriloquist:
         from tqdm.auto import tqdm
 
         from .face.track import follow_face
-        from .motion.speech import mean_face
+        from .motion.apart import Apart
+        from .motion.speech import check_settings
         from .render import DubRenderer, RestCollector
         report = progress if callable(progress) else None
         bar = progress is True
@@ -317,25 +335,32 @@ class Ventriloquist:
             if self.cfg.render.mouth_interior:
                 own.add(frame, k)
             shut.add(frame, k, shot, index)
-        base = self._configured(self.speech_motion, timeline)
-        sm = replace(base, strength=base.strength * DUB_EXPRESSION, emotion=base.emotion and base.strength > 0)
-        # the speech's motion is worked out while the face is followed: torch and CTranslate2 release Python's
-        # lock in their heavy work, so on two cores hearing the speech (encoder, phones, G) adds little wall time
+        # the speech's motion is worked out while the face is followed: in a second interpreter where this one
+        # has not loaded the models yet (a CLI run: each gets a core, see motion.apart), else in a thread
+        c = self.cfg                           # settings are checked now, not after the video has been followed
+        check_settings(c.expression, c.articulation, c.emotion, c.emotion_intensity, c.head_motion)
+        heard = None
+        if self._speech is None:
+            try:
+                heard = Apart(dub_speech, self.cfg, speech, timeline)
+            except OSError:
+                heard = None
         with ThreadPoolExecutor(1) as pool:
-            heard = pool.submit(lambda: sm.shapes(*sm.features(speech)))
-            track = follow_face(video, progress=bar, on_face=learn)
+            if heard is None:
+                heard = pool.submit(dub_speech, self.cfg, speech, timeline, self.speech_motion)
+            try:
+                track = follow_face(video, progress=bar, on_face=learn)
+            except BaseException:
+                heard.cancel()
+                raise
             if report:
                 report(DUB_TRACK_SHARE)
-            shapes, emotions = heard.result()
+            shapes, emotions, rest, closed = heard.result()
         fps = float(track.fps)
-        g = sm.generator
-        rest = mean_face(g)
         n_speech = num_frames(len(speech), fps)
         n_video = len(track.found)
         n = max(n_speech, n_video) if self.cfg.video_end == "keep" else n_speech
         motion = Motion(shapes, rest, np.zeros((len(shapes), 4)), float(FPS)).retimed(fps, n_speech)
-        # the model's closed mouth is the shot's closed mouth: offsets are taken from it, not from the mean face
-        closed = rest + (g.rest if getattr(g, "rest", None) is not None else 0.0)
         if report:
             report(MOTION_SHARE)
 
@@ -365,7 +390,7 @@ class Ventriloquist:
         with _moved_in_after() as staged:
             with VideoWriter(out, w2, h2, cfg=replace(self.cfg.video, fps=fps), sound=sound,
                              audio=speech if sound is None else None) as writer:
-                for j, frame in enumerate(tqdm(frames_in_order(video, order, track.times), total=n, desc="dub",
+                for j, frame in enumerate(tqdm(ahead(frames_in_order(video, order, track.times)), total=n, desc="dub",
                                                unit="frame", disable=not bar, leave=False)):
                     i = order[j]
                     if track.found[i]:

@@ -20,6 +20,7 @@ from .errors import InputError, InputWarning, OutputError, existing_file
 
 
 AUDIO_BLOCK = 1024 * 16     # samples per block handed to the AAC encoder
+AHEAD_FRAMES = 8            # frames decoded ahead of, or waiting to be encoded behind, the frame being worked on
 
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".flv", ".mpg", ".mpeg", ".m4v", ".3gp", ".ts")
@@ -174,20 +175,48 @@ class VideoWriter:
             self.astream.bit_rate = self.cfg.audio_bitrate * channels
             self.astream.layout = self.layout
         self.frames = 0
+        self._encoder = None
+        self._failed: BaseException | None = None
+        self._aborted = False
 
     def __enter__(self) -> "VideoWriter":
         return self
 
     def write(self, frame: np.ndarray) -> None:
-        """Encode one (H, W, 3) uint8 RGB frame."""
+        """Encode one (H, W, 3) uint8 RGB frame: copied now, encoded in a background thread (x264 leaves
+        Python's lock while it works) so that the next frame is made meanwhile."""
         import av
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        try:
-            for packet in self.vstream.encode(vf):
-                self.container.mux(packet)
-        except OSError as exc:
-            raise _write_failed(self.path, exc) from None
+        if self._failed is not None:
+            raise self._failed
+        if self._encoder is None:
+            import queue
+            import threading
+            self._queue = queue.Queue(AHEAD_FRAMES)
+            self._encoder = threading.Thread(target=self._encode_frames, name="ventriloquist-encode", daemon=True)
+            self._encoder.start()
+        self._queue.put(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
         self.frames += 1
+
+    def _encode_frames(self) -> None:
+        while (vf := self._queue.get()) is not None:
+            if self._failed is not None or self._aborted:
+                continue                         # drained: the writer is failing or given up
+            try:
+                for packet in self.vstream.encode(vf):
+                    self.container.mux(packet)
+            except OSError as exc:
+                self._failed = _write_failed(self.path, exc)
+            except BaseException as exc:
+                self._failed = exc
+
+    def _join_encoder(self) -> None:
+        """Wait until every written frame is encoded; raise the encoder's error, if any."""
+        if self._encoder is not None:
+            self._queue.put(None)
+            self._encoder.join()
+            self._encoder = None
+        if self._failed is not None:
+            raise self._failed
 
     def _encode(self, block: np.ndarray, pts: int) -> None:
         import av
@@ -233,6 +262,11 @@ class VideoWriter:
     def close(self) -> None:
         """Flush encoders and move the finished file into place."""
         try:
+            self._join_encoder()
+        except BaseException:
+            self.abort()
+            raise
+        try:
             for packet in self.vstream.encode(None):
                 self.container.mux(packet)
             if self._source is not None:
@@ -248,6 +282,11 @@ class VideoWriter:
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
+        self._aborted = True
+        try:
+            self._join_encoder()
+        except BaseException:
+            pass
         for c in (self.container, self._source):
             try:
                 if c is not None:
@@ -287,6 +326,54 @@ def video_info(path: str | Path) -> dict:
         raise
     except Exception as exc:
         raise InputError(f"could not open video {path} ({type(exc).__name__}); pass an MP4, MOV, MKV or AVI file") from None
+
+
+def ahead(items: Iterable, depth: int = AHEAD_FRAMES) -> Iterator:
+    """``items`` produced in a background thread, up to ``depth`` ahead of the consumer: decoding (PyAV
+    leaves Python's lock while it works) overlaps what is done with the frames. The producer's error is
+    raised at the consumer's next step; a consumer that stops early stops the producer."""
+    import queue
+    import threading
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        it = iter(items)
+        try:
+            for x in it:
+                if not put((True, x)):
+                    return
+            put((True, done))
+        except BaseException as exc:        # handed to the consumer
+            put((False, exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()                     # a generator's file is closed in the thread that read it
+
+    worker = threading.Thread(target=produce, name="ventriloquist-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, x = q.get()
+            if not ok:
+                raise x
+            if x is done:
+                return
+            yield x
+    finally:
+        stop.set()
+        worker.join()
 
 
 def read_frames(path: str | Path) -> Iterator[np.ndarray]:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from ..errors import FaceNotFoundError
-from ..video import read_frames, upright, video_info
+from ..video import ahead, read_frames, upright, video_info
 from .detect import box_from_landmarks, detect_box, landmarks_in_box, seat_inner_lips
 
 REDETECT_EVERY = 25      # frames between full detections; the predictor alone follows the face between them
@@ -160,6 +160,18 @@ def _near(frame: np.ndarray, box: tuple[float, float, float, float] | None, prev
     return None if float(np.abs(k.mean(0) - prev.mean(0)).max()) > LOST_JUMP * size else k
 
 
+def _timed_frames(path: str | Path) -> Iterator[tuple[float | None, np.ndarray]]:
+    """(time in s or None, upright RGB frame) for each decodable frame of a video."""
+    import av
+
+    from ..audio import decoded_packets
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        for _, frames in decoded_packets(c, stream):
+            for f in frames or ():
+                yield (float(f.time) if f.time is not None else None), upright(f)
+
+
 def follow_face(path: str | Path, progress: bool = True,
                 on_face: Callable[[np.ndarray, np.ndarray, int, int], None] | None = None) -> FaceTrack:
     """Landmarks of the main face in every frame of a video, for dubbing.
@@ -174,53 +186,47 @@ def follow_face(path: str | Path, progress: bool = True,
     ``on_face`` is called with each frame that has a face, its landmarks (not yet smoothed), its shot and its
     index (what a dub learns from the video while it is read once: its own mouth interiors, its lips at rest).
     """
-    import av
     from scipy.ndimage import gaussian_filter1d
 
-    from ..audio import decoded_packets
     info = video_info(path)
     ks: list[np.ndarray | None] = []
     shots, times = [], []
     prev_k, prev_thumb, shot, since = None, None, 0, 0
     det = last_box = None
-    with _progress(info["frames"] or None, f"following the face in {Path(path).name}", progress) as bar, \
-            av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        for _, frames in decoded_packets(c, stream):
-            for f in frames or ():
-                frame = upright(f)
-                times.append(float(f.time) if f.time is not None else len(times) / info["fps"])
-                thumb = _thumb(frame)
-                cut = prev_thumb is not None and float(np.abs(thumb - prev_thumb).mean()) > CUT_LEVEL
-                prev_thumb = thumb
-                if cut:
-                    shot, prev_k = shot + 1, None
-                k = None
-                if prev_k is not None and since < DUB_REDETECT_EVERY:
-                    box = det.moved(frame)
+    with _progress(info["frames"] or None, f"following the face in {Path(path).name}", progress) as bar:
+        for t, frame in ahead(_timed_frames(path)):
+            times.append(t if t is not None else len(times) / info["fps"])
+            thumb = _thumb(frame)
+            cut = prev_thumb is not None and float(np.abs(thumb - prev_thumb).mean()) > CUT_LEVEL
+            prev_thumb = thumb
+            if cut:
+                shot, prev_k = shot + 1, None
+            k = None
+            if prev_k is not None and since < DUB_REDETECT_EVERY:
+                box = det.moved(frame)
+                k = _near(frame, box, prev_k)
+                since += 1
+            if k is None:
+                box = detect_box(frame, thorough=False)
+                if box is not None:
+                    k = landmarks_in_box(frame, box, fast=True)
+                    det, since = _Followed(box, frame), 0
+                elif prev_k is not None and since < 2 * DUB_REDETECT_EVERY:
+                    # the detector lost a face the picture still shows (a turn): fit it where it last was,
+                    # for as long again as between detections (then the face is taken for gone)
+                    box = last_box
                     k = _near(frame, box, prev_k)
                     since += 1
-                if k is None:
-                    box = detect_box(frame, thorough=False)
-                    if box is not None:
-                        k = landmarks_in_box(frame, box, fast=True)
-                        det, since = _Followed(box, frame), 0
-                    elif prev_k is not None and since < 2 * DUB_REDETECT_EVERY:
-                        # the detector lost a face the picture still shows (a turn): fit it where it last was,
-                        # for as long again as between detections (then the face is taken for gone)
-                        box = last_box
-                        k = _near(frame, box, prev_k)
-                        since += 1
-                last_box = box if k is not None else None
-                # inner lips on the lips' edges, not on teeth: teeth warped as lip show as a white line when
-                # the new speech closes the mouth
-                seated = None if k is None else seat_inner_lips(frame, k).astype(np.float32)
-                if seated is not None and on_face is not None:
-                    on_face(frame, seated, shot, len(ks))
-                ks.append(seated)
-                shots.append(shot)
-                prev_k = k
-                bar.update(1)
+            last_box = box if k is not None else None
+            # inner lips on the lips' edges, not on teeth: teeth warped as lip show as a white line when
+            # the new speech closes the mouth
+            seated = None if k is None else seat_inner_lips(frame, k).astype(np.float32)
+            if seated is not None and on_face is not None:
+                on_face(frame, seated, shot, len(ks))
+            ks.append(seated)
+            shots.append(shot)
+            prev_k = k
+            bar.update(1)
     if not ks:
         raise FaceNotFoundError(f"no frame of {path} could be decoded; re-export or re-download it")
     found = np.array([k is not None for k in ks])

@@ -250,8 +250,9 @@ def _torch_forward(g):
     return forward
 
 
-def _check(strength: float, articulation: float, emotion: str = "auto", intensity: float = 1.0,
-           head: float = 1.0) -> None:
+def check_settings(strength: float, articulation: float, emotion: str = "auto", intensity: float = 1.0,
+                   head: float = 1.0) -> None:
+    """Raise InputError for a setting out of its range (before any long work starts)."""
     from ..emotion.vocabulary import emotion_weights
     from ..errors import InputError
     emotion_weights(emotion, " (--emotion)")
@@ -297,7 +298,7 @@ class SpeechMotion:
                 torch.empty(0, device=torch.device(device))
             except (RuntimeError, AssertionError) as exc:
                 raise InputError(f"device {device!r} is not usable here ({exc}); use --device cpu") from None
-        _check(strength, articulation)
+        check_settings(strength, articulation)
         from .expression import ExpressionPatterns
         g = load_generator(folder, device, "generator_live" if live else "generator")
         return cls(g, EmotionRecognizer.from_weights(folder), seed, emotion, strength,
@@ -307,7 +308,7 @@ class SpeechMotion:
                       intensity: float = 1.0, timeline: tuple = (), head: float = 1.0) -> "SpeechMotion":
         """A light copy sharing the loaded networks, with one video's settings (checked); strength 0
         also turns the emotion branch off."""
-        _check(strength, articulation, chosen, intensity, head)
+        check_settings(strength, articulation, chosen, intensity, head)
         return replace(self, seed=seed, emotion=strength > 0, strength=strength, articulation=articulation,
                        chosen=chosen, intensity=intensity, timeline=tuple(timeline), head=head)
 
