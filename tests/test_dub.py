@@ -466,3 +466,26 @@ def test_work_done_apart_answers_or_raises_its_own_error(tmp_path):
     assert Apart(num_frames, 16000, 25.0).result() == num_frames(16000, 25.0)
     with pytest.raises(InputError, match="nothing.wav"):
         Apart(load_audio, tmp_path / "nothing.wav").result()
+
+
+def test_the_bench_counts_the_memory_a_child_process_holds():
+    """A dub's speech is heard in a child process: the bench's peak memory is that of both together."""
+    import os
+    import sys
+    import time
+    from ventriloquist.bench import _tree_rss_mb
+    if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"):
+        pytest.skip("needs Linux's /proc")
+    before = _tree_rss_mb(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(200 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)"])
+    try:
+        grown = 0.0
+        for _ in range(100):
+            time.sleep(0.1)
+            grown = _tree_rss_mb(os.getpid()) - before
+            if grown > 190:
+                break
+        assert grown > 190
+    finally:
+        child.kill()
+        child.wait()

@@ -100,13 +100,16 @@ def _sound_source(path: str | Path) -> Path | None:
         return None
 
 
-def dub_speech(cfg: GenerateConfig, speech: np.ndarray, timeline: tuple, speech_motion=None
+def dub_speech(cfg: GenerateConfig, speech: np.ndarray | str, timeline: tuple, speech_motion=None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A dub's new mouth: the canonical landmarks (T, 68, 2) ``speech`` drives with ``cfg``'s settings and the
-    expression at DUB_EXPRESSION, the per-frame emotion (T, 7), the mean face (68, 2) they are offsets of, and
-    the model's closed mouth (68, 2), which each shot's own closed mouth stands for. ``speech_motion``: the
-    loaded models (loaded here when None, as in :mod:`.motion.apart`'s child process)."""
+    """A dub's new mouth: the canonical landmarks (T, 68, 2) ``speech`` (samples, or a file to read them
+    from) drives with ``cfg``'s settings and the expression at DUB_EXPRESSION, the per-frame emotion (T, 7),
+    the mean face (68, 2) they are offsets of, and the model's closed mouth (68, 2), which each shot's own
+    closed mouth stands for. ``speech_motion``: the loaded models (loaded here when None, as in
+    :mod:`.motion.apart`'s child process)."""
     from .motion.speech import mean_face
+    if isinstance(speech, str):
+        speech = load_audio(speech)
     vt = Ventriloquist(cfg, speech_motion)
     base = vt._configured(vt.speech_motion, timeline)
     sm = replace(base, strength=base.strength * DUB_EXPRESSION, emotion=base.emotion and base.strength > 0)
@@ -327,6 +330,8 @@ class Ventriloquist:
                          (".csv", ".json"))
         timeline = self.timeline()
         speech = load_audio(audio)
+        samples = len(speech)
+        sound = _sound_source(audio)                        # the viewer hears the new speech as recorded
         from .render.mouth import VideoInteriors
         own = VideoInteriors()                 # the person's own mouth interiors, gathered as the face is followed,
         shut = RestCollector()                 # and each shot's lips at rest, which close the frames that must close
@@ -342,12 +347,15 @@ class Ventriloquist:
         heard = None
         if self._speech is None:
             try:
-                heard = Apart(dub_speech, self.cfg, speech, timeline)
+                # the child reads the speech itself: a long one is not held twice, nor pickled across
+                heard = Apart(dub_speech, self.cfg, str(audio), timeline)
             except OSError:
                 heard = None
         with ThreadPoolExecutor(1) as pool:
             if heard is None:
                 heard = pool.submit(dub_speech, self.cfg, speech, timeline, self.speech_motion)
+            if sound is not None:
+                speech = None                               # the writer streams the sound from its file
             try:
                 track = follow_face(video, progress=bar, on_face=learn)
             except BaseException:
@@ -357,7 +365,7 @@ class Ventriloquist:
                 report(DUB_TRACK_SHARE)
             shapes, emotions, rest, closed = heard.result()
         fps = float(track.fps)
-        n_speech = num_frames(len(speech), fps)
+        n_speech = num_frames(samples, fps)
         n_video = len(track.found)
         n = max(n_speech, n_video) if self.cfg.video_end == "keep" else n_speech
         motion = Motion(shapes, rest, np.zeros((len(shapes), 4)), float(FPS)).retimed(fps, n_speech)
@@ -386,7 +394,6 @@ class Ventriloquist:
                                shut.rests(track.landmarks))
         targets = np.full((n, 68, 2), np.nan, np.float32)
         every = max(1, n // 100)
-        sound = _sound_source(audio)                        # the viewer hears the new speech as recorded
         with _moved_in_after() as staged:
             with VideoWriter(out, w2, h2, cfg=replace(self.cfg.video, fps=fps), sound=sound,
                              audio=speech if sound is None else None) as writer:

@@ -22,8 +22,6 @@ class Apart:
     """``work(*args)`` run in a child interpreter: :meth:`result` waits for it and gives its answer or raises
     its error. ``work`` must be importable by name (a module-level function)."""
 
-    peak_mb = 0.0       # the largest peak resident memory a child of this process reported (``bench`` adds it)
-
     def __init__(self, work: Callable, *args: Any) -> None:
         request = pickle.dumps((work.__module__, work.__qualname__, args), pickle.HIGHEST_PROTOCOL)
         # one core is the child's: its maths libraries do not spread onto the caller's
@@ -46,8 +44,7 @@ class Apart:
         self._proc.stdin = None             # written and closed by the feeder
         out, err = self._proc.communicate()
         try:
-            ok, value, peak = pickle.loads(out)
-            Apart.peak_mb = max(Apart.peak_mb, peak)
+            ok, value = pickle.loads(out)
         except Exception:
             raise RuntimeError(f"the speech process ended without an answer (exit {self._proc.returncode}): "
                                f"{err.decode(errors='replace').strip()[-500:]}") from None
@@ -73,13 +70,11 @@ def _main() -> None:
         answer = (True, getattr(importlib.import_module(module), name)(*args))
     except Exception as exc:
         answer = (False, exc)
-    from ..bench import peak_rss_mb
     try:
-        data = pickle.dumps((*answer, peak_rss_mb()), pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
     except Exception:                        # an answer that cannot be pickled travels as a message
         what = answer[1] if not answer[0] else "its answer could not be pickled"
-        data = pickle.dumps((False, RuntimeError(f"{type(what).__name__}: {what}"), peak_rss_mb()),
-                            pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((False, RuntimeError(f"{type(what).__name__}: {what}")), pickle.HIGHEST_PROTOCOL)
     out.write(data)
     out.flush()
 
