@@ -283,6 +283,9 @@ class VideoWriter:
 
     def abort(self) -> None:
         self._aborted = True
+        # the file goes first (an open file can be removed): a second signal while the encoder thread is
+        # stopped (a batch worker told to stop twice) must not leave half a video behind
+        self._remove_tmp()
         try:
             self._join_encoder()
         except BaseException:
@@ -293,8 +296,13 @@ class VideoWriter:
                     c.close()
             except Exception:
                 pass
-        if os.path.exists(self._tmp):
+        self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        try:
             os.remove(self._tmp)
+        except OSError:
+            pass
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
