@@ -142,15 +142,16 @@ def bench_generate(seconds: float, size: int = 512) -> dict:
 def _tree_rss_mb(pid: int) -> float | None:
     """Resident memory of a process and all its descendants now, in MiB (None without Linux's /proc)."""
     total, stack = 0, [pid]
-    try:
-        while stack:
-            p = stack.pop()
+    while stack:
+        p = stack.pop()
+        try:
             with open(f"/proc/{p}/status") as f:
                 total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
             with open(f"/proc/{p}/task/{p}/children") as f:
                 stack += [int(c) for c in f.read().split()]
-    except (OSError, ValueError):
-        return None if pid in stack or total == 0 else total / 1024
+        except (OSError, ValueError):
+            if p == pid:
+                return None
     return total / 1024
 
 

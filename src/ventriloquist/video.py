@@ -455,18 +455,27 @@ def _decoded(c, times: np.ndarray, start: int, path: str | Path) -> Iterator[tup
     i = None
     for t, f in _numbered(c, stream):
         if i is None:
-            i = 0 if start == 0 else int(np.argmin(np.abs(times - t)))
+            i = 0 if start == 0 else int(np.argmin(np.abs(times - (t or 0.0))))
         else:
             i += 1
         if i >= start:
             yield i, upright(f)
 
 
-def _numbered(c, stream) -> Iterator[tuple[float, object]]:
-    """(time in s, frame) for each decodable frame from the container's current position."""
+def _numbered(c, stream) -> Iterator[tuple[float | None, object]]:
+    """(time in s, or None where the file gives none; frame) for each decodable frame from the container's
+    current position."""
     for _, frames in decoded_packets(c, stream):
         for f in frames or ():
-            yield (float(f.time) if f.time is not None else 0.0), f
+            yield (float(f.time) if f.time is not None else None), f
+
+
+def timed_frames(path: str | Path) -> Iterator[tuple[float | None, np.ndarray]]:
+    """(time in s or None, upright RGB frame) for each decodable frame of a video."""
+    import av
+    with av.open(str(path)) as c:
+        for t, f in _numbered(c, c.streams.video[0]):
+            yield t, upright(f)
 
 
 def frames_in_order(path: str | Path, order: Iterable[int], times: np.ndarray,

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
 from ..errors import FaceNotFoundError
-from ..video import ahead, read_frames, upright, video_info
+from ..video import ahead, read_frames, timed_frames, video_info
 from .detect import box_from_landmarks, detect_box, landmarks_in_box, seat_inner_lips
 
 REDETECT_EVERY = 25      # frames between full detections; the predictor alone follows the face between them
@@ -160,18 +160,6 @@ def _near(frame: np.ndarray, box: tuple[float, float, float, float] | None, prev
     return None if float(np.abs(k.mean(0) - prev.mean(0)).max()) > LOST_JUMP * size else k
 
 
-def _timed_frames(path: str | Path) -> Iterator[tuple[float | None, np.ndarray]]:
-    """(time in s or None, upright RGB frame) for each decodable frame of a video."""
-    import av
-
-    from ..audio import decoded_packets
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        for _, frames in decoded_packets(c, stream):
-            for f in frames or ():
-                yield (float(f.time) if f.time is not None else None), upright(f)
-
-
 def follow_face(path: str | Path, progress: bool = True,
                 on_face: Callable[[np.ndarray, np.ndarray, int, int], None] | None = None) -> FaceTrack:
     """Landmarks of the main face in every frame of a video, for dubbing.
@@ -194,7 +182,7 @@ def follow_face(path: str | Path, progress: bool = True,
     prev_k, prev_thumb, shot, since = None, None, 0, 0
     det = last_box = None
     with _progress(info["frames"] or None, f"following the face in {Path(path).name}", progress) as bar:
-        for t, frame in ahead(_timed_frames(path)):
+        for t, frame in ahead(timed_frames(path)):
             times.append(t if t is not None else len(times) / info["fps"])
             thumb = _thumb(frame)
             cut = prev_thumb is not None and float(np.abs(thumb - prev_thumb).mean()) > CUT_LEVEL
