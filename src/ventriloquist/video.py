@@ -135,7 +135,6 @@ class VideoWriter:
 
     def __init__(self, path: str | Path, width: int, height: int, cfg: VideoConfig | None = None,
                  audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE, sound: str | Path | None = None) -> None:
-        import av
         self.cfg = cfg or VideoConfig()
         self.fps = float(self.cfg.fps or FPS)
         self.path = Path(path)
@@ -153,6 +152,20 @@ class VideoWriter:
         except OSError as exc:
             raise _write_failed(self.path, exc) from None
         os.close(fd)
+        self.frames = 0
+        self._encoder = None
+        self._failed: BaseException | None = None
+        self._aborted = False
+        self.container = self._source = None
+        try:
+            self._open(width, height, audio, sample_rate, sound, codec, channels)
+        except BaseException:              # a bad sound file, or a stop signal, before the caller holds the writer
+            self.abort()
+            raise
+
+    def _open(self, width: int, height: int, audio: np.ndarray | None, sample_rate: int, sound: str | Path | None,
+              codec: str | None, channels: int | None) -> None:
+        import av
         self.container = av.open(self._tmp, mode="w", format="mp4")
         self.vstream = self.container.add_stream(VIDEO_CODEC, rate=_fps_fraction(self.fps))
         self.vstream.width, self.vstream.height = width, height
@@ -174,10 +187,6 @@ class VideoWriter:
             self.astream = self.container.add_stream(AUDIO_CODEC, rate=sample_rate)
             self.astream.bit_rate = self.cfg.audio_bitrate * channels
             self.astream.layout = self.layout
-        self.frames = 0
-        self._encoder = None
-        self._failed: BaseException | None = None
-        self._aborted = False
 
     def __enter__(self) -> "VideoWriter":
         return self
@@ -263,10 +272,6 @@ class VideoWriter:
         """Flush encoders and move the finished file into place."""
         try:
             self._join_encoder()
-        except BaseException:
-            self.abort()
-            raise
-        try:
             for packet in self.vstream.encode(None):
                 self.container.mux(packet)
             if self._source is not None:
@@ -278,6 +283,9 @@ class VideoWriter:
         except OSError as exc:
             self.abort()
             raise _write_failed(self.path, exc) from None
+        except BaseException:              # the encoder's error, or a stop signal while the file is finished
+            self.abort()
+            raise
         _readable(self._tmp)
         os.replace(self._tmp, self.path)
 
