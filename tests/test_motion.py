@@ -288,6 +288,38 @@ def test_blinks_move_into_nearby_pauses():
     assert np.mean(near == 0) > np.mean(np.abs(free_onsets[:, None] - starts[None]).min(1) == 0) + 0.3
 
 
+SENTENCES = ["Put the blue box on the table, please.", "The weather is lovely today.",
+             "Numbers one to ten, then back again.", "Would you like some more tea?",
+             "She sells sea shells by the shore.", "My train leaves at half past nine.",
+             "Open the window and let the air in.", "Nobody knows where the key went."]
+
+
+def test_videos_of_different_speech_do_not_blink_in_step(tmp_path):
+    """Seeded by the seed alone, every video blinked on one schedule (moved at most BLINK_SNAP_S to a
+    pause), which a viewer of two of them sees; the speech now seeds it too, and the same speech
+    still gives the same blinks."""
+    import shutil
+    import subprocess
+    from ventriloquist.audio import load_audio
+    from ventriloquist.config import FPS
+    from ventriloquist.motion.life import BLINK_SNAP_S
+    from ventriloquist.motion.speech import SpeechMotion
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (scripts/setup.sh installs it)")
+    sm = SpeechMotion.from_weights()
+
+    def first_blink(y: np.ndarray) -> int:
+        e = topology.eye_opening(sm(y)[0].shapes)
+        return int(np.argmax(e < 0.5 * np.median(e)))
+
+    firsts = []
+    for i, text in enumerate(SENTENCES):
+        subprocess.run(["espeak-ng", "-w", str(tmp_path / f"{i}.wav"), text], check=True, capture_output=True)
+        firsts.append(first_blink(np.tile(load_audio(tmp_path / f"{i}.wav"), 2)))
+    assert max(firsts) - min(firsts) > 2 * BLINK_SNAP_S * FPS
+    assert first_blink(np.tile(load_audio(tmp_path / "0.wav"), 2)) == firsts[0]
+
+
 def test_the_head_nods_on_stressed_syllables_and_rests_in_silence():
     from ventriloquist.motion.life import NOD_S, stressed
     n = 250

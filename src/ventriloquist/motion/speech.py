@@ -7,6 +7,7 @@ another device (``--device cuda``).
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -412,7 +413,9 @@ class SpeechMotion:
         release_freed_memory()
         n = len(shapes)
         rest = mean_face(self.generator)
-        rng = np.random.default_rng(self.seed)
-        shapes = apply_blinks(shapes, blink_track(n, rng, voiced=voiced_frames(mel)[:n]))
+        voiced = voiced_frames(mel)[:n]
+        # seeded by the speech too: with the seed alone every video blinked on one schedule, in step
+        rng = np.random.default_rng([self.seed, zlib.crc32(np.packbits(voiced).tobytes()) ^ n])
+        shapes = apply_blinks(shapes, blink_track(n, rng, voiced=voiced))
         pose = head_motion(energy(y)[:n], rng, scale=self.head)
         return Motion(shapes, rest, pose, float(FPS)), probs[:n]
