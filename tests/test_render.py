@@ -276,6 +276,43 @@ def test_a_shut_lid_under_a_shadowed_socket_is_lit_as_the_skin_under_the_eye(pho
         assert gray[lid].mean() > 0.65 * gray[under].mean()
 
 
+def test_a_glasses_rim_stays_in_front_of_a_closing_lid(photo):
+    """Glasses (a bridge over the nose, a rim across the eye and past both its corners) are in front of the
+    lid: a shut lid passes behind the rim and is not drawn above it (the lid's skin covered it with a patch)."""
+    from ventriloquist.face.topology import LEFT_EYE, LID_PAIRS, RIGHT_EYE
+    image, k = photo
+    image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    k = 2 * k + 0.5
+    rimmed = image.copy()
+    rim, above = np.zeros(image.shape[:2], bool), np.zeros(image.shape[:2], bool)
+    ends = []
+    for eye in (RIGHT_EYE, LEFT_EYE):
+        a, b = k[eye[0]], k[eye[3]]
+        width = float(np.linalg.norm(b - a))
+        y = int(round(k[eye[1:3], 1].mean() - 0.2 * width))
+        x0, x1 = int(min(a[0], b[0]) - 0.5 * width), int(max(a[0], b[0]) + 0.5 * width)
+        rimmed[y - 1:y + 2, x0:x1] = (60, 40, 30)
+        ends.append((x1 if eye is RIGHT_EYE else x0, y))
+        rim[y - 1:y + 2, int(a[0] + 0.1 * (b[0] - a[0])):int(a[0] + 0.9 * (b[0] - a[0]))] = True
+        above[y - int(0.3 * width):y - 3, int(a[0] + 0.2 * (b[0] - a[0])):int(a[0] + 0.8 * (b[0] - a[0]))] = True
+    lenses = rimmed.copy()
+    cv2.line(rimmed, ends[0], ends[1], (60, 40, 30), 3)               # the bridge over the nose
+    shut = k.copy()
+    for up, down in LID_PAIRS:
+        shut[up] = k[down] + 0.05 * (k[up] - k[down])
+    # lines across the eyes with no bridge between them are not taken for glasses: the lid covers them
+    plain = Renderer(lenses, k)
+    assert (np.abs(plain.render(shut).astype(int) - plain.render(k).astype(int)).sum(-1) > 30)[rim].mean() > 0.25
+    renderer = Renderer(rimmed, k)
+    open_, closed = renderer.render(k).astype(int), renderer.render(shut).astype(int)
+    assert np.abs(closed[rim] - open_[rim]).mean() < 8                 # the rim is still there, whole
+    assert np.abs(closed[above] - open_[above]).mean() < 3             # nothing drawn above it
+    eyes = np.zeros(image.shape[:2], bool)
+    for eye in (RIGHT_EYE, LEFT_EYE):
+        eyes |= polygon_mask(image.shape, k[eye])
+    assert np.abs(closed[eyes] - open_[eyes]).mean() > 10             # and with them it still shuts the eye
+
+
 def test_the_gaze_moves_the_iris_against_the_lids(photo, renderer):
     """The eye's centre is a mesh point of its own: a gaze shift moves the dark iris by about as much
     against still lids, and leaves the eye outline and the rest of the face where they were; as the

@@ -35,6 +35,11 @@ TONE_SHARE = 0.6             # ... and brought this share of the way (in gain) t
 TONE_GAIN = (0.6, 1.8)       # ... by a gain never beyond this (before the share) ...
 BULGE = 0.6                  # ... in full from this share of the way down from the crease (it meets the crease unlit)
 UNDER_EYE = (0.2, 0.5)       # the skin under the eye is read this far below the lower lid (eye widths)
+OCCLUDER_SPAN = 1.5          # a thin dark line across the eye this many eye widths long is in front of the lid ...
+OCCLUDER_WIDTH = 0.08        # ... (a line: darker than its surround within this share of the eye's width ...
+OCCLUDER_CONTRAST = 0.12     # ... by this share of the skin's brightness), and apart from the open eye by this
+OCCLUDER_GAP = 0.1           # share of its opening; looked for only where a glasses bridge crosses the nose,
+BRIDGE_SPAN = 0.9            # a line this share of the way between the inner eye corners
 SAMPLES = 33                 # points along each curve, corner to corner
 GRID = np.linspace(0.0, 1.0, SAMPLES)
 BUMP = np.sqrt(4 * GRID * (1 - GRID))     # 1 mid-eye, 0 at the corners
@@ -101,6 +106,7 @@ class EyelidLayer:
             under = f.sample(image, GRID[None, 4:-4], lower[None, 4:-4] + np.linspace(*UNDER_EYE, 6)[:, None] * f.length)
             tone = np.median(under.reshape(-1, under.shape[-1]), axis=0).astype(np.float32)
             self.eyes.append((eye, j, opening, f, top, lash, lash - curve, raise_px, tone))
+        self.glasses = _wears_glasses(image, landmarks)
 
     def paint(self, frame: np.ndarray, target: np.ndarray, creases: np.ndarray) -> None:
         """Draw the lids of the eyes that ``target`` (68, 2) closes into ``frame``, in place
@@ -137,10 +143,15 @@ class EyelidLayer:
             inside = (s > 0) & (s < 1)
             tc, tu = np.interp(s, GRID, top), np.interp(s, GRID, edge)
             height = tu - tc
-            alpha = (np.clip(tu - t + 0.5, 0, 1) * _smoothstep((t - tc + lift) / np.maximum(TOP_FEATHER * height + lift, 1e-3), 0.0, 1.0)
+            # the top arches over the crease and comes down to it at the corners: risen evenly, it ended in a
+            # vertical edge there (a box with a triangle at the inner corner)
+            rise = lift * np.interp(s, GRID, BUMP)
+            alpha = (np.clip(tu - t + 0.5, 0, 1) * _smoothstep((t - tc + rise) / np.maximum(TOP_FEATHER * height + rise, 1e-3), 0.0, 1.0)
                      * inside * (height > 0.5))
             if not alpha.any():
                 continue
+            if self.glasses:
+                alpha = alpha * (1 - _in_front(frame, f, (x0, y0, x1, y1), src_edge * f.length / src.length, reach))
             sc, su = np.interp(s, GRID, src_top), np.interp(s, GRID, src_edge)
             # the lid's margin (its lashes, LASH_KEEP of it) keeps its size; the skin above unfolds to cover the rest
             margin = LASH_KEEP * (su - sc)
@@ -163,7 +174,9 @@ class EyelidLayer:
                 covered = alpha > 0.5
                 if covered.any():
                     gain = np.clip(tone / np.maximum(bone[covered].mean(0), 1.0), *TONE_GAIN) ** TONE_SHARE
-                    bulge = _smoothstep(u, 0.0, BULGE)[..., None].astype(np.float32)
+                    # lit where the lid bulges over the eyeball: down from the crease and in from the corners, which
+                    # stay in the socket's shade (lit into the corners, the lid was a bright box beside them)
+                    bulge = (_smoothstep(u, 0.0, BULGE) * np.interp(s, GRID, BUMP))[..., None].astype(np.float32)
                     bone *= 1 + bulge * (gain - 1)
                 bone *= (1 - LID_SHADE * u * u)[..., None].astype(np.float32)
                 above = np.clip((height - rim - depth) / np.maximum(rim, 1e-3), 0, 1)[..., None].astype(np.float32)
@@ -172,6 +185,67 @@ class EyelidLayer:
             roi = frame[y0:y1, x0:x1].astype(np.float32)
             a = alpha.astype(np.float32)[..., None]
             frame[y0:y1, x0:x1] = np.clip(roi + (lid_px - roi) * a + 0.5, 0, 255).astype(np.uint8)
+
+
+def _wears_glasses(image: np.ndarray, k: np.ndarray) -> bool:
+    """Whether a bridge crosses the nose between the eyes: a dark line from one inner eye corner's side to the
+    other's, between the brows and the eyes, that skin does not draw. Only then are lines across an eye taken
+    for a rim (a small soft face's crease and brow run on past its corners too)."""
+    a, b = k[39], k[42]
+    width = float(np.linalg.norm(k[39] - k[36]) + np.linalg.norm(k[45] - k[42])) / 2
+    x0, x1 = int(round(min(a[0], b[0]))), int(round(max(a[0], b[0])))
+    y0 = int(round(min(k[21, 1], k[22, 1])))
+    y1 = int(round(max(a[1], b[1]) + 0.2 * width))
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 6 or y1 - y0 < 4:
+        return False
+    luma = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image[y0:y1, x0:x1]
+    size = 2 * max(1, int(round(OCCLUDER_WIDTH * width))) + 1
+    lines = cv2.morphologyEx(luma, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    dark = (lines > OCCLUDER_CONTRAST * max(float(np.median(luma)), 1.0)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    return bool(n > 1 and stats[1:, cv2.CC_STAT_WIDTH].max() >= BRIDGE_SPAN * (x1 - x0))
+
+
+def _in_front(frame: np.ndarray, f: _EyeFrame, box: tuple[int, int, int, int], lash: np.ndarray,
+              lower: np.ndarray) -> np.ndarray:
+    """Over ``box`` of ``frame``: 1 where a thin dark line runs across the eye and on past both its corners
+    (a glasses rim, a strand of hair), which a closing lid passes behind, and over the lid above such a
+    line. The open eye itself, between its lash line ``lash`` and its lower lid ``lower`` (``t`` on GRID),
+    is left out, so that its own outline run on into a shadow is not taken for one. A lid drawn over a rim
+    broke the frame of the glasses with a patch of skin."""
+    x0, y0, x1, y1 = box
+    h, w = frame.shape[:2]
+    pad = int(np.ceil(OCCLUDER_SPAN * f.length / 2))
+    X0, Y0, X1, Y1 = max(x0 - pad, 0), max(y0 - 2, 0), min(x1 + pad, w), min(y1 + 2, h)
+    roi = frame[Y0:Y1, X0:X1]
+    luma = cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY) if roi.ndim == 3 else roi
+    size = 2 * max(1, int(round(OCCLUDER_WIDTH * f.length))) + 1
+    lines = cv2.morphologyEx(luma, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    yy, xx = np.mgrid[Y0:Y1, X0:X1]
+    s = ((xx - f.a[0]) * f.ex[0] + (yy - f.a[1]) * f.ex[1]) / f.length
+    t = (xx - f.a[0]) * f.ey[0] + (yy - f.a[1]) * f.ey[1]
+    top, bottom = np.interp(s, GRID, lash), np.interp(s, GRID, lower)
+    eye = (s > -0.05) & (s < 1.05) & (t > top - OCCLUDER_GAP * (bottom - top)) & (t < bottom)
+    dark = ((lines > OCCLUDER_CONTRAST * max(float(np.median(luma)), 1.0)) & ~eye).astype(np.uint8)
+    n, labels = cv2.connectedComponents(dark, connectivity=8)
+    out = np.zeros(luma.shape, np.float32)
+    if n > 1:
+        lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
+        np.minimum.at(lo, labels.ravel(), s.ravel())
+        np.maximum.at(hi, labels.ravel(), s.ravel())
+        across = (lo < -(OCCLUDER_SPAN - 1) / 2) & (hi > 1 + (OCCLUDER_SPAN - 1) / 2)
+        across[0] = False
+        if across.any():
+            line = across[labels].astype(np.float32)
+            # a line above the eye hides the lid above it, too: the lid is drawn only below the line
+            mid = (s > 0.1) & (s < 0.9) & (t < top)
+            high = across & (np.bincount(labels[mid], minlength=n) > 0)
+            if high.any():
+                line = np.maximum(line, np.maximum.accumulate(high[labels][::-1], axis=0)[::-1])
+            out = cv2.GaussianBlur(cv2.dilate(line, np.ones((3, 3), np.uint8)), (3, 3), 0)
+    return out[y0 - Y0:y1 - Y0, x0 - X0:x1 - X0]
 
 
 def _lash_line(image: np.ndarray, f: _EyeFrame, lid: np.ndarray, opening: float) -> np.ndarray:
