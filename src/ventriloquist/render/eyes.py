@@ -26,7 +26,7 @@ CLEAR_FROM = (0.3, 0.9)      # ... shown as the eye closes over this range of cl
 SHUT = (0.8, 1.0)            # closure over which a lid comes to cover the eye right into its corners
 OVERLAP = 0.15               # a closed lid's edge overlaps the lower lid's rim by this share of the eye's opening
 MIN_CLOSURE = 0.01           # closure (1 - opening / the photo's) from which the lid is drawn
-TOP_FEATHER = 0.15           # the band's top share fades into the warped skin above the crease
+TOP_FEATHER = 0.15           # a closing lid fades into the skin over this share of its height above the crease
 LID_SMOOTH = 0.05            # a closing lid's skin is smoothed along the eye over this share of its width
 RAISE = 0.5                  # a closing lid's top rises this many open-lid heights over the crease
 LID_SHADE = 0.1              # a shut lid's skin is a shade darker towards the lash line, where it curves away from
@@ -131,7 +131,7 @@ class EyelidLayer:
             # lashes cleared: near the corners the open lid's lashes reach above the crease
             clear = float(_smoothstep(1 - open_share, *CLEAR_FROM))
             lift = clear * raise_px * f.length / src.length
-            box = np.concatenate([lid, crease, below, crease - lift * f.ey])
+            box = np.concatenate([lid, crease, below, crease - (lift + TOP_FEATHER * float(np.max(edge - top))) * f.ey])
             x0, y0 = np.maximum(np.floor(box.min(0)).astype(int) - 2, 0)
             x1, y1 = np.minimum(np.ceil(box.max(0)).astype(int) + 3, (w, h))
             if x1 - x0 < 2 or y1 - y0 < 2:
@@ -145,8 +145,10 @@ class EyelidLayer:
             height = tu - tc
             # the top arches over the crease and comes down to it at the corners: risen evenly, it ended in a
             # vertical edge there (a box with a triangle at the inner corner)
-            rise = lift * np.interp(s, GRID, BUMP)
-            alpha = (np.clip(tu - t + 0.5, 0, 1) * _smoothstep((t - tc + rise) / np.maximum(TOP_FEATHER * height + rise, 1e-3), 0.0, 1.0)
+            # and it fades in above the crease only: a fade reaching below it let the open eye under it (its lashes,
+            # the top of the iris) show through the shut lid where the crease sits close over the eye
+            rise = lift * np.interp(s, GRID, BUMP) + TOP_FEATHER * height
+            alpha = (np.clip(tu - t + 0.5, 0, 1) * _smoothstep((t - tc + rise) / np.maximum(rise, 1e-3), 0.0, 1.0)
                      * inside * (height > 0.5))
             if not alpha.any():
                 continue
