@@ -40,6 +40,8 @@ OCCLUDER_WIDTH = 0.08        # ... (a line: darker than its surround within this
 OCCLUDER_CONTRAST = 0.12     # ... by this share of the skin's brightness), and apart from the open eye by this
 OCCLUDER_GAP = 0.1           # share of its opening; looked for only where a glasses bridge crosses the nose,
 BRIDGE_SPAN = 0.9            # a line this share of the way between the inner eye corners
+CORNER_REACH = 0.2           # about each corner, this share of the eye's width ...
+CORNER_RISE = 0.6            # ... and this many eye openings over its corner line hold lashes that shut with the lid
 SAMPLES = 33                 # points along each curve, corner to corner
 GRID = np.linspace(0.0, 1.0, SAMPLES)
 BUMP = np.sqrt(4 * GRID * (1 - GRID))     # 1 mid-eye, 0 at the corners
@@ -101,6 +103,8 @@ class EyelidLayer:
             raise_px = RAISE * float(np.max(lash - top))
             _clear_lashes(self.skin, f, top, lash)
             _clear_lashes(self.skin, f, top - raise_px, top, whole=True)
+            for end in (0, 1):
+                _fill_dark(self.skin, _corner(f, end, opening))
             # the skin under the eye: its median colour is what a shut lid's skin is brought towards
             lower = f.curve(landmarks[[eye[0], eye[5], eye[4], eye[3]]])
             under = f.sample(image, GRID[None, 4:-4], lower[None, 4:-4] + np.linspace(*UNDER_EYE, 6)[:, None] * f.length)
@@ -184,9 +188,40 @@ class EyelidLayer:
                 above = np.clip((height - rim - depth) / np.maximum(rim, 1e-3), 0, 1)[..., None].astype(np.float32)
                 skin += above * (bone - skin)
                 lid_px += clear * (skin - lid_px)
+            if clear > 0:
+                for end in (0, 1):
+                    self._shut_corner(frame, f, src, end, opening, clear, top)
             roi = frame[y0:y1, x0:x1].astype(np.float32)
             a = alpha.astype(np.float32)[..., None]
             frame[y0:y1, x0:x1] = np.clip(roi + (lid_px - roi) * a + 0.5, 0, 255).astype(np.uint8)
+
+    def _shut_corner(self, frame: np.ndarray, f: _EyeFrame, src: _EyeFrame, end: int, opening: float,
+                     clear: float, top: np.ndarray) -> None:
+        """At a closing eye's corner, over its crease ``top`` and past the corner, the lashes fanned out there
+        go with the lid: the photo's skin with them cleared (``_corner``) fades in (the lid is drawn after)."""
+        scale = f.length / src.length
+        op = opening * scale
+        poly = _corner(f, end, op)
+        h, w = frame.shape[:2]
+        x0, y0 = np.maximum(np.floor(poly.min(0)).astype(int) - 2, 0)
+        x1, y1 = np.minimum(np.ceil(poly.max(0)).astype(int) + 3, (w, h))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+        px, py = xx - f.a[0], yy - f.a[1]
+        s = (px * f.ex[0] + py * f.ex[1]) / f.length
+        t = px * f.ey[0] + py * f.ey[1]
+        beyond = np.abs(s - 1 if end else s)
+        tc = np.minimum(np.interp(s, GRID, top), 0) + 0.15 * op
+        weight = ((1 - _smoothstep(beyond, 0.5 * CORNER_REACH, CORNER_REACH))
+                  * _smoothstep(t, -CORNER_RISE * op, -0.7 * CORNER_RISE * op) * (1 - _smoothstep(t - tc, -0.1 * op, 0.0)))
+        if not (weight > 0).any():
+            return
+        mx, my = (m.astype(np.float32) for m in src.point(s, t / scale))
+        skin = cv2.remap(self.skin, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        roi = frame[y0:y1, x0:x1].astype(np.float32)
+        a = (clear * weight).astype(np.float32)[..., None]
+        frame[y0:y1, x0:x1] = np.clip(roi + (skin - roi) * a + 0.5, 0, 255).astype(np.uint8)
 
 
 def _wears_glasses(image: np.ndarray, k: np.ndarray) -> bool:
@@ -269,7 +304,20 @@ def _clear_lashes(image: np.ndarray, f: _EyeFrame, top: np.ndarray, lash: np.nda
     the lash line with lid skin, so a closed lid shows skin above its lash line, not lashes stretched tall."""
     v = np.linspace(0.0, 1.0 if whole else 1.0 - LASH_KEEP, 24)
     mx, my = f.point(GRID[None, :], top[None, :] + v[:, None] * (lash - top)[None, :])
-    poly = np.concatenate([np.stack([mx[0], my[0]], 1), np.stack([mx[-1], my[-1]], 1)[::-1]])
+    _fill_dark(image, np.concatenate([np.stack([mx[0], my[0]], 1), np.stack([mx[-1], my[-1]], 1)[::-1]]))
+
+
+def _corner(f: _EyeFrame, end: int, opening: float) -> np.ndarray:
+    """The patch (4, 2) about an eye's corner (``end`` 0 or 1) where the open lid's outermost lashes and liner
+    fan out over the skin: left there, they stood as a dark wedge beside a shut lid."""
+    out = 1.0 + CORNER_REACH if end else -CORNER_REACH
+    s = np.array([2 * end - out, out, out, 2 * end - out], float)
+    t = np.array([-CORNER_RISE, -0.5 * CORNER_RISE, 0.15, 0.15]) * opening
+    return np.stack(f.point(s, t), 1)
+
+
+def _fill_dark(image: np.ndarray, poly: np.ndarray) -> None:
+    """Fill, in place, what is dark (lashes, liner) inside ``poly`` with the skin around it."""
     h, w = image.shape[:2]
     x0, y0 = np.maximum(np.floor(poly.min(0)).astype(int) - 3, 0)
     x1, y1 = np.minimum(np.ceil(poly.max(0)).astype(int) + 4, (w, h))
