@@ -24,7 +24,7 @@ LASH_KEEP = 0.2              # the bottom share of the lid (its lash line) is ke
 LASH_DARK = 0.7              # curl up over the lid (darker than this share of its bright skin) are filled with skin ...
 CLEAR_FROM = (0.3, 0.9)      # ... shown as the eye closes over this range of closure (open, the lashes stay)
 SHUT = (0.8, 1.0)            # closure over which a lid comes to cover the eye right into its corners
-OVERLAP = 0.3               # a closed lid's edge overlaps the lower lid's rim by this share of the eye's opening
+OVERLAP = 0.3                # a closed lid's edge overlaps the lower lid's rim by this share of the eye's opening
 MIN_CLOSURE = 0.01           # closure (1 - opening / the photo's) from which the lid is drawn
 TOP_FEATHER = 0.15           # a closing lid fades into the skin over this share of its height above the crease
 LID_SMOOTH = 0.05            # a closing lid's skin is smoothed along the eye over this share of its width
@@ -74,6 +74,12 @@ class _EyeFrame:
             return GRID * (1 - GRID) * (p + q * GRID)
         return np.interp(GRID, np.concatenate([[0.0], np.maximum.accumulate(np.clip(s, 0, 1)), [1.0]]),
                          np.concatenate([[0.0], t, [0.0]]))
+
+    def coords(self, x0: int, y0: int, x1: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+        """``s`` and ``t`` of each pixel of the box ``x0:x1``, ``y0:y1``."""
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+        px, py = xx - self.a[0], yy - self.a[1]
+        return (px * self.ex[0] + py * self.ex[1]) / self.length, px * self.ey[0] + py * self.ey[1]
 
     def point(self, s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (self.a[0] + s * self.length * self.ex[0] + t * self.ey[0],
@@ -140,17 +146,13 @@ class EyelidLayer:
             x1, y1 = np.minimum(np.ceil(box.max(0)).astype(int) + 3, (w, h))
             if x1 - x0 < 2 or y1 - y0 < 2:
                 continue
-            yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-            px, py = xx - f.a[0], yy - f.a[1]
-            s = (px * f.ex[0] + py * f.ex[1]) / f.length
-            t = px * f.ey[0] + py * f.ey[1]
+            s, t = f.coords(x0, y0, x1, y1)
             inside = (s > 0) & (s < 1)
             tc, tu = np.interp(s, GRID, top), np.interp(s, GRID, edge)
             height = tu - tc
-            # the top arches over the crease and comes down to it at the corners: risen evenly, it ended in a
-            # vertical edge there (a box with a triangle at the inner corner)
-            # and it fades in above the crease only: a fade reaching below it let the open eye under it (its lashes,
-            # the top of the iris) show through the shut lid where the crease sits close over the eye
+            # the top arches over the crease, down to it at the corners (risen evenly, it ended in a vertical edge
+            # there), and fades in above the crease only (a fade reaching below it let the open eye under it, its
+            # lashes and the top of its iris, show through a shut lid where the crease sits close over the eye)
             rise = lift * np.interp(s, GRID, BUMP) + TOP_FEATHER * height
             alpha = (np.clip(tu - t + 0.5, 0, 1) * _smoothstep((t - tc + rise) / np.maximum(rise, 1e-3), 0.0, 1.0)
                      * inside * (height > 0.5))
@@ -207,10 +209,7 @@ class EyelidLayer:
         x1, y1 = np.minimum(np.ceil(poly.max(0)).astype(int) + 3, (w, h))
         if x1 - x0 < 2 or y1 - y0 < 2:
             return
-        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-        px, py = xx - f.a[0], yy - f.a[1]
-        s = (px * f.ex[0] + py * f.ex[1]) / f.length
-        t = px * f.ey[0] + py * f.ey[1]
+        s, t = f.coords(x0, y0, x1, y1)
         beyond = np.abs(s - 1 if end else s)
         tc = np.minimum(np.interp(s, GRID, top), 0) + 0.15 * op
         weight = ((1 - _smoothstep(beyond, 0.5 * CORNER_REACH, CORNER_REACH))
@@ -237,12 +236,17 @@ def _wears_glasses(image: np.ndarray, k: np.ndarray) -> bool:
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if x1 - x0 < 6 or y1 - y0 < 4:
         return False
-    luma = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image[y0:y1, x0:x1]
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(_dark_lines(image[y0:y1, x0:x1], width), connectivity=8)
+    return bool(n > 1 and stats[1:, cv2.CC_STAT_WIDTH].max() >= BRIDGE_SPAN * (x1 - x0))
+
+
+def _dark_lines(image: np.ndarray, width: float) -> np.ndarray:
+    """1 where ``image`` has a thin dark line (a black-hat within OCCLUDER_WIDTH of an eye ``width``, darker
+    than its surround by OCCLUDER_CONTRAST of the median brightness), else 0 (uint8)."""
+    luma = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
     size = 2 * max(1, int(round(OCCLUDER_WIDTH * width))) + 1
     lines = cv2.morphologyEx(luma, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
-    dark = (lines > OCCLUDER_CONTRAST * max(float(np.median(luma)), 1.0)).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
-    return bool(n > 1 and stats[1:, cv2.CC_STAT_WIDTH].max() >= BRIDGE_SPAN * (x1 - x0))
+    return (lines > OCCLUDER_CONTRAST * max(float(np.median(luma)), 1.0)).astype(np.uint8)
 
 
 def _in_front(frame: np.ndarray, f: _EyeFrame, box: tuple[int, int, int, int], lash: np.ndarray,
@@ -256,18 +260,11 @@ def _in_front(frame: np.ndarray, f: _EyeFrame, box: tuple[int, int, int, int], l
     h, w = frame.shape[:2]
     pad = int(np.ceil(OCCLUDER_SPAN * f.length / 2))
     X0, Y0, X1, Y1 = max(x0 - pad, 0), max(y0 - 2, 0), min(x1 + pad, w), min(y1 + 2, h)
-    roi = frame[Y0:Y1, X0:X1]
-    luma = cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY) if roi.ndim == 3 else roi
-    size = 2 * max(1, int(round(OCCLUDER_WIDTH * f.length))) + 1
-    lines = cv2.morphologyEx(luma, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
-    yy, xx = np.mgrid[Y0:Y1, X0:X1]
-    s = ((xx - f.a[0]) * f.ex[0] + (yy - f.a[1]) * f.ex[1]) / f.length
-    t = (xx - f.a[0]) * f.ey[0] + (yy - f.a[1]) * f.ey[1]
+    s, t = f.coords(X0, Y0, X1, Y1)
     top, bottom = np.interp(s, GRID, lash), np.interp(s, GRID, lower)
     eye = (s > -0.05) & (s < 1.05) & (t > top - OCCLUDER_GAP * (bottom - top)) & (t < bottom)
-    dark = ((lines > OCCLUDER_CONTRAST * max(float(np.median(luma)), 1.0)) & ~eye).astype(np.uint8)
-    n, labels = cv2.connectedComponents(dark, connectivity=8)
-    out = np.zeros(luma.shape, np.float32)
+    n, labels = cv2.connectedComponents(_dark_lines(frame[Y0:Y1, X0:X1], f.length) * ~eye, connectivity=8)
+    out = np.zeros(s.shape, np.float32)
     if n > 1:
         lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
         np.minimum.at(lo, labels.ravel(), s.ravel())
