@@ -39,10 +39,14 @@ class Apart:
         except OSError:
             pass                    # the child died at start: result() reports why
 
-    def result(self) -> Any:
+    def _finish(self) -> tuple[bytes, bytes]:
+        """The child's stdout and stderr, once it has ended."""
         self._feed.join()
         self._proc.stdin = None             # written and closed by the feeder
-        out, err = self._proc.communicate()
+        return self._proc.communicate()
+
+    def result(self) -> Any:
+        out, err = self._finish()
         try:
             ok, value = pickle.loads(out)
         except Exception:
@@ -56,9 +60,7 @@ class Apart:
         """Stop the child (the dub failed elsewhere)."""
         if self._proc.poll() is None:
             self._proc.kill()
-        self._feed.join()
-        self._proc.stdin = None
-        self._proc.communicate()
+        self._finish()
 
 
 def _main() -> None:
