@@ -441,6 +441,28 @@ def test_the_speaker_whose_interiors_reach_widest_is_used():
     assert _chosen_speaker(lib) == 1
 
 
+def test_a_cavity_takes_the_photos_lip_colour_however_dark():
+    """A real mouth's inside is as red as its lips however dark (GRID and the wild clips: hue within 10
+    degrees of the lips', chroma 0.6-1.2 of theirs at 0.2-0.7 of their lightness): a library speaker's warm
+    cast must not turn it olive or grey in another photo's light."""
+    import cv2
+
+    from ventriloquist.render.mouth import S_SAMPLES, V_SAMPLES, _lab, match_colours
+
+    def rgb(lab):
+        return cv2.cvtColor(np.float32([[lab]]), cv2.COLOR_Lab2RGB)[0, 0] * 255
+    # one GRID speaker, measured: orange lips under a warm light, its interior's dark half
+    speaker_lips, cavity, speaker_teeth = rgb([47, 40, 43]), rgb([25, 26, 31]), rgb([55, 20, 42])
+    tex = np.broadcast_to(cavity, (1, V_SAMPLES, S_SAMPLES, 3)).round().astype(np.uint8)
+    photo_lips = rgb([46, 28, 10])                          # a wild clip's red lips
+    out = match_colours(tex, speaker_teeth, speaker_teeth, speaker_lips, rgb([85, 3, 6]), photo_lips)
+    got, lips = _lab(out[0, V_SAMPLES // 2, S_SAMPLES // 2])[0], _lab(photo_lips)[0]
+    hue = lambda v: np.degrees(np.arctan2(v[2], v[1]))
+    assert got[0] < 0.6 * lips[0]                           # still dark
+    assert abs(hue(got) - hue(lips)) < 10
+    assert np.hypot(*got[1:]) > 0.5 * np.hypot(*lips[1:])
+
+
 def test_a_warm_lit_cavity_is_not_taken_for_teeth():
     """Under a warm light a cavity's RGB can be as bright as the teeth; its Lab lightness is not."""
     from ventriloquist.render.mouth import teeth_weight

@@ -568,11 +568,22 @@ def match_colours(textures: np.ndarray, teeth: np.ndarray, light: np.ndarray, li
         out[..., :1] += share * lab[..., :1] * (gain - 1)
         if p is None:
             continue
-        # colour moves with the light, a dark pixel's in proportion to its lightness; teeth keep only part of
-        # their own tint against the whites (a video's warm cast on them turns olive in the shade)
-        light = lab[..., :1] / max(r[0], 1.0)
-        own = lab[..., 1:] - light * r[1:]
-        moved = light * p[1:] + (TEETH_TINT if key == "light" else 1.0) * own
+        if key == "light":
+            # teeth: colour moves with the light, a dark pixel's in proportion to its lightness, and they keep
+            # only part of their own tint against the whites (a video's warm cast on them turns olive in the shade)
+            light = lab[..., :1] / max(r[0], 1.0)
+            own = lab[..., 1:] - light * r[1:]
+            moved = light * p[1:] + TEETH_TINT * own
+        else:
+            # cavity and tongue: the speaker's lip hue turned to the photo's and its chroma scaled, each pixel's
+            # hue and chroma relative to the lips kept. A real mouth's inside is as red as its lips however dark
+            # (chroma 0.6-1.2 of the lips' at 0.2-0.7 of their lightness, hue within 10 degrees); moved with the
+            # lightness instead, it turned grey, and the speaker's warm cast left it olive
+            turn = np.arctan2(p[2], p[1]) - np.arctan2(r[2], r[1])
+            scale = float(np.clip(np.hypot(*p[1:]) / max(np.hypot(*r[1:]), 1.0), *GAIN_RANGE))
+            cos, sin = scale * np.cos(turn), scale * np.sin(turn)
+            a, b = lab[..., 1:2], lab[..., 2:3]
+            moved = np.concatenate([cos * a - sin * b, sin * a + cos * b], -1)
         out[..., 1:] += share * (moved - lab[..., 1:])
     rgb = cv2.cvtColor(out, cv2.COLOR_Lab2RGB) * 255.0
     return np.clip(rgb, 0, 255).reshape(n, V_SAMPLES, S_SAMPLES, 3).astype(np.float32)
