@@ -4,7 +4,7 @@ import pytest
 
 from ventriloquist.config import SAMPLE_RATE, VideoConfig
 from ventriloquist.errors import InputError
-from ventriloquist.video import VideoWriter, frame_strip, read_frames, video_info
+from ventriloquist.video import VideoWriter, frame_strip, read_frames, timed_frames, video_info
 
 
 def _streams(path):
@@ -73,6 +73,9 @@ def test_damaged_video_gives_its_readable_frames_with_a_warning(tmp_path, damage
     with pytest.warns(InputWarning, match="damaged.mp4.*skipped"):
         n = sum(1 for _ in read_frames(bad))
     assert 25 <= n < 50
+    with pytest.warns(InputWarning, match="damaged.mp4.*skipped"):
+        timed = [t for t, _ in timed_frames(bad)]           # what a dub follows the face through: the same
+    assert len(timed) == n
     cut = tmp_path / "cut.mp4"                    # the index sits at the end: nothing can be decoded
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(InputError, match="cut.mp4"):

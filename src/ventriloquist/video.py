@@ -396,24 +396,15 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
     """Yield the RGB frames of a video one at a time (no whole-video buffering).
 
     Damaged packets are skipped, as players do, so a truncated download still gives its
-    readable frames (with a warning); a file with no decodable frame is an error.
+    readable frames (with a warning, :func:`timed_frames`); a file with no decodable frame is an error.
     """
-    import av
     video_info(path)
-    n = bad = 0
-    with av.open(str(path)) as c:
-        for _, frames in decoded_packets(c, c.streams.video[0]):
-            if frames is None:
-                bad += 1
-                continue
-            for frame in frames:
-                n += 1
-                yield upright(frame)
+    n = 0
+    for _, frame in timed_frames(path):
+        n += 1
+        yield frame
     if n == 0:
         raise InputError(f"no frame of {path} could be decoded; the file is damaged, re-export or re-download it")
-    if bad:
-        warnings.warn(f"{path}: {bad} damaged packet(s) skipped; used the {n} readable frames", InputWarning,
-                      stacklevel=2)
 
 
 def frame_strip(path: str | Path, out_png: str | Path, count: int = 6, height: int = 192) -> Path:
@@ -470,20 +461,28 @@ def _decoded(c, times: np.ndarray, start: int, path: str | Path) -> Iterator[tup
             yield i, upright(f)
 
 
-def _numbered(c, stream) -> Iterator[tuple[float | None, object]]:
+def _numbered(c, stream, skipped: list[int] | None = None) -> Iterator[tuple[float | None, object]]:
     """(time in s, or None where the file gives none; frame) for each decodable frame from the container's
-    current position."""
+    current position; damaged packets are skipped, and counted in ``skipped[0]`` when it is given."""
     for _, frames in decoded_packets(c, stream):
+        if frames is None and skipped is not None:
+            skipped[0] += 1
         for f in frames or ():
             yield (float(f.time) if f.time is not None else None), f
 
 
 def timed_frames(path: str | Path) -> Iterator[tuple[float | None, np.ndarray]]:
-    """(time in s or None, upright RGB frame) for each decodable frame of a video."""
+    """(time in s or None, upright RGB frame) for each decodable frame of a video. Damaged packets are skipped,
+    as players do, with a warning once the readable frames are out (none readable: nothing, no warning)."""
     import av
+    skipped, n = [0], 0
     with av.open(str(path)) as c:
-        for t, f in _numbered(c, c.streams.video[0]):
+        for t, f in _numbered(c, c.streams.video[0], skipped):
+            n += 1
             yield t, upright(f)
+    if skipped[0] and n:
+        warnings.warn(f"{path}: {skipped[0]} damaged packet(s) skipped; used the {n} readable frames", InputWarning,
+                      stacklevel=3)
 
 
 def frames_in_order(path: str | Path, order: Iterable[int], times: np.ndarray,
