@@ -6,7 +6,7 @@ stays flat however long the input is.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -148,11 +148,16 @@ class Ventriloquist:
         (``timeline``: its segments when already read; ``progress``: called with the share done)."""
         return self._configured(self.speech_motion, self.timeline() if timeline is None else timeline)(audio, progress)
 
+    def _speech_settings(self) -> tuple[float, float, str, float, float]:
+        """This pipeline's settings of the speech's motion (expression strength, articulation, emotion, its
+        intensity, head motion), in :func:`~.motion.speech.check_settings`' order: their one list."""
+        c = self.cfg
+        return c.expression, c.articulation, c.emotion, c.emotion_intensity, c.head_motion
+
     def _configured(self, speech, timeline: tuple):
         """``speech`` (a loaded SpeechMotion) with this pipeline's settings."""
-        c = self.cfg
-        return speech.with_settings(c.seed, c.expression, c.articulation, c.emotion, c.emotion_intensity, timeline,
-                                    c.head_motion)
+        strength, articulation, emotion, intensity, head = self._speech_settings()
+        return speech.with_settings(self.cfg.seed, strength, articulation, emotion, intensity, timeline, head)
 
     def live_motion(self):
         """A :class:`~ventriloquist.motion.stream.StreamingMotion` with this pipeline's settings, on the
@@ -342,8 +347,7 @@ class Ventriloquist:
             shut.add(frame, k, shot, index)
         # the speech's motion is worked out while the face is followed: in a second interpreter where this one
         # has not loaded the models yet (a CLI run: each gets a core, see motion.apart), else in a thread
-        c = self.cfg                           # settings are checked now, not after the video has been followed
-        check_settings(c.expression, c.articulation, c.emotion, c.emotion_intensity, c.head_motion)
+        check_settings(*self._speech_settings())       # now, not after the video has been followed
         heard = None
         if self._speech is None:
             try:
@@ -351,8 +355,9 @@ class Ventriloquist:
                 heard = Apart(dub_speech, self.cfg, str(audio), timeline)
             except OSError:
                 heard = None
-        with ThreadPoolExecutor(1) as pool:
+        with ExitStack() as stack:
             if heard is None:
+                pool = stack.enter_context(ThreadPoolExecutor(1))
                 heard = pool.submit(dub_speech, self.cfg, speech, timeline, self.speech_motion)
             if sound is not None:
                 speech = None                               # the writer streams the sound from its file
