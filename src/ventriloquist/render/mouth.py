@@ -544,8 +544,9 @@ def match_colours(textures: np.ndarray, teeth: np.ndarray, light: np.ndarray, li
     """Interiors (N, V, S, 3) uint8 in the photo's light, as float32 RGB.
 
     Teeth follow ``light`` (the speaker's eye whites or teeth) to the photo's (``photo_light``), the
-    cavity and tongue follow the speaker's ``lips`` to the photo's: in Lab, brightness by ratio and
-    colour by shift, so a warm-lit interior turns neutral without its noise being amplified.
+    cavity and tongue follow the speaker's ``lips`` to the photo's. In Lab, brightness by ratio; the teeth's
+    colour by shift, so a warm-lit interior turns neutral without its noise being amplified, the cavity's
+    by turning the lips' hue into the photo's and scaling their chroma.
     """
     n = len(textures)
     lab = cv2.cvtColor(textures.reshape(-1, S_SAMPLES, 3).astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
