@@ -51,6 +51,9 @@ CHEEK_RADIUS = 0.15                          # ... this far around (inter-ocular
 MIN_EYE_PX = 12                              # fewer pale pixels than this and the whites are not measured
 TEETH_TINT = 0.5                             # share of the library teeth's own tint (against its whites) they keep
 TEETH_SHADE = 0.9                            # teeth sit in the mouth's shade: this much darker than the eye whites
+CAVITY_DEPTH = 0.6                           # the library's interiors come from ~40-px mouths, where teeth and lips bleed
+                                             # into the cavity: it is deepened to a full-size mouth's shadow
+CAVITY_RIM = 0.25                            # ... fully so from this share of the interior's height away from either lip
 CAVITY_SHARE = 0.15                          # an interior's darkest share is its cavity's colour ...
 MIDDLE_BAND = 0.4                            # ... an opening taller than an interior stretches this middle share of it ...
 CAVITY_MIX = 0.8                             # ... and darkens it towards the cavity by up to this share
@@ -553,15 +556,16 @@ def match_colours(textures: np.ndarray, teeth: np.ndarray, light: np.ndarray, li
     w = teeth_weight(textures, teeth, lips).reshape(lab.shape[:2] + (1,))
     out = lab.copy()
     refs = {"light": _lab(light)[0], "lips": _lab(lips)[0]}
+    # the cavity deepens away from the lips; the rows against them (gums, the lips' inner side) keep their light
+    v = np.linspace(0.0, 1.0, V_SAMPLES)
+    depth = 1 - (1 - CAVITY_DEPTH) * _smooth(np.minimum(v, 1 - v), 0.0, CAVITY_RIM)
+    depth = np.tile(depth, n)[:, None, None].astype(np.float32)
     photos = {"light": None if photo_light is None else _lab(photo_light)[0],
               "lips": None if photo_lips is None else _lab(photo_lips)[0]}
     for key, share in (("light", w), ("lips", 1 - w)):
         r, p = refs[key], photos[key]
         gain = 1.0 if p is None else float(np.clip(p[0] / max(r[0], 1.0), *GAIN_RANGE))
-        # the cavity keeps its lightness relative to the lips: deepened further (for a full-size mouth's shadow),
-        # it came out at 0.6 of the real one's beside the same people's real frames
-        if key == "light":
-            gain *= TEETH_SHADE
+        gain = gain * (TEETH_SHADE if key == "light" else depth)
         out[..., :1] += share * lab[..., :1] * (gain - 1)
         if p is None:
             continue
