@@ -346,12 +346,15 @@ def test_full_disk_leaves_nothing(inputs, tmp_path) -> None:
 
 
 def test_ctrl_c_mid_render_leaves_nothing(inputs, tmp_path) -> None:
+    """Ctrl-C as a terminal sends it: the CLI starts with SIGINT's default action, whatever this test run
+    inherited (a run started in the background by a script ignores SIGINT, and so would its children)."""
     y, sr = sf.read(str(inputs["speech"]), dtype="float32")
     sf.write(tmp_path / "long.wav", np.tile(y, 30), sr)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     proc = _cli(["--face", str(inputs["face"]), "--audio", str(tmp_path / "long.wav"), "--out",
-                 str(out_dir / "v.mp4"), "--quiet"], tmp_path)
+                 str(out_dir / "v.mp4"), "--quiet"], tmp_path,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not _leftovers(out_dir) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)                                  # the writer's temp file: rendering has begun
