@@ -121,7 +121,6 @@ class EyelidLayer:
     def paint(self, frame: np.ndarray, target: np.ndarray, creases: np.ndarray) -> None:
         """Draw the lids of the eyes that ``target`` (68, 2) closes into ``frame``, in place
         (``creases``: the frame's crease points, as in :meth:`__init__`)."""
-        h, w = frame.shape[:2]
         for eye, j, opening, src, src_top, src_edge, lash, raise_px, tone in self.eyes:
             open_share = lid_gap(target, eye) / opening
             if open_share > 1 - MIN_CLOSURE:
@@ -142,8 +141,7 @@ class EyelidLayer:
             clear = float(_smoothstep(1 - open_share, *CLEAR_FROM))
             lift = clear * raise_px * f.length / src.length
             box = np.concatenate([lid, crease, below, crease - (lift + TOP_FEATHER * float(np.max(edge - top))) * f.ey])
-            x0, y0 = np.maximum(np.floor(box.min(0)).astype(int) - 2, 0)
-            x1, y1 = np.minimum(np.ceil(box.max(0)).astype(int) + 3, (w, h))
+            x0, y0, x1, y1 = _pixel_box(box, frame.shape, 2)
             if x1 - x0 < 2 or y1 - y0 < 2:
                 continue
             s, t = f.coords(x0, y0, x1, y1)
@@ -204,9 +202,7 @@ class EyelidLayer:
         scale = f.length / src.length
         op = opening * scale
         poly = _corner(f, end, op)
-        h, w = frame.shape[:2]
-        x0, y0 = np.maximum(np.floor(poly.min(0)).astype(int) - 2, 0)
-        x1, y1 = np.minimum(np.ceil(poly.max(0)).astype(int) + 3, (w, h))
+        x0, y0, x1, y1 = _pixel_box(poly, frame.shape, 2)
         if x1 - x0 < 2 or y1 - y0 < 2:
             return
         s, t = f.coords(x0, y0, x1, y1)
@@ -315,9 +311,7 @@ def _corner(f: _EyeFrame, end: int, opening: float) -> np.ndarray:
 
 def _fill_dark(image: np.ndarray, poly: np.ndarray) -> None:
     """Fill, in place, what is dark (lashes, liner) inside ``poly`` with the skin around it."""
-    h, w = image.shape[:2]
-    x0, y0 = np.maximum(np.floor(poly.min(0)).astype(int) - 3, 0)
-    x1, y1 = np.minimum(np.ceil(poly.max(0)).astype(int) + 4, (w, h))
+    x0, y0, x1, y1 = _pixel_box(poly, image.shape, 3)
     if x1 - x0 < 3 or y1 - y0 < 3:
         return
     roi = image[y0:y1, x0:x1]
@@ -329,6 +323,13 @@ def _fill_dark(image: np.ndarray, poly: np.ndarray) -> None:
     dark = ((luma < LASH_DARK * np.percentile(luma[band > 0], 80)) & (band > 0)).astype(np.uint8)
     if dark.any():
         image[y0:y1, x0:x1] = cv2.inpaint(roi, cv2.dilate(dark, np.ones((3, 3), np.uint8)), 3, cv2.INPAINT_TELEA)
+
+
+def _pixel_box(points: np.ndarray, shape: tuple, pad: int) -> tuple[int, int, int, int]:
+    """``x0, y0, x1, y1``: the pixels about ``points`` (N, 2), ``pad`` more each side, within an image of ``shape``."""
+    x0, y0 = np.maximum(np.floor(points.min(0)).astype(int) - pad, 0)
+    x1, y1 = np.minimum(np.ceil(points.max(0)).astype(int) + pad + 1, (shape[1], shape[0]))
+    return int(x0), int(y0), int(x1), int(y1)
 
 
 def _chains(k: np.ndarray, creases: np.ndarray, eye: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
