@@ -188,6 +188,17 @@ def make_fake_corpus(root: Path) -> Path:
         w = csv.writer(f)
         w.writerow(["path", "corpus", "speaker", "emotion", "language", "split", "duration_s"])
         w.writerows(rows)
+    # read speech for neutral_speech (configs/emotion.toml): GRID's layout, two lists, audio only
+    for rel_csv, speakers in (("talking_face/clips.csv", ("s1",)), ("talking_face/grid_others/clips.csv", ("s2", "s3"))):
+        csv_path = root / rel_csv
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        lines = ["path,speaker,split"]
+        for s_i, spk in enumerate(speakers):
+            for k in range(2):
+                sf.write(csv_path.parent / f"{spk}_{k}.flac", tone(120 + 10 * s_i, 1.3, seed=100 + k), SAMPLE_RATE,
+                         format="FLAC")
+                lines.append(f"{spk}_{k}.flac,{spk},{'test' if k and spk == 's1' else 'train'}")
+        csv_path.write_text("\n".join(lines) + "\n")
     return root
 
 
@@ -204,11 +215,18 @@ def test_labels_csv_loader(tmp_path):
 def test_smoke_training_run(tmp_path):
     from ventriloquist.train import TrainOptions, run
     root = make_fake_corpus(tmp_path / "data")
-    cfg = Path(__file__).resolve().parents[1] / "configs" / "emotion.toml"
-    opts = TrainOptions(config=cfg if cfg.is_file() else None, data=root, out=tmp_path / "runs", smoke=True)
+    shipped = Path(__file__).resolve().parents[1] / "configs" / "emotion.toml"
+    text = shipped.read_text() if shipped.is_file() else ""
+    if "neutral_speech" not in text:                                  # the read speech as neutral, however shipped
+        text += ('neutral_speech = ["talking_face/clips.csv", "talking_face/grid_others/clips.csv"]\n'
+                 "neutral_share = 0.1\n")
+    cfg = tmp_path / "emotion.toml"
+    cfg.write_text(text)
+    opts = TrainOptions(config=cfg, data=root, out=tmp_path / "runs", smoke=True)
     metrics = run("emotion", opts)
     out = tmp_path / "runs" / "emotion"
     assert (out / "metrics.json").is_file()
+    assert metrics["data"]["read_speech"] > 0
     n = metrics["config"]["members"]
     for k in range(n):
         for name in ("last.pt", "best.pt", "log.jsonl"):

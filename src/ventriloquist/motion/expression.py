@@ -24,6 +24,8 @@ ARTICULATION_RANGE = (0.8, 2.0)      # an emotion scales the speech's opening at
 ONSET_S = 0.3                        # an expression builds over about this long (real faces: 0.3-0.7 s) ...
 OFFSET_S = 1.0                       # ... and fades over this long
 CONFIDENT = 0.5                      # auto emotion: Sp2Emo's belief (smoothed) must pass this to show at all ...
+FULL_BELIEF = 1.0                    # ... and in full at this belief (acted speech sits at 0.6-0.8, but at 0.75
+                                     # ordinary speech, heard as disgust or anger, frowned twice as much) ...
 EVIDENCE_S = 0.5                     # ... gathered over about this much voiced speech ...
 VOICED_S = 0.25                      # ... of which at least this much must have been heard
 DISTINCT = 0.5                       # each pattern moves this share of its difference away from its nearest other
@@ -140,8 +142,8 @@ class ExpressionTrack:
     """Auto emotion that holds back when unsure, frame by frame (offline and live alike).
 
     Sp2Emo's per-frame belief is gathered over about EVIDENCE_S of voiced speech (silence adds
-    nothing); an emotion shows only where that evidence passes CONFIDENT, in proportion to how far,
-    and in full only once VOICED_S of voice has been heard. The shown weights then move towards
+    nothing); an emotion shows only where that evidence passes CONFIDENT, rising to full at
+    FULL_BELIEF, and in full only once VOICED_S of voice has been heard. The shown weights then move towards
     that target as real faces do: building over ONSET_S, fading over OFFSET_S. Neutral or unsure
     speech leaves the face as the photo shows it.
 
@@ -182,7 +184,7 @@ class ExpressionTrack:
             start = np.eye(N_EMOTIONS)[NEUTRAL]
             back, heard = self._gathered(probs[::-1], voiced[::-1], start, 0.0)
             ev, vo = np.maximum(ev, back[::-1]), np.maximum(vo, heard[::-1])
-        target = np.clip((ev - CONFIDENT) / (1.0 - CONFIDENT), 0.0, 1.0)
+        target = np.clip((ev - CONFIDENT) / (FULL_BELIEF - CONFIDENT), 0.0, 1.0)
         target[:, NEUTRAL] = 0.0
         target *= np.minimum(1.0, vo / VOICED_S)[:, None]
         if gate is not None:

@@ -7,6 +7,8 @@ Recipe (defaults in :class:`EmotionConfig`, overridden by ``configs/emotion.toml
   augmentation done on the cached log-Mel: time stretch, vocal-tract-length warp of the Mel
   axis, additive noise, gain; then MFCC + per-utterance mean normalisation (:func:`emotion.sp2emo.features_from_mel`,
   the function inference uses) and SpecAugment-style time / coefficient masks;
+* with ``neutral_speech``, ordinary read speech (talking-face clip lists, GRID's) is taught as neutral in
+  ``neutral_share`` of the windows: the labelled corpora are acted, and heard ordinary speech as emotional;
 * Adam, LR 1e-3 halved every ``lr_halve_every`` epochs, cross-entropy with label smoothing; an
   exponential moving average of the weights (``ema``) is what is validated and shipped;
 * validation on a held-out part of the *train* split (EmoDB speakers ``val_emodb_speakers``,
@@ -49,6 +51,7 @@ from ..data.speech import SpeechItem, load_speech_items
 from ..emotion.sp2emo import EmotionRecognizer, features_from_mel, speech_frames, windows
 from ..emotion.sp2emo_net import Sp2Emo, Sp2EmoEnsemble, config_dict
 from ..emotion.vocabulary import EMOTIONS, N_EMOTIONS
+from ..errors import InputError
 from . import TrainOptions
 from .common import (Checkpointer, JsonlLog, interp_rows, load_config, progress, seed_everything, set_threads,
                      write_json)
@@ -57,6 +60,8 @@ from .store import build, fingerprint
 
 log = logging.getLogger(__name__)
 RECIPE = "ventriloquist train emotion --config configs/emotion.toml --seed 0 --publish"
+NEUTRAL_CORPUS = "read"                  # the corpus name of neutral_speech's clips
+NEUTRAL = EMOTIONS.index("neutral")
 
 
 @dataclass
@@ -72,6 +77,9 @@ class EmotionConfig:
     corpus_balance: float = 2.0          # corpora weigh size**(1 - balance): 1 the same, 0 in proportion to size,
                                          # 2 the smaller corpus (EmoDB) more
     mixup: float = 0.0                   # Beta(a, a) mixup of windows and targets; 0 disables
+    neutral_speech: tuple[str, ...] = ()  # talking-face clip lists (clips.csv, relative to --data) whose ordinary
+                                          # read speech is taught as neutral (the corpora above are all acted)
+    neutral_share: float = 0.0           # share of the training windows drawn from those clips
     # model
     channels: tuple[int, int, int] = (64, 128, 128)
     emb_dim: int = 64
@@ -159,8 +167,41 @@ class Features(Sequence):
         return features_from_mel(self.mels[i])
 
 
-def sample_weights(items: list[SpeechItem], balance: float) -> np.ndarray:
-    """Per-clip sampling probabilities: classes balanced within a corpus, corpora weighted by size**(1-balance)."""
+def neutral_speech_items(data: Path, lists: Sequence[str]) -> list[SpeechItem]:
+    """The clips of talking-face clip lists as neutral speech (corpus ``NEUTRAL_CORPUS``; the list's split kept):
+    read, unacted speech, what ordinary speakers sound like when no emotion is meant."""
+    from ..data.video_corpora import read_clips_csv
+    items = []
+    for name in lists:
+        csv_path = Path(data) / name
+        if not csv_path.is_file():
+            raise InputError(f"neutral speech list {csv_path} does not exist; point --data at ../shared/data "
+                             "(data/README.md) or remove it from neutral_speech in the config")
+        items += [SpeechItem(v.path, NEUTRAL_CORPUS, v.speaker, NEUTRAL, v.split, "read speech", "en")
+                  for v in read_clips_csv(csv_path)]
+    return items
+
+
+def sample_weights(items: list[SpeechItem], balance: float, neutral_share: float = 0.0) -> np.ndarray:
+    """Per-clip sampling probabilities: classes balanced within a corpus, corpora weighted by size**(1-balance);
+    the neutral read speech (``NEUTRAL_CORPUS``) gets ``neutral_share`` of the draws, its speakers weighted by the
+    square root of their clip count (one speaker with hundreds of clips does not become the sound of neutral)."""
+    read = np.array([it.corpus == NEUTRAL_CORPUS for it in items])
+    share = neutral_share if read.any() and (~read).any() else float(read.all())
+    w = np.zeros(len(items))
+    if (~read).any():
+        w[~read] = _acted_weights([it for it, r in zip(items, read) if not r], balance) * (1 - share)
+    if read.any():
+        speaker = np.array([it.speaker for it in items])
+        for s in np.unique(speaker[read]):
+            sel = read & (speaker == s)
+            w[sel] = np.sqrt(sel.sum()) / sel.sum()
+        w[read] *= share / w[read].sum()
+    return w / w.sum()
+
+
+def _acted_weights(items: list[SpeechItem], balance: float) -> np.ndarray:
+    """Classes balanced within each corpus, corpora weighted by size**(1 - balance)."""
     corpus = np.array([it.corpus for it in items])
     label = np.array([it.emotion for it in items])
     w = np.zeros(len(items))
@@ -464,6 +505,8 @@ def run(opts: TrainOptions) -> dict:
     t_start = time.time()
 
     items = load_speech_items(Path(opts.data), cfg.corpora or None)
+    if cfg.neutral_speech and cfg.neutral_share > 0:
+        items += neutral_speech_items(Path(opts.data), cfg.neutral_speech)
     if opts.smoke:
         items = smoke_subset(items, cfg.smoke_clips)
     train, val, test = split_items(items, cfg)
@@ -487,7 +530,7 @@ def run(opts: TrainOptions) -> dict:
     fit = train + val if cfg.train_on_val else train
     train_mels = mels(fit)
     train_y = np.array([it.emotion for it in fit])
-    probs = sample_weights(fit, cfg.corpus_balance)
+    probs = sample_weights(fit, cfg.corpus_balance, cfg.neutral_share)
     val_feats, test_feats = Features(mels(val)), Features(mels(test))
     n_in = (val_feats or test_feats)[0][0].shape[1] if (val_feats or test_feats) else None
 
@@ -526,6 +569,7 @@ def run(opts: TrainOptions) -> dict:
                if "test_refit_train_val" in svm else {}),
         },
         "data": {"train": len(train), "val": len(val), "test": len(test), "corpora": list(cfg.corpora),
+                 "read_speech": sum(it.corpus == NEUTRAL_CORPUS for it in all_items),
                  "val_emodb_speakers": list(cfg.val_emodb_speakers), "val_tess_words": list(cfg.val_tess_words)},
         "config": asdict(cfg), "classes": list(EMOTIONS), "seed": opts.seed, "smoke": opts.smoke,
         "time_s": {"features": round(t_feat, 1), "train": round(t_train, 1), "total": round(time.time() - t_start, 1)},
