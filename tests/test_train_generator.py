@@ -306,3 +306,17 @@ def test_emotion_embeddings_are_the_voiced_embedding_per_class_weighted_by_belie
     np.testing.assert_allclose(emb[INDEX["angry"]], (0.81 * 2 + 0.09 * 4) / 0.9, rtol=1e-5)   # belief squared
     np.testing.assert_allclose(emb[INDEX["happy"]], 1.0, atol=0.05)     # the silence before is not the emotion
     np.testing.assert_allclose(emb[INDEX["sad"]], 0.0)                  # nothing heard: nothing learned
+
+
+def test_other_speakers_missing_from_the_cache_are_refused(tmp_path):
+    from ventriloquist.data.cache import FORMAT, INDEX_COLUMNS, INDEX_FILE
+    from ventriloquist.errors import InputError
+    from ventriloquist.train.generator import GeneratorConfig, load_talking
+    # a cache prepared from GRID s1 alone, as `prepare ../shared/data` without the other speakers' list makes
+    row = {"key": "GRID_s1_a", "file": "clips/GRID_s1_a.npz", "source": "a.mp4", "corpus": "GRID", "speaker": "s1",
+           "emotion": "", "split": "train", "frames": "75", "has_audio": "1"}
+    (tmp_path / INDEX_FILE).write_text(",".join(INDEX_COLUMNS) + "\n" + ",".join(row[c] for c in INDEX_COLUMNS) + "\n")
+    (tmp_path / "cache.json").write_text(f'{{"format": {FORMAT}}}')
+    cfg = GeneratorConfig(other_corpora=("custom",))
+    with pytest.raises(InputError, match=r"holds no custom clips .*grid_others/clips.csv"):
+        load_talking(tmp_path, cfg, None, False, tmp_path / "store")

@@ -129,6 +129,12 @@ def load_talking(cache: Path, cfg: GeneratorConfig, rec, smoke: bool, folder: Pa
     if not rows:
         raise InputError(f"{cache} holds no {cfg.talking_corpus} clips with audio; prepare talking-face videos "
                          "first (ventriloquist prepare ../shared/data --out cache)")
+    found = {r["corpus"].lower() for r in rows}
+    missing = [c for c in cfg.other_corpora if c.lower() not in found]
+    if missing and not smoke:            # else G trains on fewer speakers than the config says, without a word
+        raise InputError(f"{cache} holds no {', '.join(missing)} clips with audio (other_corpora in the config); "
+                         f"prepare them into it first (ventriloquist prepare ../shared/data "
+                         f"../shared/data/talking_face/grid_others/clips.csv --out {cache}; docs/TRAINING.md)")
     train = sorted([r for r in rows if r["split"] == "train"], key=lambda r: r["key"])
     ordered = train + [r for r in rows if r["split"] == "test"]
 
