@@ -188,7 +188,7 @@ def make_fake_corpus(root: Path) -> Path:
         w = csv.writer(f)
         w.writerow(["path", "corpus", "speaker", "emotion", "language", "split", "duration_s"])
         w.writerows(rows)
-    # read speech for neutral_speech (configs/emotion.toml): GRID's layout, two lists, audio only
+    # read speech for the neutral_speech option (train/emotion.py): GRID's layout, two lists, audio only
     for rel_csv, speakers in (("talking_face/clips.csv", ("s1",)), ("talking_face/grid_others/clips.csv", ("s2", "s3"))):
         csv_path = root / rel_csv
         csv_path.parent.mkdir(parents=True, exist_ok=True)
