@@ -50,7 +50,7 @@ from ..data.cache import stamp
 from ..data.speech import SpeechItem, load_speech_items
 from ..emotion.sp2emo import EmotionRecognizer, features_from_mel, speech_frames, windows
 from ..emotion.sp2emo_net import Sp2Emo, Sp2EmoEnsemble, config_dict
-from ..emotion.vocabulary import EMOTIONS, N_EMOTIONS
+from ..emotion.vocabulary import EMOTIONS, INDEX, N_EMOTIONS
 from ..errors import InputError
 from . import TrainOptions
 from .common import (Checkpointer, JsonlLog, interp_rows, load_config, progress, seed_everything, set_threads,
@@ -61,7 +61,6 @@ from .store import build, fingerprint
 log = logging.getLogger(__name__)
 RECIPE = "ventriloquist train emotion --config configs/emotion.toml --seed 0 --publish"
 NEUTRAL_CORPUS = "read"                  # the corpus name of neutral_speech's clips
-NEUTRAL = EMOTIONS.index("neutral")
 
 
 @dataclass
@@ -177,7 +176,7 @@ def neutral_speech_items(data: Path, lists: Sequence[str]) -> list[SpeechItem]:
         if not csv_path.is_file():
             raise InputError(f"neutral speech list {csv_path} does not exist; point --data at ../shared/data "
                              "(data/README.md) or remove it from neutral_speech in the config")
-        items += [SpeechItem(v.path, NEUTRAL_CORPUS, v.speaker, NEUTRAL, v.split, "read speech", "en")
+        items += [SpeechItem(v.path, NEUTRAL_CORPUS, v.speaker, INDEX["neutral"], v.split, "read speech")
                   for v in read_clips_csv(csv_path)]
     return items
 
