@@ -25,7 +25,8 @@ def test_all_stages_train_publish_and_drive_a_face(mini_data, tmp_path, monkeypa
     assert main(["train", "expression", "--config", str(tmp_path / "expression.toml"), *common]) == 0
     assert main(["train", "generator", "--config", str(tmp_path / "generator.toml"), *common]) == 0
     assert main(["train", "patterns", "--config", str(tmp_path / "expression.toml"), *common]) == 0
-    for stage in ("emotion", "expression", "generator", "patterns"):
+    assert main(["train", "mouths", *common]) == 0                      # the renderer's interiors
+    for stage in ("emotion", "expression", "generator", "patterns", "mouths"):
         assert (runs / stage / "metrics.json").is_file()
     for log in ("emotion/member0", "emotion/member2", "expression", "generator"):
         assert (runs / log / "log.jsonl").read_text().strip()
