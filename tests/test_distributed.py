@@ -251,6 +251,8 @@ STAGES = [
     ("expression", 'dropout = 0.0\ncross_validate = false\n', 1e-5),
     # G's prototype and energy terms are batch-level, so each process's slice differs from the whole a little
     ("generator", 'train_on_val = true\nselect = "last"\ndropout = 0.0\n', 1e-3),
+    # a lips-only G (emotion_branch = false): no Sp2Emo or Exp2Emo, no batch-level terms
+    ("generator", 'train_on_val = true\nselect = "last"\ndropout = 0.0\nemotion_branch = false\n', 1e-5),
     # Sp2Emo's BatchNorm normalises each process's slice on the CPU (SyncBatchNorm needs GPUs)
     ("emotion", 'dropout = 0.0\nmembers = 1\n', 0.05),
 ]

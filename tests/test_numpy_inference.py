@@ -31,7 +31,7 @@ def _same(a, b, where: str = "") -> int:
     return 0
 
 
-@pytest.mark.parametrize("name", ["generator", "sp2emo", "exp2emo"])
+@pytest.mark.parametrize("name", ["generator", "generator_live", "sp2emo", "exp2emo"])
 def test_the_shipped_weights_read_without_torch_as_torch_reads_them(name):
     assert _same(read_checkpoint(name), load_checkpoint(name)) > 10
 
@@ -50,6 +50,23 @@ def test_a_weights_file_that_pickles_code_is_refused(tmp_path, monkeypatch):
     (folder / "manifest.json").write_text(json.dumps(entries))
     with pytest.raises(pickle.UnpicklingError, match="print is not part of a weights file"):
         read_checkpoint("sp2emo", folder)
+
+
+def test_a_lips_only_generator_file_reads_without_torch(tmp_path):
+    """A G without an emotion branch stores an empty expression basis, which numpy pickles with b"" data."""
+    import json
+
+    from ventriloquist import weights
+    from ventriloquist.motion.generator_net import EmotiveGenerator
+    g = EmotiveGenerator(np.zeros((68, 2)), np.zeros((0, 68, 2)), emo_dim=0, hidden=16, dilations=(1, 2))
+    folder = tmp_path / "w"
+    folder.mkdir()
+    torch.save({"state_dict": g.state_dict(), "expr_basis": np.zeros((0, 68, 2), np.float32), "config": {"emo_dim": 0}},
+               folder / "generator.pt")
+    (folder / "manifest.json").write_text(json.dumps({"generator": {
+        "file": "generator.pt", "sha256": weights.sha256(folder / "generator.pt"), "version": "test"}}))
+    got = read_checkpoint("generator", folder)
+    assert got["expr_basis"].shape == (0, 68, 2) and _same(got, load_checkpoint("generator", folder)) > 5
 
 
 @pytest.mark.parametrize("deltas", [0, 2])
@@ -136,3 +153,42 @@ def test_the_startup_budget_names_every_stage_and_loads_no_torch(capsys, tmp_pat
     names = [s["stage"] for s in stages]
     assert any("dlib" in n for n in names) and any("motion" in n for n in names) and len(names) == 8
     assert all(s["seconds"] >= 0 for s in stages)
+
+
+@pytest.mark.parametrize("lookahead", [None, 3])
+def test_a_generator_without_an_emotion_branch_is_lips_only(lookahead):
+    """A lips-only G (emo_dim 0, ``emotion_branch = false``). Numpy and torch agree, the emotion input is ignored, only
+    the jaw and lips move, and its receptive field is exact: speech further away changes nothing."""
+    from ventriloquist.config import MEL_PER_FRAME, N_MELS
+    from ventriloquist.face.topology import LOWER_FACE
+    from ventriloquist.motion.generator import Generator
+    from ventriloquist.motion.generator_net import EmotiveGenerator
+    rng = np.random.default_rng(1)
+    torch.manual_seed(0)
+    causal = lookahead is not None
+    g = EmotiveGenerator(rng.normal(size=(68, 2)), np.zeros((0, 68, 2)), emo_dim=0, hidden=32, dilations=(1, 2, 4),
+                         dropout=0.0, causal=causal, lookahead=lookahead or 0)
+    assert not any(k.startswith("emo") for k in g.state_dict())
+    torch.nn.init.normal_(g.ling_out.weight, std=0.1)
+    g.eval()
+    gn = Generator({k: v.numpy() for k, v in g.state_dict().items()}, emo_dim=0, dilations=(1, 2, 4),
+                   causal=causal, lookahead=lookahead or 0)
+    rf = g.receptive_field
+    assert gn.receptive_field == rf < EmotiveGenerator(np.zeros((68, 2)), np.zeros((2, 68, 2)), emo_dim=4, hidden=32,
+                                                        dilations=(1, 2, 4), causal=causal).receptive_field
+    t = 40
+    mel = rng.normal(size=(1, t * MEL_PER_FRAME, N_MELS)).astype(np.float32)
+    q = rng.uniform(-1, 1, size=(1, t, 8)).astype(np.float32)
+    with torch.inference_mode():
+        want = g(torch.from_numpy(mel), torch.from_numpy(q)).numpy()
+    np.testing.assert_allclose(gn(mel, q), want, atol=2e-5)
+    np.testing.assert_array_equal(gn(mel, None), gn(mel, q))
+    upper = np.setdiff1d(np.arange(68), LOWER_FACE)
+    assert np.abs(want[:, :, LOWER_FACE]).max() > 1e-3 and not want[:, :, upper].any()
+    far = mel.copy()                           # speech more than rf frames before frame 30 (causal: 30 + lookahead) ...
+    edge = (30 + (lookahead or 0) - rf) * MEL_PER_FRAME
+    far[:, : edge - MEL_PER_FRAME] = rng.normal(size=far[:, : edge - MEL_PER_FRAME].shape)
+    np.testing.assert_allclose(gn(far, None)[:, 30], gn(mel, None)[:, 30], atol=1e-6)
+    near = mel.copy()
+    near[:, edge: edge + MEL_PER_FRAME] += 5.0   # ... but speech rf frames before it is heard
+    assert np.abs(gn(near, None)[:, 30] - gn(mel, None)[:, 30]).max() > 1e-6

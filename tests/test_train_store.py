@@ -81,6 +81,13 @@ def test_a_field_that_changes_shape_between_clips_is_kept_apart(tmp_path):
     assert [c["x"].shape for c in s] == [(3, 2), (3, 3)]
 
 
+def test_rows_of_no_values_come_back_with_their_length(tmp_path):
+    """A G without an emotion branch stores (T, 0) emotion rows: nothing is written, the shape comes back."""
+    s = store.build(tmp_path / "s", [3, 5], lambda t: {"q_emo": np.zeros((t, 0), np.float32),
+                                                         "x": np.ones((t, 2), np.float32)}, "v1")
+    assert [c["q_emo"].shape for c in s] == [(3, 0), (5, 0)] and [c["x"].shape for c in s] == [(3, 2), (5, 2)]
+
+
 def test_anything_but_arrays_and_scalars_is_refused(tmp_path):
     with pytest.raises(TypeError, match="'bad'"):
         store.build(tmp_path / "s", [0], lambda i: {"bad": [1, 2]}, "v1")

@@ -103,11 +103,13 @@ def soft_range(dk: np.ndarray, span: np.ndarray, points: np.ndarray | list[int])
     return out
 
 
-def receptive_field(dilations: tuple[int, ...], causal: bool = False) -> int:
+def receptive_field(dilations: tuple[int, ...], causal: bool = False, expressive: bool = True) -> int:
     """Frames of context each side (causal: before) that influence one of G's output frames: the
-    linguistic blocks (kernel 3), then the larger of its output conv (3) and the emotion branch (5, blocks, 5)."""
+    linguistic blocks (kernel 3), then the larger of its output conv (3) and, in a G that has one
+    (``expressive``), the emotion branch (5, blocks, 5)."""
     reach = 2 if causal else 1                          # frames per dilation step a kernel-3 conv reaches on a side
-    return reach * sum(dilations) + max(reach, 2 * reach + reach * sum(EMO_DILATIONS) + 2 * reach)
+    emo = 2 * reach + reach * sum(EMO_DILATIONS) + 2 * reach if expressive else 0
+    return reach * sum(dilations) + max(reach, emo)
 
 
 def _causal_pad(x: np.ndarray, frames: int) -> np.ndarray:
@@ -119,7 +121,8 @@ class Generator:
 
     Inputs and output as that module's, as arrays: speech rows (B, T*MEL_PER_FRAME, N_MELS + n_artic),
     q_emo (B, T, E) -> δk (B, T, 68, 2). :func:`ventriloquist.motion.speech.load_generator` adds
-    what inference needs of the checkpoint (reach, range, rest, gain).
+    what inference needs of the checkpoint (reach, range, rest, gain). ``emo_dim`` 0: a G without
+    an emotion branch (lips only), which ignores ``q_emo``.
     """
 
     def __init__(self, state: dict[str, np.ndarray], emo_dim: int, dilations: tuple[int, ...],
@@ -140,7 +143,7 @@ class Generator:
     @property
     def receptive_field(self) -> int:
         """Frames of context each side (causal: of the past) that influence one output frame."""
-        return receptive_field(self.dilations, self.causal)
+        return receptive_field(self.dilations, self.causal, self.emo_dim > 0)
 
     def _conv(self, x: np.ndarray, name: str, dilation: int = 1) -> np.ndarray:
         """The ``name`` conv of G (zero padded, symmetric or, causal, on the past side)."""
@@ -181,7 +184,7 @@ class Generator:
         for i, d in enumerate(self.dilations):
             h = self._block(h, f"ling.{i}", d)
         out = self._conv(h, "ling_out").transpose(0, 2, 1).reshape(b, t + la, N_POINTS, 2) * st["mask_ling"]
-        if emotion and q_emo is not None:
+        if emotion and q_emo is not None and self.emo_dim:
             e = np.concatenate([q_emo[..., : self.emo_dim].transpose(0, 2, 1), h], axis=1)
             e = layers.gelu(self._conv(e, "emo_in"))
             for i, d in enumerate(EMO_DILATIONS):

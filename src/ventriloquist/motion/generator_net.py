@@ -46,7 +46,10 @@ class EmotiveGenerator(nn.Module):
     :func:`speech_input` (normalised log-Mel, then ``n_artic`` phonetic values), q_emo (B, T, E).
 
     ``causal`` with ``lookahead`` L: frame t hears speech up to frame t + L only (zeros past the end), so a
-    live stream needs L frames of the future, not the symmetric context of the offline G."""
+    live stream needs L frames of the future, not the symmetric context of the offline G.
+
+    ``emo_dim`` 0 builds G without its emotion branch: lips only, trained as inference uses
+    them, and independent of the emotion networks (expressions come from ``motion.expression``)."""
 
     def __init__(self, mean_face: np.ndarray, expr_basis: np.ndarray, emo_dim: int,
                  hidden: int = 128, dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), dropout: float = 0.1,
@@ -74,10 +77,13 @@ class EmotiveGenerator(nn.Module):
         self.ling = nn.Sequential(*[TemporalBlock(hidden, d, dropout, causal) for d in dilations])
         self.ling_out = nn.Conv1d(hidden, N_POINTS * 2, 3, padding=0 if causal else 1)
         k = self.expr_basis.shape[0]
-        self.emo_in = nn.Conv1d(emo_dim + hidden, hidden // 2, 5, padding=0 if causal else 2)
-        self.emo = nn.Sequential(*[TemporalBlock(hidden // 2, d, dropout, causal) for d in EMO_DILATIONS])
-        self.emo_out = nn.Conv1d(hidden // 2, k, 5, padding=0 if causal else 2)
-        for out in (self.ling_out, self.emo_out):      # start from the mean face, not from noise
+        outs = [self.ling_out]
+        if emo_dim:
+            self.emo_in = nn.Conv1d(emo_dim + hidden, hidden // 2, 5, padding=0 if causal else 2)
+            self.emo = nn.Sequential(*[TemporalBlock(hidden // 2, d, dropout, causal) for d in EMO_DILATIONS])
+            self.emo_out = nn.Conv1d(hidden // 2, k, 5, padding=0 if causal else 2)
+            outs.append(self.emo_out)
+        for out in outs:                               # start from the mean face, not from noise
             nn.init.normal_(out.weight, std=1e-3)
             nn.init.zeros_(out.bias)
 
@@ -90,7 +96,7 @@ class EmotiveGenerator(nn.Module):
     def receptive_field(self) -> int:
         """Frames of context each side that influence one output frame (causal: of the past; the
         future it hears is ``lookahead``)."""
-        return receptive_field(tuple(b.conv.dilation[0] for b in self.ling), self.causal)
+        return receptive_field(tuple(b.conv.dilation[0] for b in self.ling), self.causal, self.emo_dim > 0)
 
     def forward(self, mel: torch.Tensor, q_emo: torch.Tensor | None, emotion: bool = True,
                 strength: float | torch.Tensor = 1.0, return_coef: bool = False):
@@ -123,7 +129,7 @@ class EmotiveGenerator(nn.Module):
         q_ling = self.ling(h)
         out = _conv(self.ling_out, q_ling, c).transpose(1, 2).reshape(b, t + la, N_POINTS, 2) * self.mask_ling
         coef = None
-        if emotion and q_emo is not None:
+        if emotion and q_emo is not None and self.emo_dim:
             q_emo = q_emo[..., : self.emo_dim]       # an ensemble's embedding: G may read only the first nets'
             e = torch.cat([q_emo.transpose(1, 2), q_ling.detach()], dim=1)
             coef = _conv(self.emo_out, self.emo(torch.nn.functional.gelu(_conv(self.emo_in, e, c))), c).transpose(1, 2)

@@ -21,6 +21,7 @@ from ..audio import load_audio, log_mel
 from ..config import MEL_PER_FRAME, N_MELS
 from ..data.cache import cache_stamp, load_clip, load_index
 from ..emotion.exp2emo import Exp2Emo
+from ..emotion.vocabulary import N_EMOTIONS
 from ..errors import InputError
 from ..evaluate.metrics import aperture_corr, lmd_relative
 from ..face.align import closed_frames
@@ -70,6 +71,10 @@ class GeneratorConfig:
     background: float = 0.0            # share of talking-face segments mixed with synthetic music or noise
     background_only: float = 0.0       # share heard as background alone (or digital silence): the lips must rest
     background_pool: int = 96          # synthetic backgrounds made (seeded) at the start of training
+    emotion_branch: bool = True        # G learns an emotion branch, reading Sp2Emo and judged by Exp2Emo (the paper's);
+                                       # false: lips only, as inference uses G (expressions come from motion.expression),
+                                       # and the recipe reads neither emotion net; its lips twisted (docs/TRAINING.md).
+                                       # The emotion-branch terms (w_emotion, w_energy, w_prototype) then do nothing
     expr_components: int = 8           # size of the expression basis of the emotion branch
     w_adv: float = 0.05                # the paper: 0.5; here D then dominated and val mouth LMD rose (docs/MODEL_CARD.md)
     w_emotion: float = 0.5             # the paper's loss weights from here on
@@ -114,8 +119,17 @@ class GeneratorConfig:
 
 # --- data --------------------------------------------------------------------------------------------------------
 def _emotion_track(rec, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sp2Emo's per-frame embedding (T, E) and clip distribution (7,); with no ``rec`` (a G without an
+    emotion branch) empty rows and zeros, so the clip's arrays keep their shape."""
+    if rec is None:
+        return np.zeros((len(mel) // MEL_PER_FRAME, 0), np.float32), np.zeros(N_EMOTIONS, np.float32)
     emb, _, clip = emotion_features(rec, mel)
     return emb, clip
+
+
+def _sp2emo_stamp(rec) -> str | None:
+    """What a store built with ``rec`` depends on: the Sp2Emo weights' checksum (None without Sp2Emo)."""
+    return None if rec is None else manifest()["sp2emo"]["sha256"]
 
 
 def load_talking(cache: Path, cfg: GeneratorConfig, rec, smoke: bool, folder: Path,
@@ -152,7 +166,7 @@ def load_talking(cache: Path, cfg: GeneratorConfig, rec, smoke: bool, folder: Pa
 
     store = build(folder, ordered, make, fingerprint(cache=cache_stamp(cache), rows=ordered,
                                                         phonetic=cfg.phonetic, encoder=cfg.encoder,
-                                                        sp2emo=manifest()["sp2emo"]["sha256"]),
+                                                        sp2emo=_sp2emo_stamp(rec)),
                   world, lambda it: progress(it, "emotion tracks"))
     n_val = max(1, int(round(len(train) * cfg.val_fraction)))
     return store[: len(train) - n_val], store[len(train) - n_val: len(train)], store[len(train):]
@@ -182,7 +196,7 @@ def mel_prior(utterances: Iterable[dict]) -> np.ndarray:
 def load_emotional_speech(data: Path, cfg: GeneratorConfig, rec, smoke: bool, folder: Path,
                           world: World = World(), split: str = "train") -> ClipStore:
     """Emotional speech with no video (mel, per-frame Sp2Emo embedding, Sp2Emo clip distribution, label),
-    as a memory-mapped store in ``folder`` built once."""
+    as a memory-mapped store in ``folder`` built once (without ``rec``: no Sp2Emo rows, as :func:`_emotion_track`)."""
     from ..data.cache import stamp
     from ..data.speech import load_speech_items
     items = [i for i in load_speech_items(data, cfg.emotion_corpora) if i.split == split]
@@ -192,16 +206,19 @@ def load_emotional_speech(data: Path, cfg: GeneratorConfig, rec, smoke: bool, fo
     def make(it) -> dict:
         y = load_audio(it.path)
         mel = log_mel(y)
-        q, p, l = emotion_features(rec, mel)
+        if rec is None:
+            (q, l), p = _emotion_track(None, mel), None
+        else:
+            q, p, l = emotion_features(rec, mel)
         artic = extra_rows(y, len(mel) // MEL_PER_FRAME, N_ARTIC if cfg.phonetic else 0,
                            speech_encoder.DIM if cfg.encoder else 0)
-        return {"mel": mel, "artic": artic, "x": speech_input(mel, artic), "q_emo": q, "p_emo": p, "l_emo": l,
-                "emotion": int(it.emotion), "corpus": it.corpus}
+        return {"mel": mel, "artic": artic, "x": speech_input(mel, artic), "q_emo": q, "l_emo": l,
+                "emotion": int(it.emotion), "corpus": it.corpus, **({} if p is None else {"p_emo": p})}
 
     paths = [str(i.path) for i in items]
     return build(folder, items, make, fingerprint(paths=paths, labels=[int(i.emotion) for i in items],
                                                     stamps=stamp(*paths), phonetic=cfg.phonetic, encoder=cfg.encoder,
-                                                    sp2emo=manifest()["sp2emo"]["sha256"]),
+                                                    sp2emo=_sp2emo_stamp(rec)),
                  world, lambda it: progress(it, f"emotional speech ({split})"))
 
 
@@ -417,8 +434,8 @@ def run(opts: TrainOptions) -> dict:
     seed_everything(opts.seed)
     out = opts.out / cfg.name
     cache = ensure_cache(Path(cfg.cache), opts.data)
-    rec = EmotionRecognizer.from_weights()
-    exp2emo = load_exp2emo()
+    branch = cfg.emotion_branch
+    rec, exp2emo = (EmotionRecognizer.from_weights(), load_exp2emo()) if branch else (None, None)
     # every clip's arrays in memory-mapped files (train/store.py): a process holds offsets, not the data
     train, val, test = load_talking(cache, cfg, rec, opts.smoke, out / "store" / "talking", world)
     if cfg.train_on_val:
@@ -427,10 +444,13 @@ def run(opts: TrainOptions) -> dict:
     sample = train.for_statistics("shapes")                       # every clip, unless the set is very large
     mean_face = np.mean(sample.rows("shapes"), axis=0).astype(np.float32)
     real_pool, real_clips = emotion_deformations(cache, out / "store" / "emotion", world)   # real sequences for D
-    real_sample = real_clips.for_statistics("shapes")
-    stat_pool = RestDeformations(real_sample, real_pool.rest)
-    basis = expression_basis(stat_pool, cfg.expr_components)
-    prototypes = torch.from_numpy(expression_prototypes(stat_pool, real_sample.scalar("emotion"), basis))
+    if branch:
+        real_sample = real_clips.for_statistics("shapes")
+        stat_pool = RestDeformations(real_sample, real_pool.rest)
+        basis = expression_basis(stat_pool, cfg.expr_components)
+        prototypes = torch.from_numpy(expression_prototypes(stat_pool, real_sample.scalar("emotion"), basis))
+    else:
+        basis = np.zeros((0, 68, 2), np.float32)
 
     backgrounds = (background_pool(cfg.background_pool, np.random.default_rng(opts.seed + 1))
                    if cfg.background > 0 or cfg.background_only > 0 else [])
@@ -500,20 +520,21 @@ def run(opts: TrainOptions) -> dict:
                         for r in world.streams(opts.seed, step + 1, cfg.emo_batch)])
             fake, coef = net_g(b["mel"], b["q"], return_coef=True)
             fake_e, coef_e = net_g(e["mel"], e["q"], return_coef=True)
-            parts = {"mouth": losses.mouth_l1(fake, b["dk"]), "mouth_distance": losses.mouth_distance(fake, b["dk"]),
-                     "energy": losses.energy_loss(clean_pass(g, b) if cfg.energy_clean else fake, b["dk"],
-                                                  cfg.energy_relative, losses.ENERGY_POINTS[cfg.energy_points]),
-                     "emotion": 0.5 * (losses.emotion_agreement(exp2emo(fake), b["l"])
-                                       + losses.emotion_agreement(exp2emo(fake_e), e["l"]))}
+            parts = {"mouth": losses.mouth_l1(fake, b["dk"]), "mouth_distance": losses.mouth_distance(fake, b["dk"])}
+            if branch:
+                parts["energy"] = losses.energy_loss(clean_pass(g, b) if cfg.energy_clean else fake, b["dk"],
+                                                     cfg.energy_relative, losses.ENERGY_POINTS[cfg.energy_points])
+                parts["emotion"] = 0.5 * (losses.emotion_agreement(exp2emo(fake), b["l"])
+                                          + losses.emotion_agreement(exp2emo(fake_e), e["l"]))
             if cfg.w_width > 0:
                 parts["width"] = losses.mouth_width_loss(fake, b["dk"])
             if cfg.w_phonetic > 0:
                 parts["phonetic"] = losses.phonetic_opening_loss(g.mean_face + fake_e, e["mel"][..., N_MELS:])
-            if cfg.w_prototype > 0:
+            if branch and cfg.w_prototype > 0:
                 parts["prototype"] = 0.5 * (losses.prototype_loss(coef, b["l"], prototypes)
                                             + losses.prototype_loss(coef_e, e["l"], prototypes))
             loss = (cfg.w_mouth * parts["mouth"] + cfg.w_mouth_distance * parts["mouth_distance"]
-                    + cfg.w_energy * parts["energy"] + cfg.w_emotion * parts["emotion"]
+                    + cfg.w_energy * parts.get("energy", 0.0) + cfg.w_emotion * parts.get("emotion", 0.0)
                     + cfg.w_prototype * parts.get("prototype", 0.0) + cfg.w_phonetic * parts.get("phonetic", 0.0)
                     + cfg.w_width * parts.get("width", 0.0))
             if adv_on:
@@ -570,7 +591,7 @@ def run(opts: TrainOptions) -> dict:
                                          "n_enc": g.n_enc, "enc_bottleneck": g.enc_bottleneck,
                                          **({"causal": True, "lookahead": g.lookahead} if g.causal else {})},
                               "articulation_gain": float(cfg.articulation_gain),
-                              "emotion_embeddings": emotion_embeddings(emo_speech, emb_dim),
+                              **({"emotion_embeddings": emotion_embeddings(emo_speech, emb_dim)} if branch else {}),
                               "metrics": metrics, **({"mel_prior": mel_prior(chain(train, emo_speech))} if g.causal else {})},
                 version=cfg.version,
                 recipe=f"ventriloquist train generator --config {opts.config or 'configs/generator.toml'} --seed {opts.seed} --publish")

@@ -99,7 +99,9 @@ class ClipStore(Sequence):
             meta = json.loads((part / ITEMS_FILE).read_text())
             maps = {}
             for key, f in meta["files"].items():
-                if f["rows"]:
+                if f["rows"] and not np.prod(f["shape"]):      # rows of no values (an empty file cannot be mapped)
+                    maps[key] = np.zeros((f["rows"], *f["shape"]), np.dtype(f["dtype"]))
+                elif f["rows"]:
                     maps[key] = np.memmap(part / f"{key}.bin", dtype=np.dtype(f["dtype"]), mode="r",
                                           shape=(f["rows"], *f["shape"]))
             self._maps.append(maps)

@@ -70,7 +70,8 @@ _STORAGES = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStora
              "ByteStorage": np.uint8, "BoolStorage": np.bool_}
 _SAFE = {("collections", "OrderedDict"), ("_codecs", "encode"), ("numpy", "ndarray"), ("numpy", "dtype"),
          ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-         ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+         ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+         ("__builtin__", "bytes"), ("builtins", "bytes")}          # an empty array's data (b"")
 
 
 def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_: Any) -> np.ndarray:
