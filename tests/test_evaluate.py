@@ -17,7 +17,7 @@ def test_evaluate_a_folder_of_videos(tmp_path, face_path, speech_wav, monkeypatc
     assert main(["evaluate", "--data", str(videos), "--out", str(out), "--quick", "--quiet"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     methods = m["lip_sync"]["my_clips"]["methods"]
-    assert {"ours", "ours, no emotion branch", "static face", "energy jaw", "real video"} <= set(methods)
+    assert {"ours", "ours, no expression", "static face", "energy jaw", "real video"} <= set(methods)
     assert 0 <= methods["ours"]["mouth_lmd"] < 0.2
     assert m["speed"]["10s"]["compute_s_per_video_s"] > 0
     assert m["render"]["identity"] < 0.6

@@ -137,8 +137,8 @@ def fit_baselines(train: list[dict]) -> tuple:
 
 def lip_section(sets: dict[str, list[dict]], train: list[dict], speech, out: Path, progress: bool,
                 fitted: tuple, live=None) -> dict:
-    """Ours (with and without the emotion branch; ``live``: the live generator streamed) vs baselines on
-    every held-out set."""
+    """Ours (with and without the expression the voice asks for; ``live``: the live generator streamed) vs
+    baselines on every held-out set."""
     from ..motion.stream import stream_shapes
     from ..train.common import progress as bar
     ridge, jaw = fitted
@@ -156,7 +156,7 @@ def lip_section(sets: dict[str, list[dict]], train: list[dict], speech, out: Pat
             if speech is not None:
                 preds["ours"], probs = speech.shapes(c["mel"], heard(c, speech))
                 speech.emotion = False
-                preds["ours, no emotion branch"], _ = speech.shapes(c["mel"], heard(c, speech))
+                preds["ours, no expression"], _ = speech.shapes(c["mel"], heard(c, speech))
                 speech.emotion = True
                 gain = speech.generator.articulation
                 if gain != 1.0:        # the default articulation is a typical speaker's, not the lip speaker's
@@ -218,7 +218,7 @@ def resynthesis_section(sets: dict[str, list[dict]], speech, out: Path, fitted: 
 
 # --- emotion ------------------------------------------------------------------------------------------------------
 def emotion_section(data: Path, speech, out: Path, quick: bool, progress: bool) -> dict:
-    """Sp2Emo on labelled test speech; Exp2Emo(generated face) agreement with and without the emotion branch."""
+    """Sp2Emo on labelled test speech; Exp2Emo(generated face) agreement with and without the expression."""
     from ..audio import load_audio
     from ..data.speech import load_speech_items
     from ..train.common import progress as bar
@@ -238,7 +238,7 @@ def emotion_section(data: Path, speech, out: Path, quick: bool, progress: bool) 
         mel, artic = speech.features(load_audio(it.path))
         _, _, clip = emotion_features(speech.recognizer, mel)
         row = {"corpus": it.corpus, "label": it.emotion, "speech": int(np.argmax(clip))}
-        for flag, key in ((True, "face"), (False, "face_no_branch")):
+        for flag, key in ((True, "face"), (False, "face_no_expression")):
             speech.emotion = flag
             shapes, _ = speech.shapes(mel, artic)
             dk = (shapes - mean_face(speech.generator)).astype(np.float32)
@@ -257,9 +257,9 @@ def emotion_section(data: Path, speech, out: Path, quick: bool, progress: bool) 
         result[corpus] = {
             "clips": len(sel), "sp2emo_accuracy": metrics.accuracy(y, s), "sp2emo_ua": metrics.unweighted_accuracy(y, s),
             "agreement_face_vs_speech": float(np.mean([r["face"] == r["speech"] for r in sel])),
-            "agreement_face_vs_speech_no_branch": float(np.mean([r["face_no_branch"] == r["speech"] for r in sel])),
+            "agreement_face_vs_speech_no_expression": float(np.mean([r["face_no_expression"] == r["speech"] for r in sel])),
             "agreement_face_vs_label": float(np.mean([r["face"] == r["label"] for r in sel])),
-            "agreement_face_vs_label_no_branch": float(np.mean([r["face_no_branch"] == r["label"] for r in sel])),
+            "agreement_face_vs_label_no_expression": float(np.mean([r["face_no_expression"] == r["label"] for r in sel])),
             "confusion": cm.tolist()}
     return result
 
@@ -385,12 +385,12 @@ def markdown(r: dict) -> str:
         lines.append("")
     lines += resynthesis_markdown(r.get("resynthesis", {}))
     if r["emotion"]:
-        lines += ["## Emotion", "", "| corpus | clips | Sp2Emo acc | Sp2Emo UA | face≈speech | face≈speech, no branch | face≈label | face≈label, no branch |",
+        lines += ["## Emotion", "", "| corpus | clips | Sp2Emo acc | Sp2Emo UA | face≈speech | face≈speech, no expression | face≈label | face≈label, no expression |",
                   "|---|---|---|---|---|---|---|---|"]
         for c, m in r["emotion"].items():
             lines.append(f"| {c} | {m['clips']} | {_f(m['sp2emo_accuracy'])} | {_f(m['sp2emo_ua'])} | "
-                         f"{_f(m['agreement_face_vs_speech'])} | {_f(m['agreement_face_vs_speech_no_branch'])} | "
-                         f"{_f(m['agreement_face_vs_label'])} | {_f(m['agreement_face_vs_label_no_branch'])} |")
+                         f"{_f(m['agreement_face_vs_speech'])} | {_f(m['agreement_face_vs_speech_no_expression'])} | "
+                         f"{_f(m['agreement_face_vs_label'])} | {_f(m['agreement_face_vs_label_no_expression'])} |")
         lines.append("")
     if r["render"]:
         m = r["render"]
