@@ -31,14 +31,22 @@ def face_landmarks(face_image) -> np.ndarray:
     return face_landmarks(face_image)
 
 
-def _espeak(text: str, path: Path) -> Path:
+def _espeak(text: str, path: Path, voice: str | None = None, pitch: int | None = None) -> Path:
     exe = shutil.which("espeak-ng")
     if exe is None:
         if os.environ.get("CI"):
             pytest.fail("espeak-ng is not installed; run scripts/setup.sh")
         pytest.skip("espeak-ng is not installed (scripts/setup.sh installs it)")
-    subprocess.run([exe, "-s", "150", "-w", str(path), text], check=True, capture_output=True)
+    options = [*(["-v", voice] if voice else []), *(["-p", str(pitch)] if pitch is not None else [])]
+    subprocess.run([exe, "-s", "150", *options, "-w", str(path), text], check=True, capture_output=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def espeak():
+    """espeak-ng as a function: ``espeak(text, path, voice=None, pitch=None)`` writes the speech as a WAV at
+    ``path`` and returns it (skipped without espeak-ng; in CI a failure)."""
+    return _espeak
 
 
 @pytest.fixture(scope="session")

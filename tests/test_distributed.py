@@ -118,18 +118,8 @@ SENTENCES = ("Put the blue box on the table, please.", "Bin green at four soon."
              "Where is the shawl?", "I will sell the sheep.", "Seize the shack now.", "Search the hall.")
 
 
-def _espeak(text: str, path: Path, pitch: int) -> Path:
-    import shutil
-    import subprocess
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        pytest.skip("espeak-ng is not installed (scripts/setup.sh installs it)")
-    subprocess.run([exe, "-s", "150", "-p", str(pitch), "-w", str(path), text], check=True, capture_output=True)
-    return path
-
-
 @pytest.fixture(scope="module")
-def synthetic_data(tmp_path_factory, face_landmarks) -> tuple[Path, Path]:
+def synthetic_data(tmp_path_factory, face_landmarks, espeak) -> tuple[Path, Path]:
     """(data root, cache) every stage trains on, made here: labelled espeak speech (the emotion corpora's
     layout), two speakers' landmark clips of four emotions (the photo's face moving each its own way)
     and eight talking clips of espeak speech with a moving mouth (6 train, 2 test)."""
@@ -145,7 +135,7 @@ def synthetic_data(tmp_path_factory, face_landmarks) -> tuple[Path, Path]:
         w.writerow(["path", "corpus", "speaker", "emotion", "language", "split", "duration_s"])
         for i, text in enumerate(SENTENCES):
             for j, (corpus, spk) in enumerate((("TESS", "OAF"), ("EmoDB", "03"))):
-                wav = _espeak(text, speech / f"{corpus}_{i}.wav", 30 + 10 * i + 20 * j)
+                wav = espeak(text, speech / f"{corpus}_{i}.wav", pitch=30 + 10 * i + 20 * j)
                 w.writerow([wav.name, corpus, spk, emotions[(i + j) % 4], "en", "test" if i >= 8 else "train", 2.0])
     out = root / "cache"
     cache.check_format(out, create=True)
@@ -158,7 +148,7 @@ def synthetic_data(tmp_path_factory, face_landmarks) -> tuple[Path, Path]:
             "landmarks": 100 * shapes + 200, "shapes": shapes, "pose": np.zeros((t, 4)), "source": f"{spk}_{emo}",
             "corpus": "MEAD", "speaker": spk, "emotion": emo, "split": "train", "stamp": ""})
     for i in range(8):
-        y = load_audio(_espeak(SENTENCES[i], root / f"talk{i}.wav", 50))
+        y = load_audio(espeak(SENTENCES[i], root / f"talk{i}.wav", pitch=50))
         mel = log_mel(y)
         t = len(mel) // 4
         e = energy(y)[:t]
