@@ -192,3 +192,33 @@ def test_a_generator_without_an_emotion_branch_is_lips_only(lookahead):
     near = mel.copy()
     near[:, edge: edge + MEL_PER_FRAME] += 5.0   # ... but speech rf frames before it is heard
     assert np.abs(gn(near, None)[:, 30] - gn(mel, None)[:, 30]).max() > 1e-6
+
+
+def test_a_generator_speaking_in_a_lips_basis():
+    """``lips_basis``: the linguistic branch's output is K coefficients of real jaw-and-lip deformations. Numpy and
+    torch agree, and every output frame lies in the basis' span (before DEFORM_LIMIT's squashing) on the lower face."""
+    from ventriloquist.config import MEL_PER_FRAME, N_MELS
+    from ventriloquist.face.topology import LOWER_FACE
+    from ventriloquist.motion.generator import DEFORM_LIMIT, Generator
+    from ventriloquist.motion.generator_net import EmotiveGenerator
+    rng = np.random.default_rng(2)
+    torch.manual_seed(0)
+    basis = np.zeros((5, 68, 2), np.float32)
+    basis[:, LOWER_FACE] = rng.normal(0, 0.02, (5, len(LOWER_FACE), 2))
+    g = EmotiveGenerator(rng.normal(size=(68, 2)), np.zeros((0, 68, 2)), emo_dim=0, hidden=32, dilations=(1, 2),
+                         dropout=0.0, lips_basis=basis)
+    assert g.ling_out.out_channels == 5 and "lips_basis" in g.state_dict()
+    assert "lips_basis" not in EmotiveGenerator(np.zeros((68, 2)), np.zeros((0, 68, 2)), emo_dim=0, hidden=8,
+                                                dilations=(1,)).state_dict()
+    torch.nn.init.normal_(g.ling_out.weight, std=0.5)
+    g.eval()
+    gn = Generator({k: v.numpy() for k, v in g.state_dict().items()}, emo_dim=0, dilations=(1, 2))
+    mel = rng.normal(size=(1, 30 * MEL_PER_FRAME, N_MELS)).astype(np.float32)
+    with torch.inference_mode():
+        want = g(torch.from_numpy(mel), None).numpy()
+    np.testing.assert_allclose(gn(mel, None), want, atol=2e-5)
+    raw = DEFORM_LIMIT * np.arctanh(want[0] / DEFORM_LIMIT)           # undo the output's squashing
+    flat = basis.reshape(5, -1)
+    coef = np.linalg.lstsq(flat.T, raw.reshape(len(raw), -1).T, rcond=None)[0]
+    assert np.abs(raw).max() > 1e-2
+    np.testing.assert_allclose((coef.T @ flat).reshape(raw.shape), raw, atol=1e-4)

@@ -174,6 +174,27 @@ def test_expression_prototypes_recover_each_emotions_mean_face():
     assert float(prototype_loss(torch.zeros_like(coef), heard, torch.from_numpy(protos))) > 0.1
 
 
+def test_the_lips_basis_spans_the_real_mouth_motion_and_nothing_else():
+    """Motion made of three known jaw-and-lip shapes (plus upper-face motion the lips must not learn) gives a
+    basis that rebuilds every lower-face frame, is zero off the lower face, and is ordered by spread."""
+    from ventriloquist.face.topology import LOWER_FACE
+    from ventriloquist.train.generator import lip_basis
+    rng = np.random.default_rng(0)
+    shapes = np.zeros((3, 68, 2))
+    shapes[:, LOWER_FACE] = rng.normal(size=(3, len(LOWER_FACE), 2))
+    dk = np.einsum("tk,kpc->tpc", rng.normal(size=(500, 3)) * [0.05, 0.02, 0.01], shapes)
+    upper = np.setdiff1d(np.arange(68), LOWER_FACE)
+    dk[:, upper] = rng.normal(0, 0.1, (500, len(upper), 2))
+    b = lip_basis(dk.astype(np.float32), 3)
+    assert b.shape == (3, 68, 2) and not b[:, upper].any()
+    spread = np.linalg.norm(b.reshape(3, -1), axis=1)
+    assert spread[0] > spread[1] > spread[2] > 0
+    low = dk[:, LOWER_FACE].reshape(500, -1)
+    flat = b[:, LOWER_FACE].reshape(3, -1)
+    coef = np.linalg.lstsq(flat.T, (low - low.mean(axis=0)).T, rcond=None)[0]
+    np.testing.assert_allclose(coef.T @ flat, low - low.mean(axis=0), atol=1e-4)
+
+
 def test_background_mix_sets_the_power_ratio():
     """Mixing on the log-Mel adds powers so the background sits exactly snr dB under the speech."""
     from ventriloquist.config import LOG_EPS

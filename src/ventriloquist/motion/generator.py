@@ -122,7 +122,8 @@ class Generator:
     Inputs and output as that module's, as arrays: speech rows (B, T*MEL_PER_FRAME, N_MELS + n_artic),
     q_emo (B, T, E) -> δk (B, T, 68, 2). :func:`ventriloquist.motion.speech.load_generator` adds
     what inference needs of the checkpoint (reach, range, rest, gain). ``emo_dim`` 0: a G without
-    an emotion branch (lips only), which ignores ``q_emo``.
+    an emotion branch (lips only), which ignores ``q_emo``. A state with ``lips_basis``: the linguistic
+    branch's output is coefficients of that basis of real jaw-and-lip deformations.
     """
 
     def __init__(self, state: dict[str, np.ndarray], emo_dim: int, dilations: tuple[int, ...],
@@ -131,6 +132,7 @@ class Generator:
         self.state = st = {k: np.asarray(v, np.float32) for k, v in state.items()}
         self.causal, self.lookahead = causal, int(lookahead) if causal else 0
         self.mean_face, self.expr_basis = st["mean_face"], st["expr_basis"]
+        self.lips_basis = st.get("lips_basis")
         self.emo_dim, self.dilations = emo_dim, tuple(dilations)
         self.n_artic, self.mel_bottleneck = n_artic, mel_bottleneck
         self.n_enc, self.enc_bottleneck = n_enc, enc_bottleneck
@@ -183,7 +185,11 @@ class Generator:
         h = layers.linear(layers.gelu(layers.linear(x, st, "frame_in.0")), st, "frame_in.2").transpose(0, 2, 1)
         for i, d in enumerate(self.dilations):
             h = self._block(h, f"ling.{i}", d)
-        out = self._conv(h, "ling_out").transpose(0, 2, 1).reshape(b, t + la, N_POINTS, 2) * st["mask_ling"]
+        out = self._conv(h, "ling_out").transpose(0, 2, 1)
+        if self.lips_basis is not None:
+            k = self.lips_basis.shape[0]
+            out = out @ self.lips_basis.reshape(k, -1)
+        out = out.reshape(b, t + la, N_POINTS, 2) * st["mask_ling"]
         if emotion and q_emo is not None and self.emo_dim:
             e = np.concatenate([q_emo[..., : self.emo_dim].transpose(0, 2, 1), h], axis=1)
             e = layers.gelu(self._conv(e, "emo_in"))

@@ -49,12 +49,16 @@ class EmotiveGenerator(nn.Module):
     live stream needs L frames of the future, not the symmetric context of the offline G.
 
     ``emo_dim`` 0 builds G without its emotion branch: lips only, trained as inference uses
-    them, and independent of the emotion networks (expressions come from ``motion.expression``)."""
+    them, and independent of the emotion networks (expressions come from ``motion.expression``).
+
+    ``lips_basis`` (K, 68, 2): the linguistic branch speaks in these K real jaw-and-lip deformations
+    instead of moving each coordinate on its own, so whatever it says stays a real mouth's shape (a
+    free G twisted its inner lips across each other on voices it never heard)."""
 
     def __init__(self, mean_face: np.ndarray, expr_basis: np.ndarray, emo_dim: int,
                  hidden: int = 128, dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), dropout: float = 0.1,
                  n_artic: int = 0, mel_bottleneck: int = 0, causal: bool = False, lookahead: int = 0,
-                 n_enc: int = 0, enc_bottleneck: int = 0) -> None:
+                 n_enc: int = 0, enc_bottleneck: int = 0, lips_basis: np.ndarray | None = None) -> None:
         super().__init__()
         self.causal, self.lookahead = causal, int(lookahead) if causal else 0
         self.emo_dim = emo_dim
@@ -63,6 +67,8 @@ class EmotiveGenerator(nn.Module):
         self.n_enc, self.enc_bottleneck = n_enc, enc_bottleneck
         self.register_buffer("mean_face", torch.as_tensor(mean_face, dtype=torch.float32))
         self.register_buffer("expr_basis", torch.as_tensor(expr_basis, dtype=torch.float32))  # (K, 68, 2)
+        free = lips_basis is None or not len(lips_basis)        # None: not in the state dict
+        self.register_buffer("lips_basis", None if free else torch.as_tensor(lips_basis, dtype=torch.float32))
         ling, emo = branch_masks()
         self.register_buffer("mask_ling", torch.from_numpy(ling))
         self.register_buffer("mask_emo", torch.from_numpy(emo))
@@ -75,7 +81,8 @@ class EmotiveGenerator(nn.Module):
         width += (enc_bottleneck or MEL_PER_FRAME * n_enc) if n_enc else 0
         self.frame_in = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.ling = nn.Sequential(*[TemporalBlock(hidden, d, dropout, causal) for d in dilations])
-        self.ling_out = nn.Conv1d(hidden, N_POINTS * 2, 3, padding=0 if causal else 1)
+        n_ling = N_POINTS * 2 if self.lips_basis is None else self.lips_basis.shape[0]
+        self.ling_out = nn.Conv1d(hidden, n_ling, 3, padding=0 if causal else 1)
         k = self.expr_basis.shape[0]
         outs = [self.ling_out]
         if emo_dim:
@@ -127,7 +134,11 @@ class EmotiveGenerator(nn.Module):
             x = torch.cat([x, self.enc_in(enc) if self.enc_in is not None else enc], -1)
         h = self.frame_in(x).transpose(1, 2)   # (B, H, T + la)
         q_ling = self.ling(h)
-        out = _conv(self.ling_out, q_ling, c).transpose(1, 2).reshape(b, t + la, N_POINTS, 2) * self.mask_ling
+        out = _conv(self.ling_out, q_ling, c).transpose(1, 2)
+        if self.lips_basis is None:
+            out = out.reshape(b, t + la, N_POINTS, 2) * self.mask_ling
+        else:
+            out = torch.einsum("btk,kpc->btpc", out, self.lips_basis) * self.mask_ling
         coef = None
         if emotion and q_emo is not None and self.emo_dim:
             q_emo = q_emo[..., : self.emo_dim]       # an ensemble's embedding: G may read only the first nets'

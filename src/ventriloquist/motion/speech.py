@@ -60,7 +60,8 @@ def load_generator(folder: Path | None = None, device: str = "cpu", name: str = 
 
         from .generator_net import EmotiveGenerator
         g = EmotiveGenerator(np.asarray(ckpt["mean_face"]), np.asarray(ckpt["expr_basis"]), hidden=cfg["hidden"],
-                             dilations=tuple(cfg["dilations"]), dropout=0.0, **dims)
+                             dilations=tuple(cfg["dilations"]), dropout=0.0,
+                             lips_basis=ckpt["state_dict"].get("lips_basis"), **dims)
         g.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ckpt["state_dict"].items()})
         g = g.eval().to(device)
     g.limits = np.asarray(ckpt["deform_limit"], np.float32)

@@ -75,6 +75,8 @@ class GeneratorConfig:
                                        # false: lips only, as inference uses G (expressions come from motion.expression),
                                        # and the recipe reads neither emotion net; its lips twisted (docs/TRAINING.md).
                                        # The emotion-branch terms (w_emotion, w_energy, w_prototype) then do nothing
+    lips_basis: int = 0                # > 0: jaw and lips move only in this many principal deformations of the
+                                       # training clips' real motion (0: each coordinate on its own): real shapes
     expr_components: int = 8           # size of the expression basis of the emotion branch
     w_adv: float = 0.05                # the paper: 0.5; here D then dominated and val mouth LMD rose (docs/MODEL_CARD.md)
     w_emotion: float = 0.5             # the paper's loss weights from here on
@@ -281,6 +283,14 @@ def expression_basis(deformations: list[np.ndarray], k: int) -> np.ndarray:
     return (vt[:k] * scale[:, None]).reshape(k, 68, 2).astype(np.float32)
 
 
+def lip_basis(dk: np.ndarray, k: int) -> np.ndarray:
+    """Top-k principal deformations (k, 68, 2) of the jaw and lips (zero elsewhere) in real talking
+    faces' motion ``dk`` (T, 68, 2), scaled by their spread: the shapes G's lips may take."""
+    x = np.zeros_like(dk)
+    x[:, LOWER_FACE] = dk[:, LOWER_FACE]
+    return expression_basis([x], k)
+
+
 def load_exp2emo() -> Exp2Emo:
     ckpt = load_checkpoint("exp2emo")
     m = Exp2Emo(ckpt["config"]["hidden"], dropout=0.0)
@@ -460,7 +470,8 @@ def run(opts: TrainOptions) -> dict:
     g = EmotiveGenerator(mean_face, basis, emb_dim, cfg.hidden, tuple(cfg.dilations), cfg.dropout,
                          n_artic=N_ARTIC if cfg.phonetic else 0, mel_bottleneck=cfg.mel_bottleneck,
                          causal=cfg.causal, lookahead=cfg.lookahead,
-                         n_enc=speech_encoder.DIM if cfg.encoder else 0, enc_bottleneck=cfg.enc_bottleneck)
+                         n_enc=speech_encoder.DIM if cfg.encoder else 0, enc_bottleneck=cfg.enc_bottleneck,
+                         lips_basis=lip_basis(sample.rows("dk"), cfg.lips_basis) if cfg.lips_basis else None)
     voices = voice_variants(voice_clips(cache, train, cfg.voice_source), cfg.voices, cache, opts.seed,
                             source=cfg.voice_source) if cfg.voices else {}
     d = SequenceDiscriminator()
