@@ -586,7 +586,7 @@ def run(opts: TrainOptions) -> dict:
         path = publish("sp2emo", {"members": [{"config": config_dict(n), "state_dict": n.state_dict()} for n in nets],
                                   "metrics": metrics["summary"], "vocabulary": list(EMOTIONS),
                                   "features": "MFCC (ventriloquist.audio.mfcc) + per-utterance CMN and scale (sp2emo.normalise), 1-s windows"},
-                       version="2", recipe=RECIPE)
+                       version="3", recipe=RECIPE)
         metrics["published"] = str(path)
         write_json(out / "metrics.json", metrics)
     return metrics

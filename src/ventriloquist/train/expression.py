@@ -252,5 +252,5 @@ def run(opts: TrainOptions) -> dict:
         from ..weights import publish
         publish("exp2emo", {"state_dict": model.state_dict(), "config": {"hidden": cfg.hidden, "window": cfg.window},
                             "metrics": metrics, "vocabulary": list(EMOTIONS)},
-                version="3", recipe="ventriloquist train expression --config configs/expression.toml --seed 0 --publish")
+                version="4", recipe="ventriloquist train expression --config configs/expression.toml --seed 0 --publish")
     return metrics
