@@ -332,10 +332,10 @@ def test_a_batch_of_windows_pads_only_its_own_rows():
 
 def test_the_shipped_sp2emo_hears_ordinary_read_speech_as_neutral(shared_data):
     """Trained on acted corpora alone, Sp2Emo heard ordinary speech as disgust or anger and faces frowned; since v3
-    it also learns GRID's read train sentences as neutral. Its held-out test sentences (another session) must be
-    heard as neutral."""
+    it also learns GRID's read train sentences as neutral. The held-out test sentences must be heard as neutral."""
     from ventriloquist.audio import load_audio
-    rows = [r for r in csv.DictReader(open(shared_data / "talking_face" / "clips.csv")) if r["split"] == "test"]
+    lines = (shared_data / "talking_face" / "clips.csv").read_text().splitlines()
+    rows = [r for r in csv.DictReader(lines) if r["split"] == "test"]
     if not rows:
         pytest.skip("no GRID test clips in ../shared/data/talking_face/clips.csv")
     rec = EmotionRecognizer.from_weights()

@@ -73,7 +73,8 @@ class GeneratorConfig:
     background_pool: int = 96          # synthetic backgrounds made (seeded) at the start of training
     emotion_branch: bool = True        # G learns an emotion branch, reading Sp2Emo and judged by Exp2Emo (the paper's);
                                        # false: lips only, as inference uses G (expressions come from motion.expression),
-                                       # and the recipe reads neither emotion net; its lips twisted (docs/TRAINING.md).
+                                       # and the recipe reads neither emotion net; alone its lips twisted, in lips_basis
+                                       # they do not (docs/TRAINING.md).
                                        # The emotion-branch terms (w_emotion, w_energy, w_prototype) then do nothing
     lips_basis: int = 0                # > 0: jaw and lips move only in this many principal deformations of the
                                        # training clips' real motion (0: each coordinate on its own): real shapes
