@@ -593,9 +593,9 @@ def run(opts: TrainOptions) -> dict:
     write_json(out / "metrics.json", metrics)
     if opts.publish:
         from ..weights import publish
+        dk = sample.rows("dk")
         publish(cfg.name, {"state_dict": g.state_dict(), "mean_face": mean_face, "expr_basis": basis,
-                              "deform_limit": motion_limits([sample.rows("dk")]),
-                              "deform_range": motion_range([sample.rows("dk")]),
+                              "deform_limit": motion_limits([dk]), "deform_range": motion_range([dk]),
                               "rest_deformation": np.mean([c["shapes"].mean(axis=0) + closed_rest(c) - mean_face
                                                            for c in train], axis=0).astype(np.float32),
                               "config": {"emo_dim": emb_dim, "hidden": cfg.hidden, "dilations": list(cfg.dilations),
