@@ -276,41 +276,6 @@ def test_a_shut_lid_under_a_shadowed_socket_is_lit_as_the_skin_under_the_eye(pho
         assert gray[lid].mean() > 0.65 * gray[under].mean()
 
 
-def test_a_shut_lid_meets_the_frames_light_at_its_edges(photo, monkeypatch):
-    """A lid read from the photo is shifted smoothly to the light of the frame where it meets it, at its top and
-    sides: laid over a frame 30 levels brighter, the top of a shut lid is drawn brighter by most of that (it took
-    none of it: a paler or darker patch with an edge, where the skin it was read from was lit otherwise)."""
-    import ventriloquist.render.eyes as eyes
-    from ventriloquist.face.topology import LID_PAIRS
-    image, k = photo
-    image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-    k = 2 * k + 0.5
-    shut = k.copy()
-    for up, down in LID_PAIRS:
-        shut[up] = k[down] + 0.05 * (k[up] - k[down])
-    renderer = Renderer(image, k)
-    dst = renderer.mesh.vertices(shut)
-    lit = renderer.image.copy()
-
-    def step() -> float:
-        frame = lit.copy()
-        renderer.lids.paint(frame, dst[:68], dst[renderer.mesh.i_crease])
-        drawn = np.abs(frame.astype(int) - lit).sum(-1) > 3
-        top = drawn & ~np.roll(drawn, 4, axis=0)                      # the lid's top 4 rows, column by column
-        middle = np.zeros_like(drawn)
-        for a, b in ((k[36], k[39]), (k[42], k[45])):                 # away from the corners
-            middle[:, int(a[0] + 0.25 * (b[0] - a[0])):int(a[0] + 0.75 * (b[0] - a[0]))] = True
-        return float((frame[top & middle].astype(int) - lit[top & middle]).mean())
-    def followed() -> float:
-        lit[:] = np.clip(renderer.image.astype(int) + 30, 0, 255)
-        brighter = step()
-        lit[:] = renderer.image
-        return 30 + brighter - step()                                 # how much brighter the lid was drawn
-    assert followed() > 15
-    monkeypatch.setattr(eyes, "_membrane", lambda diff, alpha, above: np.zeros_like(diff))
-    assert followed() < 3
-
-
 def test_a_glasses_rim_stays_in_front_of_a_closing_lid(photo):
     """Glasses (a bridge over the nose, a rim across the eye and past both its corners) are in front of the
     lid: a shut lid passes behind the rim and is not drawn above it (the lid's skin covered it with a patch)."""

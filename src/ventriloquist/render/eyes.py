@@ -158,11 +158,6 @@ class EyelidLayer:
                 continue
             if self.glasses:
                 alpha = alpha * (1 - _in_front(frame, f, (x0, y0, x1, y1), src_edge * f.length / src.length, reach))
-            if clear > 0:
-                for end in (0, 1):
-                    self._shut_corner(frame, f, src, end, opening, clear, top)
-            roi = frame[y0:y1, x0:x1].astype(np.float32)
-            above_edge = t < tu - 1.0
             sc, su = np.interp(s, GRID, src_top), np.interp(s, GRID, src_edge)
             # the lid's margin (its lashes, LASH_KEEP of it) keeps its size; the skin above unfolds to cover the rest
             margin = LASH_KEEP * (su - sc)
@@ -193,7 +188,10 @@ class EyelidLayer:
                 above = np.clip((height - rim - depth) / np.maximum(rim, 1e-3), 0, 1)[..., None].astype(np.float32)
                 skin += above * (bone - skin)
                 lid_px += clear * (skin - lid_px)
-            lid_px += _membrane(roi - lid_px, alpha, above_edge)
+            if clear > 0:
+                for end in (0, 1):
+                    self._shut_corner(frame, f, src, end, opening, clear, top)
+            roi = frame[y0:y1, x0:x1].astype(np.float32)
             a = alpha.astype(np.float32)[..., None]
             frame[y0:y1, x0:x1] = np.clip(roi + (lid_px - roi) * a + 0.5, 0, 255).astype(np.uint8)
 
@@ -219,44 +217,6 @@ class EyelidLayer:
         roi = frame[y0:y1, x0:x1].astype(np.float32)
         a = (clear * weight).astype(np.float32)[..., None]
         frame[y0:y1, x0:x1] = np.clip(roi + (skin - roi) * a + 0.5, 0, 255).astype(np.uint8)
-
-
-def _membrane(diff: np.ndarray, alpha: np.ndarray, above: np.ndarray) -> np.ndarray:
-    """The smoothest shift (a membrane: zero Laplacian) that brings a lid's pixels to the frame's where they meet
-    it, at its top and sides (``above`` its lash line): ``diff`` (frame minus lid, (h, w, 3)) where the lid is
-    under half drawn there, solved for inside. Along the lash line nothing is matched (the open eye or the
-    lower lid lie below it). A lid read from the photo's skin at one place and laid at another carried that
-    place's light: shut, it showed as a paler or darker patch with edges."""
-    inside = (alpha > 0.5) | ((alpha > 0) & ~above)
-    known = ~inside & above
-    n = int(inside.sum())
-    out = np.where(known[..., None], diff, 0).astype(np.float32)
-    if n == 0 or not known.any():
-        return out
-    h, w = alpha.shape
-    idx = np.full((h, w), -1, np.int64)
-    idx[inside] = np.arange(n)
-    rows, cols, vals = [], [], []
-    rhs = np.zeros((n, diff.shape[2]), np.float64)
-    degree = np.zeros(n)
-    ys, xs = np.nonzero(inside)
-    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        ny, nx = ys + dy, xs + dx
-        ok = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
-        p, ny, nx = idx[ys[ok], xs[ok]], ny[ok], nx[ok]
-        free, fixed = inside[ny, nx], known[ny, nx]
-        degree[p[free | fixed]] += 1
-        rows.append(p[free]), cols.append(idx[ny[free], nx[free]]), vals.append(-np.ones(int(free.sum())))
-        np.add.at(rhs, p[fixed], diff[ny[fixed], nx[fixed]])
-    # a pixel cut off from every matched one keeps the mean shift, gently (else the system is singular)
-    mean = diff[known].mean(0)
-    eps = 1e-4
-    rows.append(np.arange(n)), cols.append(np.arange(n)), vals.append(degree + eps)
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.linalg import splu
-    a = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)).tocsc()
-    out[inside] = splu(a).solve(rhs + eps * mean).astype(np.float32)
-    return out
 
 
 def _wears_glasses(image: np.ndarray, k: np.ndarray) -> bool:
