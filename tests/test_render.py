@@ -565,3 +565,35 @@ def test_dlib_reads_back_the_lip_spread_it_was_given(photo, renderer):
              for t in (_spread(k, s) for s in (-0.12, -0.06, 0.0, 0.06, 0.12))]
     slope = np.polyfit(*np.array(pairs).T, 1)[0]
     assert 0.85 < slope < 1.35
+
+
+def test_a_shut_lid_covers_the_open_lids_corners(photo, monkeypatch):
+    """A shut lid's top spans the eye in a flat arch as high as its crease, so near the corners it covers the open
+    lid's shaded upper part too (the crease's own curve, pinned to the corners, rose like a tent beside it)."""
+    import ventriloquist.render.eyes as eyes
+    from ventriloquist.face.topology import LEFT_EYE, LID_PAIRS, RIGHT_EYE
+    image, k = photo
+    image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    k = 2 * k + 0.5
+    shut = k.copy()
+    for up, down in LID_PAIRS:
+        shut[up] = k[down] + 0.05 * (k[up] - k[down])
+
+    def covered() -> float:
+        renderer = Renderer(image, k)
+        changed = np.abs(renderer.render(shut).astype(int) - renderer.render(k).astype(int)).sum(-1) > 20
+        yy, xx = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+        share = []
+        for eye in (RIGHT_EYE, LEFT_EYE):
+            a, b = k[eye[0]], k[eye[3]]
+            width = float(np.linalg.norm(b - a))
+            ex = (b - a) / width
+            ey = np.array([-ex[1], ex[0]]) * (1 if ex[0] > 0 else -1)      # pointing down the face
+            s = ((xx - a[0]) * ex[0] + (yy - a[1]) * ex[1]) / width
+            t = ((xx - a[0]) * ey[0] + (yy - a[1]) * ey[1]) / width
+            corners = ((s > 0.05) & (s < 0.25)) | ((s > 0.75) & (s < 0.95))
+            share.append(changed[corners & (t > -0.3) & (t < -0.12)].mean())
+        return float(np.mean(share))
+    assert covered() > 0.9                                            # 0.96 on this photo
+    monkeypatch.setattr(eyes, "_fold", lambda crease: crease)
+    assert covered() < 0.85                                           # the crease's curve: 0.75

@@ -4,7 +4,9 @@ The mesh warp (:mod:`.warp`) keeps each eye open and its eyeball rigid with the 
 target closes an eye, the upper lid (the band from its crease to its lash line, with the photo's
 texture and lashes) is stretched down over the eyeball along smooth curves through the lid
 landmarks, in the eye's own coordinates: it follows the eye's curve, ends at its corners on any
-head pose, and its edge is anti-aliased. Shut, it keeps its lash line, and above it is one smooth
+head pose, and its edge is anti-aliased. Its top, the fold, spans the eye in a flat arch as high as the
+crease, as a shut lid does (real blinks are bright from the lash line up to the brow's shadow, on the
+wild clips and GRID). Shut, it keeps its lash line, and above it is one smooth
 sheet of skin: the skin just over the crease, read upwards (an open lid's own band is a fold in
 shadow, mostly hidden), smoothed along the eye and lit towards the skin under the eye, where a
 socket's shadow or eyeshadow would otherwise leave a grey patch that neither a person nor a landmark
@@ -20,7 +22,7 @@ from ..face.topology import LEFT_EYE, RIGHT_EYE, lid_gap
 
 LASH_SEARCH = (-0.4, 0.1)    # the lash line is the darkest row this far (eye openings) above/below the lid landmarks
 LASH_BELOW = 0.06            # the lid ends this far (eye openings) under its lash line, so the lashes come down with it
-LASH_KEEP = 0.2              # the bottom share of the lid (its lash line) is kept as it is; above it, lashes that
+LASH_KEEP = 0.3              # the bottom share of the lid (its lash line) is kept as it is; above it, lashes that
 LASH_DARK = 0.7              # curl up over the lid (darker than this share of its bright skin) are filled with skin ...
 CLEAR_FROM = (0.3, 0.9)      # ... shown as the eye closes over this range of closure (open, the lashes stay)
 SHUT = (0.8, 1.0)            # closure over which a lid comes to cover the eye right into its corners
@@ -28,6 +30,7 @@ OVERLAP = 0.3                # a closed lid's edge overlaps the lower lid's rim 
 MIN_CLOSURE = 0.01           # closure (1 - opening / the photo's) from which the lid is drawn
 TOP_FEATHER = 0.15           # a closing lid fades into the skin over this share of its height above the crease
 LID_SMOOTH = 0.05            # a closing lid's skin is smoothed along the eye over this share of its width
+FOLD_SHAPE = 0.5             # a shut lid's fold spans the eye as (4 s (1 - s)) ** (FOLD_SHAPE / 2) (an ellipse: 1)
 RAISE = 0.5                  # a closing lid's top rises this many open-lid heights over the crease
 LID_SHADE = 0.1              # a shut lid's skin is a shade darker towards the lash line, where it curves away from
                              # the light ...
@@ -105,7 +108,7 @@ class EyelidLayer:
             lid, crease = _chains(landmarks, creases, eye, j)
             f = _EyeFrame(lid[0], lid[3], crease.mean(0))
             curve = f.curve(lid)
-            lash, top = _lash_line(image, f, curve, opening), f.curve(crease)
+            lash, top = _lash_line(image, f, curve, opening), _fold(f.curve(crease))
             raise_px = RAISE * float(np.max(lash - top))
             _clear_lashes(self.skin, f, top, lash)
             _clear_lashes(self.skin, f, top - raise_px, top, whole=True)
@@ -129,7 +132,7 @@ class EyelidLayer:
             f = _EyeFrame(lid[0], lid[3], crease.mean(0))
             # the lash line keeps its place over the lid landmarks while open, and overlaps the lower lid closed
             open_share = max(open_share, 0.0)
-            top = f.curve(crease)
+            top = _fold(f.curve(crease))
             edge = f.curve(lid) + open_share * lash + (1 - open_share) * OVERLAP * opening * BUMP
             # shut, the lid reaches the lower lid all along, right into the corners, where a curve through
             # the upper lid's points alone leaves a sliver of the eye (its dark corner) uncovered
@@ -217,6 +220,13 @@ class EyelidLayer:
         roi = frame[y0:y1, x0:x1].astype(np.float32)
         a = (clear * weight).astype(np.float32)[..., None]
         frame[y0:y1, x0:x1] = np.clip(roi + (skin - roi) * a + 0.5, 0, 255).astype(np.uint8)
+
+
+def _fold(crease: np.ndarray) -> np.ndarray:
+    """The top of a closing lid (``t`` on GRID): its fold spans the eye in a flat arch, FOLD_SHAPE, as high as
+    the crease, or the crease where that is higher. The crease's own curve, pinned to the eye's corners, rose
+    like a tent and left the open lid's shaded corners beside the shut lid."""
+    return np.minimum(crease, crease.min() * BUMP ** FOLD_SHAPE)
 
 
 def _wears_glasses(image: np.ndarray, k: np.ndarray) -> bool:
