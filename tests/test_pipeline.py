@@ -226,3 +226,24 @@ def test_aac_speech_is_copied_into_the_video_unchanged(tmp_path, face_path, spee
     lags = range(-1920, 1921, 8)
     r = [np.corrcoef(got[0, 2400 + d: 2400 + d + n - 2400], src[0, 2400: n])[0, 1] for d in lags]
     assert max(r) > 0.99 and abs(lags[int(np.argmax(r))]) / 48000 < 0.01
+
+
+def test_a_fresh_pipeline_hears_the_speech_beside_finding_the_face(tmp_path, face_path, speech_wav):
+    """A pipeline without its models loaded (a CLI run) hears the speech in a child interpreter while it loads
+    the face models and finds the face (motion.apart); one with them loaded hears it itself: same video motion.
+    A face that is not found stops the child with the run."""
+    from ventriloquist.errors import InputError
+    from ventriloquist.pipeline import Ventriloquist as V
+    loaded = V()
+    loaded.speech_motion
+    fresh = V()
+    a = fresh.generate(face_path, tmp_path / "a.mp4", audio=speech_wav, progress=False)
+    assert fresh._speech is None                         # the child loaded them, not this process
+    b = loaded.generate(face_path, tmp_path / "b.mp4", audio=speech_wav, progress=False)
+    np.testing.assert_allclose(a.landmarks.landmarks, b.landmarks.landmarks, atol=1e-3)
+    np.testing.assert_allclose(a.emotions, b.emotions, atol=1e-4)
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))
+    with pytest.raises(InputError):
+        V().generate(blank, tmp_path / "c.mp4", audio=speech_wav, progress=False)
+    assert not (tmp_path / "c.mp4").exists()

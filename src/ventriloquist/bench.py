@@ -262,7 +262,8 @@ for name, s in marks: print(f"{s:.3f} {name}")
 
 def run_startup(json_path: str | None = None) -> list[dict]:
     """Where a fresh process's time goes before and during a first ``generate`` of the bundled demo
-    (the start-up budget): one line per stage, in a new interpreter."""
+    (the start-up budget): one line per stage, in a new interpreter, one after another (a fresh ``generate``
+    hears the speech in a second process beside the face's stages: ``--lengths`` times that)."""
     import subprocess
     import sys
 
@@ -279,7 +280,7 @@ def run_startup(json_path: str | None = None) -> list[dict]:
     print(lines[0])
     for r in rows:
         print(f"{r['seconds']:7.3f} s  {r['stage']}")
-    print(f"{wall:7.3f} s  in all, interpreter start included")
+    print(f"{wall:7.3f} s  in all, interpreter start included (stages one after another)")
     if json_path:
         Path(json_path).write_text(json.dumps({"stages": rows, "wall_s": round(wall, 3)}, indent=2))
     return rows

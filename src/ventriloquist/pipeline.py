@@ -120,6 +120,13 @@ def dub_speech(cfg: GenerateConfig, speech: np.ndarray | str, timeline: tuple, s
     return shapes, emotions, rest, closed
 
 
+def photo_speech(cfg: GenerateConfig, audio: str, timeline: tuple) -> tuple[Motion, np.ndarray]:
+    """A photo's speech-driven motion and per-frame emotion (:meth:`Ventriloquist.motion_from_audio` with
+    ``cfg``), the speech read from the file ``audio``: what :mod:`.motion.apart`'s child process works out
+    while a cold ``generate`` loads the face models and finds the face."""
+    return Ventriloquist(cfg).motion_from_audio(load_audio(audio), timeline)
+
+
 class Ventriloquist:
     """Turns a face photo and a motion source into a talking-head video.
 
@@ -232,16 +239,34 @@ class Ventriloquist:
                 raise InputError("--export-emotions needs speech-driven motion: pass --audio without "
                                  "--driving-video or --landmarks")
         timeline = self.timeline()
-        photo = load_image(face)
-        source_k = face_landmarks(photo, str(face), self.cfg.face_index)
-        speech = load_audio(audio) if audio is not None else None
-        if report:
-            report(DECODED_SHARE)
-        if speech is not None and float(np.abs(speech).max()) < SILENCE_PEAK:
-            import warnings
+        heard = None
+        if audio is not None and driving_video is None and landmarks is None and self._speech is None:
+            # the speech's motion is worked out in a second interpreter while this one loads the face models and
+            # finds the face (each gets a core, see motion.apart); a pipeline with its models loaded uses them
+            from .motion.apart import Apart
+            try:
+                heard = Apart(photo_speech, self.cfg, str(audio), timeline)
+            except OSError:
+                heard = None
+        try:
+            if heard is not None:
+                from .motion.speech import check_settings
+                check_settings(*self._speech_settings())     # now, not once the face is found
+            photo = load_image(face)
+            source_k = face_landmarks(photo, str(face), self.cfg.face_index)
+            speech = load_audio(audio) if audio is not None else None
+            if report:
+                report(DECODED_SHARE)
+            if speech is not None and float(np.abs(speech).max()) < SILENCE_PEAK:
+                import warnings
 
-            from .errors import InputWarning
-            warnings.warn(f"{audio} is silent; the face will not speak", InputWarning, stacklevel=2)
+                from .errors import InputWarning
+                warnings.warn(f"{audio} is silent; the face will not speak", InputWarning, stacklevel=2)
+            rig = self.rig(face, photo, source_k)
+        except BaseException:
+            if heard is not None:
+                heard.cancel()
+            raise
         emotions = None
 
         if driving_video is not None:
@@ -252,6 +277,8 @@ class Ventriloquist:
             motion = Motion.from_sequence(LandmarkSequence(k, fps, w, h))
         elif landmarks is not None:
             motion = Motion.from_sequence(LandmarkSequence.load(landmarks))
+        elif heard is not None:
+            motion, emotions = heard.result()
         elif speech is not None:
             motion, emotions = self.motion_from_audio(
                 speech, timeline, report and (lambda share: report(DECODED_SHARE + share * (MOTION_SHARE - DECODED_SHARE))))
@@ -259,8 +286,6 @@ class Ventriloquist:
             raise InputError("nothing drives the face: pass --audio, --driving-video or --landmarks")
         if report:
             report(MOTION_SHARE)
-
-        rig = self.rig(face, photo, source_k)
         # unless asked otherwise, a reenactment keeps its driver's frame rate (output frame i is
         # driver frame i); speech-driven motion comes at the model's FPS
         fps = float(self.cfg.video.fps or motion.fps)

@@ -1,6 +1,9 @@
-"""A dub's speech motion worked out in a second Python process, beside the face tracking.
+"""Speech motion worked out in a second Python process, beside the face's work: a dub's while the face is
+followed through the video, a fresh ``generate``'s while the face models load and the photo's face is found
+and meshed (pipelines whose models are loaded already, the app's, the server's, batch workers', hear it
+themselves).
 
-Hearing the speech (phones, the speech encoder, G) and following a face through a video (dlib) are
+Hearing the speech (phones, the speech encoder, G) and finding or following a face (dlib) are
 both mostly Python and numpy holding the interpreter's lock, so in two threads they take turns on one
 core. In a fresh interpreter (``python -m ventriloquist.motion.apart``, fed a pickled request on stdin,
 answering on stdout) each gets a core of its own. A plain subprocess, not ``multiprocessing``: that

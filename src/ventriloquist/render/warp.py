@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.spatial import Delaunay
 
 from ..config import N_LANDMARKS
 from ..face.topology import (BROWS, EYES, INNER_LIPS, JAW, LEFT_EYE, LID_PAIRS, MIRROR, MOUTH, OUTER_LIPS, RIGHT_EYE,
@@ -175,6 +174,7 @@ class MeshWarper:
         otherwise), then the inside of the inner lips is replaced by explicit strips and the
         inside of each eye by the eyeball's fan, drawn first so the skin around covers it.
         """
+        from scipy.spatial import Delaunay          # here, not at import: it takes 0.3 s to load
         edges = _cycle(INNER_LIPS)
         n_flat = self.i_ring[-1] + 1                                       # landmarks, forehead, creases, ring
         for opening in REF_OPENINGS:
