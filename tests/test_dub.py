@@ -118,16 +118,23 @@ def test_dubbed_with_its_own_speech_the_mouth_opens_as_the_photo_path_does(talki
 
 def test_dubbed_with_silence_the_old_words_do_not_show_through(talking, tmp_path):
     """With nothing to say, every dubbed frame's mouth is its shot's mouth at rest: what the re-detected
-    mouth still does is the old words showing through, and it is a small share of what they did."""
+    mouth still does is the old words showing through, and it is a small share of what they did. Frames where
+    the video blinks are left out of the measure: on this 160-px face dlib reads the same shut lips 0.05-0.06
+    IOD more open while the eyes are shut (its 68 points are fitted as one shape)."""
     video, _ = talking
     quiet = tmp_path / "quiet.wav"
     sf.write(quiet, np.zeros(int(16000 * video_info(video)["frames"] / 25), np.float32), 16000)
     out = tmp_path / "silent.mp4"
     Ventriloquist().generate(video, out, audio=quiet, progress=False)
-    before, after = _opening(video), _opening(out)
+    k, _, _ = track_video(video, progress=False)
+    before, after = topology.mouth_aperture(k), _opening(out)
+    eyes = topology.eye_opening(k)
     n = min(len(before), len(after))
-    assert before[:n].std() > 0.03
-    assert after[:n].std() < 0.25 * before[:n].std() and np.percentile(after[:n], 95) < 0.08
+    seen = eyes[:n] > 0.6 * np.median(eyes)                            # not blinking
+    assert seen.mean() > 0.8
+    before, after = before[:n][seen], after[:n][seen]
+    assert before.std() > 0.03
+    assert after.std() < 0.25 * before.std() and np.percentile(after, 95) < 0.08
 
 
 def test_a_wide_open_frame_closes_with_the_shots_own_lips_at_rest(talking):

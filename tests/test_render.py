@@ -28,6 +28,21 @@ def renderer(photo):
     return Renderer(*photo)
 
 
+def at_twice(photo) -> tuple[np.ndarray, np.ndarray]:
+    """The photo and its landmarks at twice the size: eyes big enough to look into."""
+    image, k = photo
+    return cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC), 2 * k + 0.5
+
+
+def shut_lids(k: np.ndarray) -> np.ndarray:
+    """``k`` with both upper lids down to 0.05 of the way from the lower ones."""
+    from ventriloquist.face.topology import LID_PAIRS
+    shut = k.copy()
+    for up, down in LID_PAIRS:
+        shut[up] = k[down] + 0.05 * (k[up] - k[down])
+    return shut
+
+
 def opened(k: np.ndarray, amount: float = 0.25) -> np.ndarray:
     t = k.copy()
     t[LOWER_BLOCK, 1] += amount * interocular(k)  # jaw 5-11, lower lip 55-59 and 65-67
@@ -230,13 +245,9 @@ def test_a_shut_lid_is_smooth_skin_not_stretched_columns(photo, monkeypatch):
     """The open lid's thin band, pulled tall over a shut eye, would show its columns as vertical streaks;
     the shut lid's skin is smoothed along the eye, so across the eye it varies less."""
     import ventriloquist.render.eyes as eyes
-    from ventriloquist.face.topology import LEFT_EYE, LID_PAIRS, RIGHT_EYE
-    image, k = photo
-    image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-    k = 2 * k + 0.5
-    shut = k.copy()
-    for up, down in LID_PAIRS:
-        shut[up] = k[down] + 0.05 * (k[up] - k[down])
+    from ventriloquist.face.topology import LEFT_EYE, RIGHT_EYE
+    image, k = at_twice(photo)
+    shut = shut_lids(k)
 
     def streaks() -> float:
         gray = cv2.cvtColor(Renderer(image, k).render(shut), cv2.COLOR_RGB2GRAY).astype(np.float64)
@@ -259,16 +270,14 @@ def test_a_shut_lid_under_a_shadowed_socket_is_lit_as_the_skin_under_the_eye(pho
     """Where the photo's open lid and brow bone lie in shadow (a deep-set eye, eyeshadow, a painting's socket),
     the shut lid is skin brought towards the light of the skin under the eye, not a grey patch of that shadow
     (on this photo with its sockets darkened: 0.60 of the under-eye's light before, 0.69 now)."""
-    from ventriloquist.face.topology import LEFT_BROW, LEFT_EYE, LID_PAIRS, RIGHT_BROW, RIGHT_EYE
+    from ventriloquist.face.topology import LEFT_BROW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE
     image, k = photo
     dark = image.astype(np.float32)
     for brow, eye in ((RIGHT_BROW, RIGHT_EYE), (LEFT_BROW, LEFT_EYE)):
         socket = polygon_mask(image.shape, np.concatenate([k[eye[:4]], k[brow][::-1]])).astype(np.float32)
         dark *= 1 - 0.45 * cv2.GaussianBlur(socket, (0, 0), 2)[..., None]
     dark = dark.astype(np.uint8)
-    shut = k.copy()
-    for up, down in LID_PAIRS:
-        shut[up] = k[down] + 0.05 * (k[up] - k[down])
+    shut = shut_lids(k)
     gray = cv2.cvtColor(Renderer(dark, k).render(shut), cv2.COLOR_RGB2GRAY).astype(np.float64)
     for eye in (RIGHT_EYE, LEFT_EYE):
         lid = polygon_mask(image.shape, k[eye])
@@ -279,10 +288,8 @@ def test_a_shut_lid_under_a_shadowed_socket_is_lit_as_the_skin_under_the_eye(pho
 def test_a_glasses_rim_stays_in_front_of_a_closing_lid(photo):
     """Glasses (a bridge over the nose, a rim across the eye and past both its corners) are in front of the
     lid: a shut lid passes behind the rim and is not drawn above it (the lid's skin covered it with a patch)."""
-    from ventriloquist.face.topology import LEFT_EYE, LID_PAIRS, RIGHT_EYE
-    image, k = photo
-    image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-    k = 2 * k + 0.5
+    from ventriloquist.face.topology import LEFT_EYE, RIGHT_EYE
+    image, k = at_twice(photo)
     rimmed = image.copy()
     rim, above = np.zeros(image.shape[:2], bool), np.zeros(image.shape[:2], bool)
     ends = []
@@ -297,9 +304,7 @@ def test_a_glasses_rim_stays_in_front_of_a_closing_lid(photo):
         above[y - int(0.3 * width):y - 3, int(a[0] + 0.2 * (b[0] - a[0])):int(a[0] + 0.8 * (b[0] - a[0]))] = True
     lenses = rimmed.copy()
     cv2.line(rimmed, ends[0], ends[1], (60, 40, 30), 3)               # the bridge over the nose
-    shut = k.copy()
-    for up, down in LID_PAIRS:
-        shut[up] = k[down] + 0.05 * (k[up] - k[down])
+    shut = shut_lids(k)
     # lines across the eyes with no bridge between them are not taken for glasses: the lid covers them
     plain = Renderer(lenses, k)
     assert (np.abs(plain.render(shut).astype(int) - plain.render(k).astype(int)).sum(-1) > 30)[rim].mean() > 0.25
@@ -571,13 +576,9 @@ def test_a_shut_lid_covers_the_open_lids_corners(photo, monkeypatch):
     """A shut lid's top spans the eye in a flat arch as high as its crease, so near the corners it covers the open
     lid's shaded upper part too (the crease's own curve, pinned to the corners, rose like a tent beside it)."""
     import ventriloquist.render.eyes as eyes
-    from ventriloquist.face.topology import LEFT_EYE, LID_PAIRS, RIGHT_EYE
-    image, k = photo
-    image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-    k = 2 * k + 0.5
-    shut = k.copy()
-    for up, down in LID_PAIRS:
-        shut[up] = k[down] + 0.05 * (k[up] - k[down])
+    from ventriloquist.face.topology import LEFT_EYE, RIGHT_EYE
+    image, k = at_twice(photo)
+    shut = shut_lids(k)
 
     def covered() -> float:
         renderer = Renderer(image, k)
