@@ -17,7 +17,7 @@ from .audio import load_audio, num_frames
 from .config import FPS, SAMPLE_RATE, SILENCE_PEAK, GenerateConfig
 from .errors import InputError, OutputError
 from .face.align import Retargeter
-from .face.detect import face_landmarks, load_image, seat_inner_lips
+from .face.detect import face_landmarks, load_image, models_loaded, seat_inner_lips
 from .face.track import track_video
 from .motion.sequence import LandmarkSequence, Motion
 from .render import Renderer
@@ -240,9 +240,11 @@ class Ventriloquist:
                                  "--driving-video or --landmarks")
         timeline = self.timeline()
         heard = None
-        if audio is not None and driving_video is None and landmarks is None and self._speech is None:
-            # the speech's motion is worked out in a second interpreter while this one loads the face models and
-            # finds the face (each gets a core, see motion.apart); a pipeline with its models loaded uses them
+        if (audio is not None and driving_video is None and landmarks is None and self._speech is None
+                and not models_loaded()):
+            # a cold process (a CLI run): the speech's motion is worked out in a second interpreter while this one
+            # loads the face models, finds the face and meshes it (each gets a core, see motion.apart). Where the
+            # face models are loaded already, a child's own start would cost more than it overlaps
             from .motion.apart import Apart
             try:
                 heard = Apart(photo_speech, self.cfg, str(audio), timeline)
