@@ -23,6 +23,7 @@ from ventriloquist.face.detect import face_landmarks, load_image
 from ventriloquist.face.topology import INNER_LIPS, OUTER_LIPS, interocular, mouth_aperture, mouth_width
 from ventriloquist.render import Renderer, warp
 from ventriloquist.render.warp import LOWER_BLOCK
+from ventriloquist.video import is_video
 
 LIPS = np.r_[OUTER_LIPS, INNER_LIPS]
 CORNERS = np.array([48, 54, 60, 64])
@@ -86,7 +87,7 @@ def main() -> None:
         warp.SPREAD_READ = 1.0
     rows = []
     for path in args.faces:
-        image = first_frame(path) if path.lower().endswith((".mp4", ".mov", ".mkv", ".avi", ".webm")) else load_image(path)
+        image = first_frame(path) if is_video(path) else load_image(path)
         rows.append(slopes(image, path))
         print(f"{path}: " + "  ".join(f"{k} {v:.2f}" for k, v in rows[-1].items()), flush=True)
     for kind in READ:
