@@ -574,9 +574,11 @@ def test_dlib_reads_back_the_lip_spread_it_was_given(photo, renderer):
 
 def test_a_shut_lid_covers_the_open_lids_corners(photo, monkeypatch):
     """A shut lid's top spans the eye in a flat arch as high as its crease, so near the corners it covers the open
-    lid's shaded upper part too (the crease's own curve, pinned to the corners, rose like a tent beside it)."""
+    lid's shaded upper part too (the crease's own curve, pinned to the corners, rose like a tent beside it).
+    Measured at dlib's corners: a lid reaching past them (CORNER_EXT) covers them with either curve."""
     import ventriloquist.render.eyes as eyes
     from ventriloquist.face.topology import LEFT_EYE, RIGHT_EYE
+    monkeypatch.setattr(eyes, "CORNER_EXT", 0.0)
     image, k = at_twice(photo)
     shut = shut_lids(k)
 
@@ -598,3 +600,45 @@ def test_a_shut_lid_covers_the_open_lids_corners(photo, monkeypatch):
     assert covered() > 0.9                                            # 0.96 on this photo
     monkeypatch.setattr(eyes, "_fold", lambda crease: crease)
     assert covered() < 0.85                                           # the crease's curve: 0.75
+
+
+def test_a_shut_lid_reaches_past_the_corners_dlib_puts(photo, monkeypatch):
+    """dlib puts the corners of small and deep-set eyes inside the real ones: a shut lid spans a little past them
+    (CORNER_EXT), so the open eye's dark corner does not show beside it; and its lash line's edge is soft (a
+    hard one-pixel edge read as a drawn slit)."""
+    import ventriloquist.render.eyes as eyes
+    from ventriloquist.face.topology import LEFT_EYE, RIGHT_EYE
+    image, k = at_twice(photo)
+    yy, xx = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+
+    def drawn() -> tuple[float, float]:
+        """Where the shut lid is drawn: its share just past the corners, and the pixels per column mid-eye where
+        its lower edge is partly drawn (its alpha: the lid painted over a black and a white frame)."""
+        renderer = Renderer(image, k)
+        dst = renderer.mesh.vertices(shut_lids(k))
+        over = []
+        for level in (0, 255):
+            frame = np.full_like(image, level)
+            renderer.lids.paint(frame, dst[:68], dst[renderer.mesh.i_crease])
+            over.append(frame.astype(float).mean(-1))
+        alpha = 1 - (over[1] - over[0]) / 255
+        past, edge = [], []
+        for eye in (RIGHT_EYE, LEFT_EYE):
+            a, b = k[eye[0]], k[eye[3]]
+            width = float(np.linalg.norm(b - a))
+            ex = (b - a) / width
+            ey = np.array([-ex[1], ex[0]]) * (1 if ex[0] > 0 else -1)      # pointing down the face
+            s = ((xx - a[0]) * ex[0] + (yy - a[1]) * ex[1]) / width
+            t = ((xx - a[0]) * ey[0] + (yy - a[1]) * ey[1]) / width
+            outside = ((s > -0.08) & (s < -0.02)) | ((s > 1.02) & (s < 1.08))
+            past.append((alpha[outside & (t > 0.03) & (t < 0.07)] > 0.5).mean())
+            middle = (s > 0.4) & (s < 0.6) & (t > 0) & (t < 0.4)              # under the corners' line: the lid's edge
+            partly = middle & (alpha > 0.1) & (alpha < 0.9)
+            edge.append(partly.sum() / (0.2 * width))                        # pixels across the edge
+        return float(np.mean(past)), float(np.mean(edge))
+    past, soft = drawn()
+    monkeypatch.setattr(eyes, "CORNER_EXT", 0.0)
+    monkeypatch.setattr(eyes, "LASH_SOFT", 0.0)
+    at_dlib, hard = drawn()
+    assert past > 0.5 and at_dlib < 0.2
+    assert soft > 1.5 * hard

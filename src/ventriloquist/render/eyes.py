@@ -45,6 +45,11 @@ OCCLUDER_GAP = 0.1           # share of its opening; looked for only where a gla
 BRIDGE_SPAN = 0.9            # a line this share of the way between the inner eye corners
 CORNER_REACH = 0.2           # about each corner, this share of the eye's width ...
 CORNER_RISE = 0.6            # ... and this many eye openings over its corner line hold lashes that shut with the lid
+CORNER_EXT = 0.15            # a closing lid spans this share of the eye's width past each corner dlib puts (on
+                             # small and deep-set eyes dlib's corners lie inside the real ones: the open eye's
+                             # dark corner showed beside a shut lid)
+LASH_SOFT = 0.2              # a closing lid's lash-line edge is soft over this share of the eye's opening (a hard
+                             # one-pixel edge read as a drawn slit)
 SAMPLES = 33                 # points along each curve, corner to corner
 GRID = np.linspace(0.0, 1.0, SAMPLES)
 BUMP = np.sqrt(4 * GRID * (1 - GRID))     # 1 mid-eye, 0 at the corners
@@ -143,7 +148,11 @@ class EyelidLayer:
             # lashes cleared: near the corners the open lid's lashes reach above the crease
             clear = float(_smoothstep(1 - open_share, *CLEAR_FROM))
             lift = clear * raise_px * f.length / src.length
-            box = np.concatenate([lid, crease, below, crease - (lift + TOP_FEATHER * float(np.max(edge - top))) * f.ey])
+            soft = max(1.0, LASH_SOFT * opening * f.length / src.length)
+            # the box holds the lid's whole edge (it overlaps the lower lid): cut by the box, a shut lid ended in
+            # a straight line
+            box = np.concatenate([lid, crease, below, crease - (lift + TOP_FEATHER * float(np.max(edge - top))) * f.ey,
+                                  np.stack(f.point(GRID, edge + soft), 1)])
             x0, y0, x1, y1 = _pixel_box(box, frame.shape, 2)
             if x1 - x0 < 2 or y1 - y0 < 2:
                 continue
@@ -155,7 +164,7 @@ class EyelidLayer:
             # there), and fades in above the crease only (a fade reaching below it let the open eye under it, its
             # lashes and the top of its iris, show through a shut lid where the crease sits close over the eye)
             rise = lift * np.interp(s, GRID, BUMP) + TOP_FEATHER * height
-            alpha = (np.clip(tu - t + 0.5, 0, 1) * _smoothstep((t - tc + rise) / np.maximum(rise, 1e-3), 0.0, 1.0)
+            alpha = (np.clip((tu - t) / soft + 0.5, 0, 1) * _smoothstep((t - tc + rise) / np.maximum(rise, 1e-3), 0.0, 1.0)
                      * inside * (height > 0.5))
             if not alpha.any():
                 continue
@@ -343,6 +352,9 @@ def _pixel_box(points: np.ndarray, shape: tuple, pad: int) -> tuple[int, int, in
 
 
 def _chains(k: np.ndarray, creases: np.ndarray, eye: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
-    """An eye's upper lid (4, 2), corner to corner, and its crease through the same corners."""
-    lid = k[eye[:4]]
+    """An eye's upper lid (4, 2), corner to corner (each corner moved CORNER_EXT of the eye's width outwards), and
+    its crease through the same corners."""
+    lid = k[eye[:4]].astype(np.float64)
+    a, b = lid[0].copy(), lid[3].copy()
+    lid[0], lid[3] = a + CORNER_EXT * (a - b), b + CORNER_EXT * (b - a)
     return lid, np.stack([lid[0], creases[2 * j], creases[2 * j + 1], lid[3]])
