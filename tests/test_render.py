@@ -34,6 +34,17 @@ def at_twice(photo) -> tuple[np.ndarray, np.ndarray]:
     return cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC), 2 * k + 0.5
 
 
+def eye_coords(k: np.ndarray, eye: np.ndarray, shape: tuple) -> tuple[np.ndarray, np.ndarray, float]:
+    """Each pixel's place along an eye (``s``: 0 and 1 at dlib's corners) and across it (``t``, down the face),
+    in eye widths, and the eye's width in pixels."""
+    a, b = k[eye[0]], k[eye[3]]
+    width = float(np.linalg.norm(b - a))
+    ex = (b - a) / width
+    ey = np.array([-ex[1], ex[0]]) * (1 if ex[0] > 0 else -1)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    return ((xx - a[0]) * ex[0] + (yy - a[1]) * ex[1]) / width, ((xx - a[0]) * ey[0] + (yy - a[1]) * ey[1]) / width, width
+
+
 def shut_lids(k: np.ndarray) -> np.ndarray:
     """``k`` with both upper lids down to 0.05 of the way from the lower ones."""
     from ventriloquist.face.topology import LID_PAIRS
@@ -585,15 +596,9 @@ def test_a_shut_lid_covers_the_open_lids_corners(photo, monkeypatch):
     def covered() -> float:
         renderer = Renderer(image, k)
         changed = np.abs(renderer.render(shut).astype(int) - renderer.render(k).astype(int)).sum(-1) > 20
-        yy, xx = np.mgrid[0:image.shape[0], 0:image.shape[1]]
         share = []
         for eye in (RIGHT_EYE, LEFT_EYE):
-            a, b = k[eye[0]], k[eye[3]]
-            width = float(np.linalg.norm(b - a))
-            ex = (b - a) / width
-            ey = np.array([-ex[1], ex[0]]) * (1 if ex[0] > 0 else -1)      # pointing down the face
-            s = ((xx - a[0]) * ex[0] + (yy - a[1]) * ex[1]) / width
-            t = ((xx - a[0]) * ey[0] + (yy - a[1]) * ey[1]) / width
+            s, t, width = eye_coords(k, eye, image.shape)
             corners = ((s > 0.05) & (s < 0.25)) | ((s > 0.75) & (s < 0.95))
             share.append(changed[corners & (t > -0.3) & (t < -0.12)].mean())
         return float(np.mean(share))
@@ -609,7 +614,6 @@ def test_a_shut_lid_reaches_past_the_corners_dlib_puts(photo, monkeypatch):
     import ventriloquist.render.eyes as eyes
     from ventriloquist.face.topology import LEFT_EYE, RIGHT_EYE
     image, k = at_twice(photo)
-    yy, xx = np.mgrid[0:image.shape[0], 0:image.shape[1]]
 
     def drawn() -> tuple[float, float]:
         """Where the shut lid is drawn: its share just past the corners, and the pixels per column mid-eye where
@@ -624,12 +628,7 @@ def test_a_shut_lid_reaches_past_the_corners_dlib_puts(photo, monkeypatch):
         alpha = 1 - (over[1] - over[0]) / 255
         past, edge = [], []
         for eye in (RIGHT_EYE, LEFT_EYE):
-            a, b = k[eye[0]], k[eye[3]]
-            width = float(np.linalg.norm(b - a))
-            ex = (b - a) / width
-            ey = np.array([-ex[1], ex[0]]) * (1 if ex[0] > 0 else -1)      # pointing down the face
-            s = ((xx - a[0]) * ex[0] + (yy - a[1]) * ex[1]) / width
-            t = ((xx - a[0]) * ey[0] + (yy - a[1]) * ey[1]) / width
+            s, t, width = eye_coords(k, eye, image.shape)
             outside = ((s > -0.08) & (s < -0.02)) | ((s > 1.02) & (s < 1.08))
             past.append((alpha[outside & (t > 0.03) & (t < 0.07)] > 0.5).mean())
             middle = (s > 0.4) & (s < 0.6) & (t > 0) & (t < 0.4)              # under the corners' line: the lid's edge
