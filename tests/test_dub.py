@@ -473,26 +473,6 @@ def test_the_speech_heard_in_a_second_process_gives_the_same_dub(talking, new_sp
     np.testing.assert_allclose(a.emotions, b.emotions, atol=1e-4)
 
 
-def test_frames_rendered_by_two_threads_do_not_depend_on_which_is_faster(talking, new_speech, tmp_path,
-                                                                        monkeypatch):
-    """Each render thread keeps its own renderer and its own frames (every other one), in order: two dubs are
-    the same frame for frame, and as one thread renders them but where a frame's mesh reused other triangles
-    (each renderer reuses its previous frame's)."""
-    import ventriloquist.pipeline as pipeline
-    video, _ = talking
-    v = Ventriloquist()
-    runs = {}
-    for name, threads in (("a", 2), ("b", 2), ("one", 1)):
-        monkeypatch.setattr(pipeline, "RENDER_THREADS", threads)
-        runs[name] = v.generate(video, tmp_path / f"{name}.mp4", audio=new_speech, progress=False)
-    np.testing.assert_array_equal(runs["a"].landmarks.landmarks, runs["one"].landmarks.landmarks)
-    changed = []
-    for a, b, one in zip(*(read_frames(tmp_path / f"{name}.mp4") for name in runs), strict=True):
-        np.testing.assert_array_equal(a, b)
-        changed.append(np.mean(np.abs(a.astype(int) - one).max(axis=-1) > 2))
-    assert np.mean(changed) < 0.01
-
-
 def test_work_done_apart_answers_or_raises_its_own_error(tmp_path):
     from ventriloquist.audio import load_audio, num_frames
     from ventriloquist.errors import InputError

@@ -27,7 +27,6 @@ from .video import VideoWriter, ahead, check_output, frames_in_order, is_video, 
 DECODED_SHARE = 0.02         # progress reported once the sound is decoded ...
 MOTION_SHARE = 0.3           # ... and once the motion exists; rendering is the rest
 DUB_TRACK_SHARE = 0.3        # dubbing: following the face through the video takes this share of the work
-RENDER_THREADS = 2           # a dub's frames are rendered by this many threads (OpenCV and NumPy leave Python's lock)
 DUB_EXPRESSION = 0.3         # dubbing: the voice's (or chosen) expression at this share: the video's face already acts
 
 
@@ -423,39 +422,25 @@ class Ventriloquist:
             rest_of[int(s_id)] = reference_shape(np.stack([normalise(track.landmarks[i])[0] for i in sel]))
         w, h = track.size
         w2, h2 = w - w % 2, h - h % 2                       # H.264 in yuv420p needs even sides
-        interiors, rests = own.interiors(), shut.rests(track.landmarks)
-        renderers = [DubRenderer(self.cfg.render.mouth_interior, self.cfg.render.feather, interiors, rests)
-                     for _ in range(RENDER_THREADS)]
+        renderer = DubRenderer(self.cfg.render.mouth_interior, self.cfg.render.feather, own.interiors(),
+                               shut.rests(track.landmarks))
         targets = np.full((n, 68, 2), np.nan, np.float32)
         every = max(1, n // 100)
-
-        def render(j: int, frame: np.ndarray) -> np.ndarray:
-            i = order[j]
-            if track.found[i]:
-                k = track.landmarks[i]
-                shape = motion.shapes[j] if j < n_speech else closed
-                t = Retargeter(k, mouth_rest=rest_of[int(track.shot[i])])(shape[None], closed)[0]
-                targets[j] = t
-                frame = renderers[j % RENDER_THREADS].render(frame, k, t, int(track.shot[i]))
-            return np.ascontiguousarray(frame[:h2, :w2])
-
-        import collections
-        with _moved_in_after() as staged, ExitStack() as pools:
-            # frame j is rendered by worker j % RENDER_THREADS, each with its own renderer, in order: the
-            # output does not depend on which thread is faster
-            workers = [pools.enter_context(ThreadPoolExecutor(1)) for _ in range(RENDER_THREADS)]
+        with _moved_in_after() as staged:
             with VideoWriter(out, w2, h2, cfg=replace(self.cfg.video, fps=fps), sound=sound,
                              audio=speech if sound is None else None) as writer:
-                pending: collections.deque = collections.deque()
                 for j, frame in enumerate(tqdm(ahead(frames_in_order(video, order, track.times)), total=n, desc="dub",
                                                unit="frame", disable=not bar, leave=False)):
-                    pending.append(workers[j % RENDER_THREADS].submit(render, j, frame))
-                    if len(pending) > 2 * RENDER_THREADS:
-                        writer.write(pending.popleft().result())
+                    i = order[j]
+                    if track.found[i]:
+                        k = track.landmarks[i]
+                        shape = motion.shapes[j] if j < n_speech else closed
+                        t = Retargeter(k, mouth_rest=rest_of[int(track.shot[i])])(shape[None], closed)[0]
+                        targets[j] = t
+                        frame = renderer.render(frame, k, t, int(track.shot[i]))
+                    writer.write(np.ascontiguousarray(frame[:h2, :w2]))
                     if report and j % every == 0:
                         report(min(1.0, MOTION_SHARE + (1 - MOTION_SHARE) * (j + 1) / n))
-                while pending:
-                    writer.write(pending.popleft().result())
                 if export_emotions is not None:
                     staged.append(self._emotion_track(export_emotions, emotions, timeline))
         missing = int((~track.found[np.array(order)]).sum())
