@@ -641,3 +641,18 @@ def test_a_shut_lid_reaches_past_the_corners_dlib_puts(photo, monkeypatch):
     at_dlib, hard = drawn()
     assert past > 0.5 and at_dlib < 0.2
     assert soft > 1.5 * hard
+
+
+def test_the_mesh_is_scipys_delaunay_without_scipy(photo):
+    """The face mesh is triangulated with OpenCV (SciPy's import cost a cold process 0.3 s): the same triangles."""
+    from scipy.spatial import Delaunay
+
+    from ventriloquist.render.warp import MeshWarper, _delaunay
+    image, k = photo
+    mesh = MeshWarper(image.shape, k)
+    rng = np.random.default_rng(0)
+    for points in (mesh.src[: mesh.i_ring[-1] + 1], *(rng.uniform(0, 400, (n, 2)) for n in (12, 60, 120))):
+        ours = {tuple(sorted(t)) for t in _delaunay(points).tolist()}
+        assert ours == {tuple(sorted(t)) for t in Delaunay(points).simplices.tolist()}
+    repeated = np.array([[0, 0], [10, 0], [0, 10], [10, 10], [10, 10], [5, 4]], float)
+    assert set(_delaunay(repeated).ravel().tolist()) <= {0, 1, 2, 3, 5}      # a repeated point is its first
