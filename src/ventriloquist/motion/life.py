@@ -16,8 +16,9 @@ from ..face.topology import LID_PAIRS
 BLINKS_PER_MIN = 14.0
 BLINK_SHAPE = np.array([0.35, 0.8, 1.0, 0.85, 0.55, 0.25, 0.08])   # closure per frame at 25 fps
 MIN_BLINK_GAP_S = 1.2
-HEAD_ANGLE = 0.035      # radians, sway amplitude at full speech energy
-HEAD_SHIFT = 0.04       # inter-ocular units
+HEAD_ANGLE = 0.10       # radians, sway amplitude at full speech energy (wild clips re-made: re-detected roll
+                        # spread 2.4 deg, the real videos' 3.2; 0.035 gave 0.9)
+HEAD_SHIFT = 0.08       # inter-ocular units (nose position spread 0.067 IOD, was 0.062; real 0.12)
 HEAD_SCALE = 0.01       # log-scale
 SILENT_DRIVE = 0.15     # share of the sway left in silence
 HEAD_YAW = 0.12         # radians, the head's turns left and right at full speech energy
