@@ -261,9 +261,7 @@ def seat_inner_lips(image: np.ndarray, k: np.ndarray) -> np.ndarray:
     On a photo showing teeth (a smile, mid-word) dlib often puts the inner-lip points on the teeth,
     so teeth would be warped as part of the lips and show as a white line once the mouth closes.
     Each inner point moves out towards its outer-lip point over the pixels that look like the photo's
-    teeth (nearer their colour than the lips'), and past a lip-coloured stretch in them (a tongue, a row's
-    pink-lit part) where all three points of that lip find teeth again; photos that show no teeth are
-    returned unchanged.
+    teeth (nearer their colour than the lips'); photos that show no teeth are returned unchanged.
     """
     import cv2
 
@@ -287,9 +285,8 @@ def seat_inner_lips(image: np.ndarray, k: np.ndarray) -> np.ndarray:
         # a point on teeth may have lip-coloured pixels before the lip: a row of teeth in the lip's pink light
         # or shade, a tongue between two rows; teeth again within SECOND_ROW of the lip are inside the mouth
         # (a point that starts on the lip is never moved: a glossy lip's highlight is not teeth)
-        reach = int(SECOND_ROW * (LIP_STEPS - 1) / (1.0 - LIP_KEEP))
-        starts = [i for i in range(max(run, 1), min(reach, len(toothy) - 2) + 1)
-                  if toothy[i] and toothy[i + 1] and not toothy[i - 1]] if toothy[0] else []
+        starts = [i for i in range(max(run, 1), int(SECOND_ROW * (LIP_STEPS - 1) / (1.0 - LIP_KEEP)) + 1)
+                  if toothy[0] and i + 1 < len(toothy) and toothy[i] and toothy[i + 1] and not toothy[i - 1]]
         past = run
         if starts and lip_run[starts[-1]:].any():
             past = starts[-1] + int(np.argmax(lip_run[starts[-1]:]))
@@ -297,10 +294,10 @@ def seat_inner_lips(image: np.ndarray, k: np.ndarray) -> np.ndarray:
     for lip in (LIP_PAIRS[:3], LIP_PAIRS[3:]):
         # a row of teeth spans the mouth: the lip is seated past a second stretch only where all three points
         # find one (one point alone moved would twist the lip)
-        all_three = all(runs[inner][2] > runs[inner][1] for inner, _ in lip)
+        both = all(runs[inner][2] > runs[inner][1] for inner, _ in lip)
         for inner, _ in lip:
             path, run, past = runs[inner]
-            run = past if all_three else run
+            run = past if both else run
             if run > 1:
                 out[inner] = path[run - 1]
     return out
