@@ -272,7 +272,6 @@ def seat_inner_lips(image: np.ndarray, k: np.ndarray) -> np.ndarray:
     if teeth is None or lips is None:
         return out
     steps = np.linspace(0.0, 1.0 - LIP_KEEP, LIP_STEPS)
-    runs = {}
     for inner, outer in LIP_PAIRS:
         path = out[inner] + steps[:, None] * (out[outer] - out[inner])
         px = cv2.remap(image, path[:, 0:1].astype(np.float32), path[:, 1:2].astype(np.float32),
@@ -287,17 +286,10 @@ def seat_inner_lips(image: np.ndarray, k: np.ndarray) -> np.ndarray:
         # (a point that starts on the lip is never moved: a glossy lip's highlight is not teeth)
         starts = [i for i in range(max(run, 1), int(SECOND_ROW * (LIP_STEPS - 1) / (1.0 - LIP_KEEP)) + 1)
                   if toothy[0] and i + 1 < len(toothy) and toothy[i] and toothy[i + 1] and not toothy[i - 1]]
-        past = run
-        if starts and lip_run[starts[-1]:].any():
-            past = starts[-1] + int(np.argmax(lip_run[starts[-1]:]))
-        runs[inner] = (path, run, past)
-    for lip in (LIP_PAIRS[:3], LIP_PAIRS[3:]):
-        # a row of teeth spans the mouth: the lip is seated past a second stretch only where all three points
-        # find one (one point alone moved would twist the lip)
-        both = all(runs[inner][2] > runs[inner][1] for inner, _ in lip)
-        for inner, _ in lip:
-            path, run, past = runs[inner]
-            run = past if both else run
-            if run > 1:
-                out[inner] = path[run - 1]
+        if starts:
+            after = lip_run[starts[-1]:]
+            if after.any():
+                run = starts[-1] + int(np.argmax(after))
+        if run > 1:
+            out[inner] = path[run - 1]
     return out
