@@ -429,39 +429,6 @@ def test_inner_lips_are_seated_past_the_dark_gaps_between_teeth(photo):
     assert abs(seat_inner_lips(gapped, on_teeth)[62, 1] - seated[62, 1]) <= 1.0
 
 
-def test_a_point_on_teeth_is_seated_past_a_lip_coloured_band_in_them(photo):
-    """A photo taken mid-word, wide open: dlib lays the lower inner-lip points on the lower teeth, whose lower
-    part is pink in the lip's light (or a tongue lies between two rows), so seating stopped there, the rest of
-    the teeth were warped as lip and showed as a pale band on it once the mouth closed. Teeth again within
-    half the lip's thickness are inside the mouth too; a point that starts on the lip is never moved (a tongue,
-    a glossy highlight)."""
-    import cv2
-
-    from ventriloquist.face.detect import seat_inner_lips
-    from ventriloquist.render.mouth import lip_colour, photo_teeth
-    image, k = photo
-    image = cv2.resize(image, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
-    k = k * 4 + 1.5
-    teeth, lips = photo_teeth(image, k), lip_colour(image, k)
-    pairs = ((67, 58), (66, 57), (65, 56))
-
-    def band(img, f0, f1, colour):
-        curve = [k[i] + f * (k[o] - k[i]) for f in (f0, f1) for i, o in (pairs if f == f0 else pairs[::-1])]
-        cv2.fillPoly(img, [np.round(curve).astype(np.int32)], tuple(float(c) for c in colour))
-        return img
-
-    lip = band(image.copy(), 0.0, 1.0, lips)                    # the demo's pale lower lip, evenly lip-coloured
-    rows = band(band(band(lip.copy(), 0.0, 0.1, teeth), 0.1, 0.2, lips * 0.95), 0.2, 0.35, teeth)
-    for i, o in pairs:
-        share = np.linalg.norm(seat_inner_lips(rows, k)[i] - k[i]) / np.linalg.norm(k[o] - k[i])
-        assert 0.3 < share < 0.45                               # at the teeth's outer edge, the lip's start
-    far = band(band(band(lip.copy(), 0.0, 0.1, teeth), 0.1, 0.55, lips * 0.95), 0.55, 0.65, teeth)
-    gloss = band(lip.copy(), 0.2, 0.3, teeth)
-    for image in (far, gloss):
-        assert np.all(np.linalg.norm(seat_inner_lips(image, k)[[67, 66, 65]] - k[[67, 66, 65]], axis=1)
-                      < 0.2 * np.linalg.norm(k[[58, 57, 56]] - k[[67, 66, 65]], axis=1))
-
-
 def test_the_shipped_interiors_load_and_cover_the_openings():
     from ventriloquist.render.mouth import S_SAMPLES, V_SAMPLES, _chosen_speaker, default_library
     from ventriloquist.weights import manifest

@@ -251,8 +251,6 @@ LIP_PAIRS = ((61, 50), (62, 51), (63, 52), (67, 58), (66, 57), (65, 56))   # inn
 LIP_KEEP = 0.3            # a seated inner-lip point leaves at least this share of the lip's thickness
 LIP_STEPS = 24            # samples from the inner point towards the outer one
 LIP_GAP = 4               # this many samples of lip in a row end the teeth (a gap between two teeth is shorter)
-SECOND_ROW = 0.5          # teeth starting again within this share of the lip's thickness (past a tongue or a
-                          # pink-lit part of a row) are inside the mouth too
 
 
 def seat_inner_lips(image: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -281,15 +279,6 @@ def seat_inner_lips(image: np.ndarray, k: np.ndarray) -> np.ndarray:
         # in a row are lip
         lip_run = np.convolve(~toothy, np.ones(LIP_GAP, int), "valid") == LIP_GAP
         run = 0 if not toothy[0] else int(np.argmax(lip_run)) if lip_run.any() else len(toothy)
-        # a point on teeth may have lip-coloured pixels before the lip: a row of teeth in the lip's pink light
-        # or shade, a tongue between two rows; teeth again within SECOND_ROW of the lip are inside the mouth
-        # (a point that starts on the lip is never moved: a glossy lip's highlight is not teeth)
-        starts = [i for i in range(max(run, 1), int(SECOND_ROW * (LIP_STEPS - 1) / (1.0 - LIP_KEEP)) + 1)
-                  if toothy[0] and i + 1 < len(toothy) and toothy[i] and toothy[i + 1] and not toothy[i - 1]]
-        if starts:
-            after = lip_run[starts[-1]:]
-            if after.any():
-                run = starts[-1] + int(np.argmax(after))
         if run > 1:
             out[inner] = path[run - 1]
     return out
