@@ -165,7 +165,8 @@ def test_head_motion_is_small_smooth_and_seeded():
     assert a.shape == (500, len(POSE_COLUMNS)) and np.abs(a[:, 0]).max() < np.radians(15)   # tilts as real speakers'
     assert np.radians(2) < a[:, 0].std() < np.radians(6)       # re-detected roll spread of real speakers: 0.5-6 deg
     assert np.abs(a[:, 4:]).max() < np.radians(15)                      # turns and nods of a few degrees
-    assert np.abs(np.diff(a[:, :4], axis=0)).max() < 0.02 and np.abs(np.diff(a[:, 4:], axis=0)).max() < 0.04
+    assert np.abs(np.diff(a[:, 0])).max() < 0.02 and np.abs(np.diff(a[:, 1:4], axis=0)).max() < 0.01  # tilts faster
+    assert np.abs(np.diff(a[:, 4:], axis=0)).max() < 0.04
 
 
 @pytest.mark.parametrize("n", [1, 3, 25, 50])
