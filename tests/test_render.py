@@ -387,6 +387,35 @@ def test_teeth_keep_their_size_as_the_mouth_opens(photo):
     assert depths[0] > 2 and abs(depths[1] - depths[0]) <= 2
 
 
+def test_a_photos_own_upper_teeth_keep_their_height_as_the_jaw_opens(photo):
+    """The demo photo smiles with its upper teeth: opened twice as wide, those teeth hang as deep under the upper
+    lip as in the photo and the jaw opens below them, where they end, not through their middle."""
+    from ventriloquist.render.mouth import MouthPainter, photo_teeth, upper_teeth_end
+    image, k = at_twice(photo)
+    teeth = photo_teeth(image, k)
+    painter = MouthPainter(image, k, 10.0)
+    assert painter.photo_teeth and 0.7 < float(painter.own.split[0]) < 0.9      # its smile shows upper teeth only
+    photo_gap = float(k[66, 1] - k[62, 1])
+    t = k.copy()
+    t[LOWER_BLOCK, 1] += photo_gap                                               # opened to twice its own height
+    frame = image.copy()
+    painter.paint(frame, t, t[INNER_LIPS[[0, 1, 2, 3, 4]]], t[INNER_LIPS[[0, 7, 6, 5, 4]]], np.zeros(3))
+    x = int(round(t[62, 0]))
+    column = frame[int(np.ceil(t[62, 1])):int(t[66, 1]), x - 1:x + 2].astype(np.float64).mean(1)
+    toothy = np.linalg.norm(column - teeth, axis=1) < 40
+    start = int(np.argmax(toothy))                                               # past the lip's soft edge
+    depth = int(np.argmin(toothy[start:])) if not toothy[start:].all() else len(toothy) - start
+    assert depth >= 0.6 * photo_gap                                              # the whole row, not a third of it
+    below = column[start + depth:start + depth + int(photo_gap / 2)].mean(1)
+    assert below.mean() < column[start:start + depth].mean(1).mean() - 60       # and a dark opening below it
+    # the split is where a row of teeth ends, read from the teeth's weight down the rows
+    w = np.zeros((32, 64))
+    w[3:20] = 1.0
+    w[26:] = 1.0                                                                 # lower teeth after a gap
+    assert upper_teeth_end(w) == 20 / 32
+    assert upper_teeth_end(np.zeros((32, 64))) == 0.5
+
+
 def test_a_photo_showing_teeth_closes_over_them(photo):
     """A photo with teeth (the demo smiles) closed to lips meeting shows no line of teeth: its inner-lip
     points are seated on the lips first, and the lips meet over the teeth."""

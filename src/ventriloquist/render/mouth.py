@@ -56,6 +56,7 @@ CAVITY_DEPTH = 0.6                           # the library's interiors come from
 CAVITY_RIM = 0.25                            # ... fully so from this share of the interior's height away from either lip
 CAVITY_SHARE = 0.15                          # an interior's darkest share is its cavity's colour ...
 MIDDLE_BAND = 0.4                            # ... an opening taller than an interior stretches this middle share of it ...
+OWN_BAND = 0.1                               # ... or, a photo's own, this share of it where its upper teeth end (the jaw opens there)
 CAVITY_MIX = 0.8                             # ... and darkens it towards the cavity by up to this share
 QUALITY_SHARE = 0.5                          # a speaker whose interiors show at least this share of the best's may be used
 GAIN_RANGE = (0.4, 1.8)                      # colour matching never scales a channel beyond this
@@ -380,7 +381,9 @@ class MouthPainter:
             # opened taller than the photo's, the library's interior shows between its two rows
             tex, profile, _ = cut_interior(image, k)
             self.own = _Interiors(tex[None].astype(np.float32), profile[None].astype(np.float64),
-                                  np.array([inner_gaps(k).mean()]))
+                                  np.array([inner_gaps(k).mean()]),
+                                  np.array([upper_teeth_end(teeth_weight(tex[None].astype(np.float32), teeth, lips)[0])]),
+                                  OWN_BAND)
 
     @property
     def photo_teeth(self) -> bool:
@@ -456,6 +459,19 @@ class MouthPainter:
         return own + w * (lib - own)
 
 
+def upper_teeth_end(weight: np.ndarray) -> float:
+    """Where, down from the upper lip (share of an interior's rows), its upper row of teeth ends: the first
+    stretch of rows, over the middle half of the columns, that is at least half as much teeth as the most
+    toothed row, followed to its end. Teeth rows keep their size as a jaw opens, so that is where it opens."""
+    rows = weight[:, weight.shape[1] // 4: 3 * weight.shape[1] // 4].mean(1)
+    on = rows >= 0.5 * rows.max() if rows.max() > 0 else np.zeros(len(rows), bool)
+    if not on.any():
+        return 0.5
+    start = int(np.argmax(on))
+    end = start + (int(np.argmin(on[start:])) if not on[start:].all() else len(rows) - start)
+    return float(np.clip(end / len(rows), 0.15, 0.85))
+
+
 @dataclass
 class _Interiors:
     """Interiors in the photo's light, sorted by opening, and the colour their cavity deepens to."""
@@ -463,6 +479,8 @@ class _Interiors:
     textures: np.ndarray       # (N, rows, columns, 3) float32 RGB (the library's V_SAMPLES x S_SAMPLES)
     profile: np.ndarray        # (N, columns) the opening at each column, over the inner mouth width
     gaps: np.ndarray           # (N,) mean opening
+    split: np.ndarray | None = None   # (N,) where each opens wider (share of its rows from the upper lip): the middle
+    band: float = MIDDLE_BAND         # the share of its rows that stretch there
 
     def __post_init__(self) -> None:
         luma = self.textures.mean(-1)
@@ -491,15 +509,16 @@ def _warped(lib: _Interiors, c: "_Coords") -> tuple[np.ndarray, np.ndarray]:
         # their height over the lower lip; its middle band (the gap between the teeth, the tongue) stretches
         # over the rest and darkens as a deeper mouth does; narrower, it is squeezed whole (cut in two, its
         # teeth would show a straight seam)
-        edge = src_gap * (0.5 - MIDDLE_BAND / 2)
-        middle = edge + (tau - edge) * (src_gap - 2 * edge) / np.maximum(gap - 2 * edge, 1e-6)
-        anchored = np.where(tau < edge, tau, np.where(gap - tau < edge, src_gap - (gap - tau), middle))
+        split = 0.5 if lib.split is None else float(lib.split[idx])
+        top, bottom = src_gap * (split - lib.band / 2), src_gap * (1 - split - lib.band / 2)
+        middle = top + (tau - top) * (src_gap - top - bottom) / np.maximum(gap - top - bottom, 1e-6)
+        anchored = np.where(tau < top, tau, np.where(gap - tau < bottom, src_gap - (gap - tau), middle))
         src_tau = np.where(gap >= src_gap, anchored, tau * src_gap / gap)
         my = (np.clip(src_tau / src_gap, 0, 1) * (rows_n - 1)).astype(np.float32)
         tex = cv2.remap(lib.textures[idx], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        beyond = np.minimum(tau, gap - tau) - src_gap / 2             # how far past both rows of teeth
+        beyond = np.minimum(tau - split * src_gap, gap - tau - (1 - split) * src_gap)   # how far past both rows of teeth
         stretch = np.clip(1 - src_gap / gap, 0, 1)                     # the share of the opening the interior lacks
-        inner = _smooth((np.minimum(tau, gap - tau) - edge) / np.maximum(gap / 2 - edge, 1e-6), 0.0, 1.0)
+        inner = _smooth(np.minimum(tau - top, gap - bottom - tau) / np.maximum((gap - top - bottom) / 2, 1e-6), 0.0, 1.0)
         deep = (CAVITY_MIX * stretch * inner)[..., None].astype(np.float32)
         out += weight * (tex + deep * (lib.cavity[idx] - tex))
         past += weight * beyond
