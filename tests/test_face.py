@@ -162,6 +162,26 @@ def test_open_mouth_photo_closes_to_the_reference_rest(face_landmarks):
     np.testing.assert_allclose(align.Retargeter(face_landmarks)(wider[None], wider)[0], face_landmarks, atol=1e-3)
 
 
+def test_a_photo_open_more_on_one_side_closes_evenly(face_landmarks):
+    """A toothy photo whose one inner-lip point lies further out than its neighbours (seated past teeth on that
+    side) closes at rest along the whole slit, not only in the middle, and opens as evenly as the driver does;
+    the closing by the mean opening is unchanged."""
+    kn, m = align.normalise(face_landmarks)
+    ref = kn.copy()
+    shut = _open_mouth(kn, 0.15)
+    crooked = shut.copy()
+    crooked[67, 1] += 0.06                                              # the left lower point 0.06 IOD further down
+    photo = align.apply(align.invert(m), crooked)
+    rest, spoken = align.Retargeter(photo)(np.stack([ref, _open_mouth(ref, 0.1)]), ref)
+    iod = topology.interocular(rest)
+    gaps = lambda k: np.array([k[d, 1] - k[u, 1] for u, d in topology.INNER_LIP_PAIRS]) / iod
+    ref_gaps = gaps(align.apply(align.invert(m), ref))
+    assert np.ptp(gaps(rest) - ref_gaps) < 0.005                        # every pair meets as the reference's does
+    assert np.ptp(gaps(spoken) - gaps(rest)) < 0.02                     # and opens as evenly
+    even = align.Retargeter(align.apply(align.invert(m), shut))(ref[None], ref)[0]
+    assert abs(gaps(rest).mean() - gaps(even).mean()) < 0.025           # a third of the lower point's excess
+
+
 def test_opening_profile_recovers_a_jaw_drop(face_landmarks):
     rng = np.random.default_rng(1)
     base = align.normalise(face_landmarks)[0]

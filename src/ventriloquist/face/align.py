@@ -230,6 +230,16 @@ class Retargeter:
             return out
         excess = float(mouth_aperture(self.source_n) - mouth_aperture(ref) * mouth_scale)
         out = self.source_n - max(excess, 0.0) * OPENING_PROFILE
+        if excess > 0:
+            # ... and evenly: where one inner-lip point sits further out than its neighbours (seated past teeth, a
+            # crooked smile), a closing by the mean left that side open at rest and crossed the others. Each pair's
+            # vertical gap goes to the pairs' mean (the closing itself unchanged), its two points sharing the move
+            # as the profile shares a closing
+            extra = np.array([out[d, 1] - out[u, 1] - (ref[d, 1] - ref[u, 1]) * mouth_scale for u, d in INNER_LIP_PAIRS])
+            for (u, d), e in zip(INNER_LIP_PAIRS, extra - extra.mean()):
+                down, up = OPENING_PROFILE[d, 1], -OPENING_PROFILE[u, 1]
+                out[u, 1] += e * up / (up + down)
+                out[d, 1] -= e * down / (up + down)
         if self.neutral:
             out = out + smile_offset(out, ref)
         return out
