@@ -380,10 +380,9 @@ class MouthPainter:
             # the photo's own interior comes first: its teeth, cut out once and re-fitted to every opening;
             # opened taller than the photo's, the library's interior shows between its two rows
             tex, profile, _ = cut_interior(image, k)
-            self.own = _Interiors(tex[None].astype(np.float32), profile[None].astype(np.float64),
-                                  np.array([inner_gaps(k).mean()]),
-                                  np.array([upper_teeth_end(teeth_weight(tex[None].astype(np.float32), teeth, lips)[0])]),
-                                  OWN_BAND)
+            tex = tex[None].astype(np.float32)
+            self.own = _Interiors(tex, profile[None].astype(np.float64), np.array([inner_gaps(k).mean()]),
+                                  np.array([upper_teeth_end(teeth_weight(tex, teeth, lips)[0])]), OWN_BAND)
 
     @property
     def photo_teeth(self) -> bool:
@@ -464,11 +463,11 @@ def upper_teeth_end(weight: np.ndarray) -> float:
     stretch of rows, over the middle half of the columns, that is at least half as much teeth as the most
     toothed row, followed to its end. Teeth rows keep their size as a jaw opens, so that is where it opens."""
     rows = weight[:, weight.shape[1] // 4: 3 * weight.shape[1] // 4].mean(1)
-    on = rows >= 0.5 * rows.max() if rows.max() > 0 else np.zeros(len(rows), bool)
-    if not on.any():
+    if rows.max() <= 0:
         return 0.5
+    on = np.append(rows >= 0.5 * rows.max(), False)              # a stretch running to the bottom ends there
     start = int(np.argmax(on))
-    end = start + (int(np.argmin(on[start:])) if not on[start:].all() else len(rows) - start)
+    end = start + int(np.argmin(on[start:]))
     return float(np.clip(end / len(rows), 0.15, 0.85))
 
 
